@@ -1,0 +1,173 @@
+import { Duration, type Message, type PubSub, type Subscription } from '@google-cloud/pubsub';
+import type { Logger } from '../shared/log.ts';
+import type { Topology } from '../shared/topology.ts';
+
+/**
+ * The Eventarc stand-in: pulls every function subscription of the topology and posts each message to
+ * its function as a binary-mode `google.cloud.pubsub.topic.v1.messagePublished` CloudEvent, with
+ * `orderingKey`, `deliveryAttempt` and `subscription` as in production. At most one message per
+ * ordering key is in flight; failures are retried with exponential backoff and, after the topology's
+ * max attempts, the message goes to the dead-letter topic with its reason (the emulator crashes on
+ * ordered dead-lettering, so the bridge does it).
+ */
+export interface BridgeOptions {
+  pubsub: PubSub;
+  topology: Topology;
+  projectId: string;
+  /** function name → base URL of its worker */
+  targetOf: (fn: string) => string;
+  log: Logger;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  concurrency?: number;
+}
+
+export interface Bridge {
+  stop(): Promise<void>;
+  stats(): { delivered: number; retried: number; deadLettered: number };
+}
+
+export function startBridge(opts: BridgeOptions): Bridge {
+  const { pubsub, topology, log } = opts;
+  const maxAttempts = topology.defaults.maxDeliveryAttempts;
+  const minBackoff = opts.minBackoffMs ?? topology.defaults.minimumBackoffSeconds * 1000;
+  const maxBackoff = opts.maxBackoffMs ?? topology.defaults.maximumBackoffSeconds * 1000;
+  const deadLetter = pubsub.topic(topology.deadLetterTopic);
+  const stats = { delivered: 0, retried: 0, deadLettered: 0 };
+  const subs: Subscription[] = [];
+  let stopping = false;
+  const timers = new Set<NodeJS.Timeout>();
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        timers.delete(t);
+        resolve();
+      }, ms);
+      timers.add(t);
+    });
+
+  for (const spec of topology.subscriptions.filter((s) => s.function)) {
+    const fn = spec.function!;
+    const subscriptionPath = `projects/${opts.projectId}/subscriptions/${spec.name}`;
+    const sub = pubsub.subscription(spec.name, {
+      flowControl: { maxMessages: opts.concurrency ?? 500, allowExcessMessages: false },
+      maxExtensionTime: Duration.from({ minutes: 30 }),
+    });
+    subs.push(sub);
+    const queues = new Map<string, Message[]>();
+    const seen = new Set<string>();
+
+    const deliver = async (m: Message) => {
+      for (let attempt = 1; ; attempt++) {
+        if (stopping) return; // unacked: the emulator redelivers after restart
+        const failure = await post(m, attempt).catch((err: Error) => `request failed: ${err.message}`);
+        if (failure === null) {
+          stats.delivered++;
+          m.ack();
+          return;
+        }
+        if (attempt >= maxAttempts) {
+          await sendToDeadLetter(m, attempt, failure);
+          return;
+        }
+        stats.retried++;
+        log.warn({ fn, subscription: spec.name, messageId: m.id, attempt, failure }, 'delivery failed; retrying');
+        await sleep(Math.min(maxBackoff, minBackoff * 2 ** (attempt - 1)));
+      }
+    };
+
+    const post = async (m: Message, attempt: number): Promise<string | null> => {
+      const body = {
+        message: {
+          data: m.data.toString('base64'),
+          attributes: m.attributes,
+          messageId: m.id,
+          message_id: m.id,
+          publishTime: m.publishTime.toISOString(),
+          publish_time: m.publishTime.toISOString(),
+          ...(m.orderingKey ? { orderingKey: m.orderingKey } : {}),
+        },
+        subscription: subscriptionPath,
+        deliveryAttempt: attempt,
+      };
+      const res = await fetch(opts.targetOf(fn), {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'ce-specversion': '1.0',
+          'ce-id': m.id,
+          'ce-source': `//pubsub.googleapis.com/projects/${opts.projectId}/topics/${spec.topic}`,
+          'ce-type': 'google.cloud.pubsub.topic.v1.messagePublished',
+          'ce-time': m.publishTime.toISOString(),
+        },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(60_000),
+      });
+      const text = await res.text();
+      return res.ok ? null : `HTTP ${res.status}: ${text.slice(0, 300)}`;
+    };
+
+    const sendToDeadLetter = async (m: Message, attempts: number, reason: string) => {
+      for (;;) {
+        try {
+          await deadLetter.publishMessage({
+            data: m.data,
+            attributes: {
+              ...m.attributes,
+              'ldr-deadletter-reason': reason.slice(0, 1000),
+              'ldr-deadletter-subscription': subscriptionPath,
+              'ldr-deadletter-function': fn,
+              'ldr-deadletter-attempts': String(attempts),
+              'ldr-deadletter-message-id': m.id,
+              ...(m.orderingKey ? { 'ldr-deadletter-ordering-key': m.orderingKey } : {}),
+            },
+          });
+          stats.deadLettered++;
+          log.error({ fn, subscription: spec.name, messageId: m.id, attempts, reason }, 'message dead-lettered');
+          m.ack();
+          return;
+        } catch (err) {
+          if (stopping) return;
+          log.warn({ err: String(err) }, 'dead-letter publish failed; retrying');
+          await sleep(minBackoff);
+        }
+      }
+    };
+
+    const drain = async (key: string) => {
+      const q = queues.get(key)!;
+      while (q.length) {
+        const m = q[0]!;
+        await deliver(m);
+        seen.delete(m.id);
+        q.shift();
+      }
+      queues.delete(key);
+    };
+
+    sub.on('message', (m: Message) => {
+      if (seen.has(m.id)) return; // a redelivery of something already queued here
+      seen.add(m.id);
+      if (!m.orderingKey) {
+        void deliver(m).finally(() => seen.delete(m.id));
+        return;
+      }
+      const q = queues.get(m.orderingKey);
+      if (q) q.push(m);
+      else {
+        queues.set(m.orderingKey, [m]);
+        void drain(m.orderingKey);
+      }
+    });
+    sub.on('error', (err) => log.warn({ subscription: spec.name, err: String(err) }, 'subscriber stream error'));
+  }
+
+  return {
+    stats: () => ({ ...stats }),
+    async stop() {
+      stopping = true;
+      for (const t of timers) clearTimeout(t);
+      await Promise.all(subs.map((s) => s.close().catch(() => {})));
+    },
+  };
+}

@@ -1,0 +1,245 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
+import type http from 'node:http';
+import { join } from 'node:path';
+import { PubSub } from '@google-cloud/pubsub';
+import pg from 'pg';
+import { createLogger } from '../shared/log.ts';
+import { migrate } from '../shared/migrate.ts';
+import { loadTopology } from '../shared/topology.ts';
+import { type Bridge, startBridge } from './bridge.ts';
+import { requireJava, startFirestoreEmulator, startPubsubEmulator } from './google.ts';
+import { startHost } from './host.ts';
+import { type DevIdentity, ensureIdentity, LOCAL_AUDIENCE, LOCAL_ISSUER } from './identity.ts';
+import { startPostgres } from './postgres.ts';
+import { assertPortFree, freePort, type Managed, portOpen, reapStale, startProcess, waitFor } from './procs.ts';
+import { provisionTopology } from './provision.ts';
+import { startRedisServer } from './redis/redis-server.ts';
+import { startUpstashRest } from './redis/upstash-rest.ts';
+
+export interface SuitePorts {
+  functions: number;
+  pubsub: number;
+  firestore: number;
+  storage: number;
+  postgres: number;
+  redis: number;
+  redisRest: number;
+}
+
+export interface SuiteOptions {
+  dataDir: string;
+  ports: SuitePorts;
+  projectId?: string;
+  region?: string;
+  /** shorter retry backoff for tests; production timing otherwise */
+  bridgeMinBackoffMs?: number;
+  bridgeMaxBackoffMs?: number;
+  onProgress?: (line: string) => void;
+}
+
+export interface Suite {
+  ports: SuitePorts;
+  projectId: string;
+  identity: DevIdentity;
+  /** environment for clients and functions (emulator hosts, URLs, tokens) */
+  env: Record<string, string>;
+  endpoints: Record<string, string>;
+  functionUrl(name: string): string;
+  bridge: Bridge;
+  workers: Map<string, Worker>;
+  processes: Record<string, Managed>;
+  stop(): Promise<void>;
+}
+
+export interface Worker {
+  name: string;
+  port: number;
+  current(): Managed;
+  /** resolves when the worker accepts connections again */
+  ready(): Promise<void>;
+}
+
+/** Ports of firebase.json, plus defaults for the pieces it does not declare. */
+export function defaultPorts(firebaseJson = new URL('../firebase.json', import.meta.url)): SuitePorts {
+  const e = JSON.parse(readFileSync(firebaseJson, 'utf8')).emulators;
+  return {
+    functions: e.functions.port,
+    pubsub: e.pubsub.port,
+    firestore: e.firestore.port,
+    storage: e.storage.port,
+    postgres: 5433,
+    redis: 6380,
+    redisRest: 8079,
+  };
+}
+
+export async function freePorts(): Promise<SuitePorts> {
+  const keys: Array<keyof SuitePorts> = ['functions', 'pubsub', 'firestore', 'storage', 'postgres', 'redis', 'redisRest'];
+  const ports = {} as SuitePorts;
+  const taken = new Set<number>();
+  for (const k of keys) {
+    let p = await freePort();
+    while (taken.has(p)) p = await freePort();
+    taken.add(p);
+    ports[k] = p;
+  }
+  return ports;
+}
+
+export async function startSuite(opts: SuiteOptions): Promise<Suite> {
+  const { dataDir, ports } = opts;
+  const projectId = opts.projectId ?? 'demo-ldr';
+  const region = opts.region ?? 'europe-west3';
+  const progress = opts.onProgress ?? (() => {});
+  const log = createLogger('suite', process.env.LDR_SUITE_LOG ?? 'warn');
+  mkdirSync(dataDir, { recursive: true });
+  await reapStale(dataDir);
+  requireJava();
+  for (const [what, port] of Object.entries(ports)) await assertPortFree(port, what);
+
+  const topology = loadTopology();
+  const identity = await ensureIdentity(dataDir);
+  const restToken = randomBytes(24).toString('hex');
+  const started: Array<{ stop(): Promise<void> }> = [];
+  const processes: Record<string, Managed> = {};
+  const stopAll = async () => {
+    for (const s of started.reverse()) await s.stop().catch(() => {});
+  };
+
+  try {
+    const [pubsubEm, firestoreEm, postgres, redis] = await Promise.all([
+      startPubsubEmulator(ports.pubsub, dataDir).then((p) => (started.push(p), p)),
+      startFirestoreEmulator(ports.firestore, dataDir, projectId).then((p) => (started.push(p), p)),
+      startPostgres(ports.postgres, dataDir).then((p) => (started.push(p), p)),
+      startRedisServer({ port: ports.redis, dir: join(dataDir, 'redis') }).then((p) => (started.push(p), p)),
+    ]);
+    processes.pubsub = pubsubEm;
+    processes.firestore = firestoreEm;
+    processes.postgres = postgres;
+    progress(`pubsub, firestore, postgres and redis are up`);
+    const rest = await startUpstashRest({ port: ports.redisRest, redisPort: redis.port, token: restToken });
+    started.push(rest);
+
+    const env: Record<string, string> = {
+      GOOGLE_CLOUD_PROJECT: projectId,
+      GCLOUD_PROJECT: projectId,
+      PUBSUB_EMULATOR_HOST: `127.0.0.1:${ports.pubsub}`,
+      FIRESTORE_EMULATOR_HOST: `127.0.0.1:${ports.firestore}`,
+      STORAGE_EMULATOR_HOST: `http://127.0.0.1:${ports.storage}`,
+      METADATA_SERVER_DETECTION: 'none',
+      DATABASE_URL: postgres.url,
+      UPSTASH_REDIS_REST_URL: rest.url,
+      UPSTASH_REDIS_REST_TOKEN: restToken,
+      JWKS_URL: `http://127.0.0.1:${ports.functions}/.well-known/jwks.json`,
+      JWT_ISSUER: LOCAL_ISSUER,
+      JWT_AUDIENCE: LOCAL_AUDIENCE,
+    };
+    Object.assign(process.env, { PUBSUB_EMULATOR_HOST: env.PUBSUB_EMULATOR_HOST });
+    const pubsub = new PubSub({ projectId, apiEndpoint: env.PUBSUB_EMULATOR_HOST });
+    const pool = new pg.Pool({ connectionString: postgres.url, max: 2 });
+    await Promise.all([provisionTopology(pubsub, topology), migrate(pool).finally(() => pool.end())]);
+    progress('topology provisioned, migrations applied');
+
+    const workers = new Map<string, Worker>();
+    await Promise.all(
+      topology.functions.map(async (f) => {
+        const w = await startWorker(f.name, await freePort(), { dataDir, env: { ...process.env, ...env } }, log);
+        workers.set(f.name, w);
+        started.push({ stop: () => w.current().stop() });
+      }),
+    );
+    await Promise.all([...workers.values()].map((w) => w.ready()));
+    progress('functions are serving');
+
+    const host: http.Server = await startHost({
+      port: ports.functions,
+      projectId,
+      region,
+      workerPort: (fn) => (topology.functions.some((f) => f.name === fn && f.trigger === 'https') ? workers.get(fn)?.port : undefined),
+      jwks: identity.jwks,
+      log,
+    });
+    started.push({ stop: () => new Promise<void>((r) => host.close(() => r())) });
+    host.closeIdleConnections?.();
+
+    const bridge = startBridge({
+      pubsub,
+      topology,
+      projectId,
+      log,
+      targetOf: (fn) => `http://127.0.0.1:${workers.get(fn)!.port}/`,
+      minBackoffMs: opts.bridgeMinBackoffMs,
+      maxBackoffMs: opts.bridgeMaxBackoffMs,
+    });
+    started.push({ stop: () => bridge.stop() });
+    started.push({ stop: () => pubsub.close() });
+
+    const functionUrl = (name: string) => `http://127.0.0.1:${ports.functions}/${projectId}/${region}/${name}`;
+    const endpoints: Record<string, string> = {};
+    for (const f of topology.functions) {
+      endpoints[f.name] = f.trigger === 'https' ? functionUrl(f.name) : `pubsub ← ${f.topics?.join(', ')}`;
+    }
+    Object.assign(endpoints, {
+      jwks: env.JWKS_URL,
+      pubsub: `http://${env.PUBSUB_EMULATOR_HOST}`,
+      firestore: `http://${env.FIRESTORE_EMULATOR_HOST}`,
+      postgres: postgres.url,
+      redis: `redis://127.0.0.1:${ports.redis}`,
+      'upstash-rest': rest.url,
+    });
+    return {
+      ports,
+      projectId,
+      identity,
+      env,
+      endpoints,
+      functionUrl,
+      bridge,
+      workers,
+      processes,
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+/** A supervised function worker: restarted on the same port when it dies (as Cloud Run replaces instances). */
+async function startWorker(
+  name: string,
+  port: number,
+  opts: { dataDir: string; env: NodeJS.ProcessEnv },
+  log: ReturnType<typeof createLogger>,
+): Promise<Worker> {
+  let stopped = false;
+  const script = new URL('./function-worker.ts', import.meta.url).pathname;
+  const spawnOne = (): Managed => {
+    const m = startProcess(`fn-${name}`, process.execPath, ['--import', 'tsx', script, name, String(port)], {
+      dataDir: opts.dataDir,
+      env: opts.env,
+    });
+    m.exited.then((code) => {
+      if (stopped) return;
+      log.warn({ fn: name, code }, 'function worker exited; restarting');
+      setTimeout(() => {
+        if (!stopped) current = spawnOne();
+      }, 100);
+    });
+    return m;
+  };
+  let current = spawnOne();
+  return {
+    name,
+    port,
+    current: () => ({
+      ...current,
+      stop: async () => {
+        stopped = true;
+        await current.stop();
+      },
+    }),
+    ready: () => waitFor(() => portOpen(port), 60_000, `function ${name} on port ${port}`),
+  };
+}

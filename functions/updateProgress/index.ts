@@ -1,0 +1,4 @@
+import { createRuntime } from '../../shared/runtime.ts';
+import { registerPendingEvent } from '../../shared/stubs.ts';
+
+registerPendingEvent(createRuntime('updateProgress'));

@@ -1,0 +1,91 @@
+import { createRemoteJWKSet, errors as joseErrors, type JWTVerifyGetKey, jwtVerify } from 'jose';
+import { z } from 'zod';
+import { forbidden, unauthorized } from './errors.ts';
+
+export const roles = ['student', 'teacher', 'app', 'platform', 'partner'] as const;
+export type Role = (typeof roles)[number];
+
+const claimsSchema = z.object({
+  sub: z.string().min(1).max(128),
+  role: z.enum(roles),
+  permissions: z.array(z.string()).default([]),
+  instance: z.string().min(1).max(128).optional(),
+  partner: z.string().min(1).max(63).optional(),
+  jti: z.string().max(128).optional(),
+  iat: z.number().optional(),
+  exp: z.number(),
+});
+
+export type Principal = z.infer<typeof claimsSchema>;
+
+/** Port: the jti deny-list. `isRevoked` may throw when its store is down; callers decide. */
+export interface RevocationList {
+  isRevoked(jti: string): Promise<boolean>;
+}
+
+export interface Verifier {
+  verify(authorization: string | undefined): Promise<Principal>;
+}
+
+export const MAX_LIFETIME_SECONDS = 24 * 3600;
+
+export function createVerifier(opts: {
+  jwks: JWTVerifyGetKey | URL;
+  issuer: string;
+  audience: string;
+  revocations: RevocationList;
+  onRevocationUnavailable?: (err: unknown) => void;
+}): Verifier {
+  const keys = opts.jwks instanceof URL ? createRemoteJWKSet(opts.jwks, { cooldownDuration: 30_000 }) : opts.jwks;
+  return {
+    async verify(authorization) {
+      const m = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(authorization ?? '');
+      if (!m) throw unauthorized('missing bearer token');
+      let payload: unknown;
+      try {
+        ({ payload } = await jwtVerify(m[1]!, keys, {
+          algorithms: ['RS256', 'ES256'],
+          issuer: opts.issuer,
+          audience: opts.audience,
+          requiredClaims: ['iss', 'aud', 'exp', 'sub'],
+          clockTolerance: 30,
+        }));
+      } catch (err) {
+        throw unauthorized(describe(err));
+      }
+      const parsed = claimsSchema.safeParse(payload);
+      if (!parsed.success) {
+        throw unauthorized(`invalid claims: ${parsed.error.issues.map((i) => i.path.join('.')).join(', ')}`);
+      }
+      const p = parsed.data;
+      const start = p.iat ?? Math.floor(Date.now() / 1000);
+      if (p.exp - start > MAX_LIFETIME_SECONDS) throw unauthorized('token lifetime exceeds 24 h');
+      if (p.jti) {
+        let revoked = false;
+        try {
+          revoked = await opts.revocations.isRevoked(p.jti);
+        } catch (err) {
+          opts.onRevocationUnavailable?.(err);
+        }
+        if (revoked) throw unauthorized('token has been revoked');
+      }
+      return p;
+    },
+  };
+}
+
+function describe(err: unknown): string {
+  if (err instanceof joseErrors.JWTExpired) return 'token expired';
+  if (err instanceof joseErrors.JWTClaimValidationFailed) return `claim ${err.claim} is invalid`;
+  if (err instanceof joseErrors.JWKSNoMatchingKey) return 'unknown signing key';
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'algorithm not allowed';
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'signature verification failed';
+  if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JOSENotSupported) return 'token not verifiable';
+  return 'invalid token';
+}
+
+export function requirePermission(p: Principal, permission: string) {
+  if (!p.permissions.includes(permission)) {
+    throw forbidden(`the token lacks the permission ${permission}`);
+  }
+}

@@ -1,0 +1,62 @@
+import { Firestore } from '@google-cloud/firestore';
+import { PubSub, type Topic } from '@google-cloud/pubsub';
+import { Redis } from '@upstash/redis';
+import pg from 'pg';
+import { type LdrEvent, toMessage } from './cloudevents.ts';
+import type { Config } from './config.ts';
+
+/**
+ * One factory per client. The official clients read the standard *_EMULATOR_HOST variables, so the
+ * same code talks to the emulators locally and to Google in production.
+ */
+export const createPubSub = (config: Pick<Config, 'GOOGLE_CLOUD_PROJECT'>) =>
+  new PubSub({ projectId: config.GOOGLE_CLOUD_PROJECT });
+
+export const createFirestore = (config: Pick<Config, 'GOOGLE_CLOUD_PROJECT'>) =>
+  new Firestore({ projectId: config.GOOGLE_CLOUD_PROJECT, ignoreUndefinedProperties: true });
+
+export const createPgPool = (config: Pick<Config, 'DATABASE_URL'>, max = 10) =>
+  new pg.Pool({ connectionString: config.DATABASE_URL, max, connectionTimeoutMillis: 5_000 });
+
+export const createRedis = (config: Pick<Config, 'UPSTASH_REDIS_REST_URL' | 'UPSTASH_REDIS_REST_TOKEN'>) =>
+  new Redis({
+    url: config.UPSTASH_REDIS_REST_URL,
+    token: config.UPSTASH_REDIS_REST_TOKEN,
+    retry: { retries: 1, backoff: () => 50 },
+    enableTelemetry: false,
+  });
+
+/** Port: publishes CloudEvents to named topics with an ordering key. */
+export interface Bus {
+  publish(topic: string, event: LdrEvent, orderingKey?: string): Promise<string>;
+}
+
+export class BusUnavailable extends Error {}
+
+export function createBus(pubsub: PubSub, timeoutMs = 10_000): Bus {
+  const topics = new Map<string, Topic>();
+  const topicFor = (name: string) => {
+    let t = topics.get(name);
+    if (!t) {
+      t = pubsub.topic(name, {
+        messageOrdering: true,
+        batching: { maxMessages: 100, maxMilliseconds: 5 },
+        gaxOpts: { timeout: timeoutMs, retry: null } as never,
+      });
+      topics.set(name, t);
+    }
+    return t;
+  };
+  return {
+    async publish(topic, event, orderingKey) {
+      const t = topicFor(topic);
+      try {
+        return await t.publishMessage(toMessage(event, orderingKey));
+      } catch (err) {
+        // An ordered publish that failed pauses its key; resume so a retry can go through.
+        if (orderingKey) t.resumePublishing(orderingKey);
+        throw new BusUnavailable(`publish to ${topic} failed: ${(err as Error).message}`);
+      }
+    },
+  };
+}

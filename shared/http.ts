@@ -1,0 +1,102 @@
+import type { Request, Response } from '@google-cloud/functions-framework';
+import { HttpError, notFound } from './errors.ts';
+import type { Logger } from './log.ts';
+
+/** A tiny router for one HTTPS function: routes, problem+json errors, health. */
+export interface Reply {
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+export interface RouteContext {
+  req: Request;
+  params: Record<string, string>;
+  query: URLSearchParams;
+}
+
+export type RouteHandler = (ctx: RouteContext) => Promise<Reply>;
+export type Health = () => Promise<Record<string, 'ok' | 'down' | 'degraded'>>;
+
+interface Route {
+  method: string;
+  pattern: RegExp;
+  keys: string[];
+  handler: RouteHandler;
+}
+
+export function route(method: string, path: string, handler: RouteHandler): Route {
+  const keys: string[] = [];
+  const source = path.replace(/\/:(\w+)/g, (_, k: string) => {
+    keys.push(k);
+    return '/([^/]+)';
+  });
+  return { method, pattern: new RegExp(`^${source}/?$`), keys, handler };
+}
+
+export function send(res: Response, reply: Reply) {
+  for (const [k, v] of Object.entries(reply.headers ?? {})) res.setHeader(k, v);
+  if (reply.body === undefined) {
+    res.status(reply.status).end();
+    return;
+  }
+  const problem = reply.status >= 400;
+  res
+    .status(reply.status)
+    .type(problem ? 'application/problem+json' : 'application/json')
+    .send(JSON.stringify(reply.body));
+}
+
+export function problemReply(err: HttpError): Reply {
+  return { status: err.status, body: err.toProblem(), headers: err.extra.headers };
+}
+
+export function httpFunction(opts: { routes: Route[]; health: Health; log: Logger }) {
+  const { routes, health, log } = opts;
+  return async (req: Request, res: Response) => {
+    const url = new URL(req.url, 'http://local');
+    const path = url.pathname.replace(/\/+$/, '') || '/';
+    try {
+      if (req.method === 'GET' && path === '/healthz') {
+        const deps = await health();
+        const down = Object.values(deps).includes('down');
+        return send(res, { status: down ? 503 : 200, body: { status: down ? 'down' : 'ok', dependencies: deps } });
+      }
+      let pathMatched = false;
+      for (const r of routes) {
+        const m = r.pattern.exec(path);
+        if (!m) continue;
+        pathMatched = true;
+        if (r.method !== req.method) continue;
+        const params: Record<string, string> = {};
+        r.keys.forEach((k, i) => {
+          params[k] = decodeURIComponent(m[i + 1]!);
+        });
+        return send(res, await r.handler({ req, params, query: url.searchParams }));
+      }
+      if (pathMatched) throw new HttpError(405, 'Method Not Allowed', `${req.method} is not allowed on ${path}`);
+      throw notFound(`no route for ${req.method} ${path}`);
+    } catch (err) {
+      if (err instanceof HttpError) return send(res, problemReply(err));
+      log.error({ err, path, method: req.method }, 'unhandled error');
+      return send(res, { status: 500, body: { type: 'about:blank', title: 'Internal Server Error', status: 500 } });
+    }
+  };
+}
+
+/** Parses the JSON body the framework left as text/buffer/object; 415 for non-JSON, 400 for bad JSON. */
+export function jsonBody(req: Request, maxBytes: number): unknown {
+  const type = String(req.headers['content-type'] ?? '');
+  if (!/^application\/(.+\+)?json\b/i.test(type)) {
+    throw new HttpError(415, 'Unsupported Media Type', 'send the body as application/json');
+  }
+  const raw = (req as Request & { rawBody?: Buffer }).rawBody;
+  const size = raw?.length ?? Number(req.headers['content-length'] ?? 0);
+  if (size > maxBytes) {
+    throw new HttpError(413, 'Content Too Large', `the body exceeds ${maxBytes} bytes`);
+  }
+  if (req.body !== undefined && typeof req.body === 'object' && !Buffer.isBuffer(req.body)) return req.body;
+  throw new HttpError(400, 'Bad Request', 'the body is not valid JSON', {
+    errors: [{ path: '/', message: 'malformed JSON' }],
+  });
+}

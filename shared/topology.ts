@@ -1,0 +1,69 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+const subscription = z.object({
+  name: z.string(),
+  topic: z.string(),
+  ordered: z.boolean(),
+  function: z.string().optional(),
+  consumer: z.string().optional(),
+  deadLetter: z.boolean().optional(),
+  exactlyOnce: z.boolean().optional(),
+  filter: z.string().optional(),
+});
+
+const topologySchema = z.object({
+  project: z.string(),
+  region: z.string(),
+  deadLetterTopic: z.string(),
+  defaults: z.object({
+    ackDeadlineSeconds: z.number().int(),
+    maxDeliveryAttempts: z.number().int().min(5).max(100),
+    minimumBackoffSeconds: z.number(),
+    maximumBackoffSeconds: z.number(),
+    messageRetentionSeconds: z.number().int(),
+  }),
+  topics: z.array(z.object({ name: z.string(), orderingKey: z.string().nullable() }).passthrough()),
+  functions: z.array(
+    z.object({
+      name: z.string(),
+      trigger: z.enum(['https', 'pubsub']),
+      public: z.boolean().optional(),
+      topics: z.array(z.string()).optional(),
+    }),
+  ),
+  subscriptions: z.array(subscription),
+  patterns: z.object({
+    partner: z.object({
+      topic: z.string(),
+      orderingKey: z.string(),
+      subscription: subscription.omit({ topic: true, name: true }).extend({ name: z.string() }),
+    }),
+    instance: z.object({ subscription }),
+  }),
+});
+
+export type Topology = z.infer<typeof topologySchema>;
+export type SubscriptionSpec = z.infer<typeof subscription>;
+
+export const topologyPath = new URL('./topology.json', import.meta.url);
+
+export function loadTopology(path: URL | string = topologyPath): Topology {
+  return topologySchema.parse(JSON.parse(readFileSync(path, 'utf8')));
+}
+
+const fill = (pattern: string, vars: Record<string, string>) =>
+  pattern.replace(/\{(\w+)\}/g, (_, k: string) => vars[k] ?? `{${k}}`);
+
+export function partnerNames(t: Topology, slug: string) {
+  const p = t.patterns.partner;
+  return {
+    topic: fill(p.topic, { slug }),
+    subscription: { ...p.subscription, name: fill(p.subscription.name, { slug }), topic: fill(p.topic, { slug }) },
+  };
+}
+
+export function instanceSubscription(t: Topology, id: string): SubscriptionSpec {
+  const s = t.patterns.instance.subscription;
+  return { ...s, name: fill(s.name, { id }), filter: s.filter ? fill(s.filter, { id }) : undefined };
+}

@@ -1,0 +1,179 @@
+locals {
+  # The archive object is named by its content hash: a new build is a new object, which is
+  # what makes Cloud Functions rebuild; an unchanged archive changes nothing.
+  source_hash   = filesha256(var.source_archive.path)
+  source_object = "functions/${var.name}/${local.source_hash}.zip"
+
+  secret_ids = toset([for s in values(var.secret_env_vars) : s.secret])
+}
+
+# Every function runs as its own identity, so each grant below is visible per function.
+resource "google_service_account" "runtime" {
+  project      = var.project_id
+  account_id   = var.service_account.account_id
+  display_name = coalesce(var.service_account.display_name, "Cloud Function ${var.name}")
+  description  = "Runtime identity of Cloud Function ${var.name} (${var.trigger})."
+}
+
+resource "google_storage_bucket_object" "source" {
+  bucket       = var.source_archive.bucket
+  name         = local.source_object
+  source       = var.source_archive.path
+  content_type = "application/zip"
+}
+
+resource "google_cloudfunctions2_function" "main" {
+  project     = var.project_id
+  location    = var.region
+  name        = var.name
+  description = var.description
+  labels      = merge(var.labels, { trigger = var.trigger })
+
+  build_config {
+    runtime               = var.runtime
+    entry_point           = var.entry_point
+    service_account       = var.build.service_account
+    docker_repository     = var.build.docker_repository
+    environment_variables = var.build.environment_variables
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket_object.source.bucket
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = google_service_account.runtime.email
+    available_memory                 = var.runtime_config.memory
+    available_cpu                    = var.runtime_config.cpu
+    timeout_seconds                  = var.runtime_config.timeout_seconds
+    min_instance_count               = var.runtime_config.min_instances
+    max_instance_count               = var.runtime_config.max_instances
+    max_instance_request_concurrency = var.runtime_config.concurrency
+    ingress_settings                 = var.runtime_config.ingress
+    all_traffic_on_latest_revision   = true
+    vpc_connector                    = try(var.vpc.connector, null)
+    vpc_connector_egress_settings    = try(var.vpc.egress, null)
+    environment_variables            = var.env_vars
+
+    dynamic "secret_environment_variables" {
+      for_each = var.secret_env_vars
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = secret_environment_variables.value.secret
+        version    = secret_environment_variables.value.version
+      }
+    }
+  }
+
+  # Optional Eventarc trigger. The stack does NOT use it (see docs/terraform.md: it delivers
+  # through the topology's ordered, dead-lettered push subscriptions instead); it stays for
+  # functions where an Eventarc-managed subscription is acceptable, and then always retries.
+  dynamic "event_trigger" {
+    for_each = var.event_trigger == null ? [] : [var.event_trigger]
+    content {
+      trigger_region        = var.region
+      event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+      pubsub_topic          = event_trigger.value.pubsub_topic
+      service_account_email = event_trigger.value.service_account_email
+      retry_policy          = "RETRY_POLICY_RETRY"
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.event_trigger == null || var.trigger == "pubsub"
+      error_message = "Function ${var.name}: only pubsub functions take an event_trigger."
+    }
+  }
+
+  # Cloud Run checks the runtime identity's access to referenced secrets when the revision is
+  # created, so the accessor grants must exist first.
+  depends_on = [google_secret_manager_secret_iam_member.accessor]
+}
+
+# ---- who may invoke ---------------------------------------------------------------------
+
+resource "google_cloud_run_service_iam_member" "invoker" {
+  for_each = toset(var.invokers)
+
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.main.name
+  role     = "roles/run.invoker"
+  member   = each.value
+}
+
+resource "google_cloud_run_service_iam_member" "public" {
+  count = var.public ? 1 : 0
+
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.main.name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+
+  lifecycle {
+    precondition {
+      condition     = var.trigger == "https"
+      error_message = "Function ${var.name}: only HTTPS functions may be public."
+    }
+  }
+}
+
+# ---- what the function may use ----------------------------------------------------------
+
+resource "google_pubsub_topic_iam_member" "publisher" {
+  for_each = var.publish_topics
+
+  project = var.project_id
+  topic   = each.value
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.runtime.member
+}
+
+resource "google_secret_manager_secret_iam_member" "accessor" {
+  for_each = local.secret_ids
+
+  project   = var.project_id
+  secret_id = each.value
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.runtime.member
+}
+
+resource "google_storage_bucket_iam_member" "bucket" {
+  for_each = var.bucket_roles
+
+  bucket = each.value.bucket
+  role   = each.value.role
+  member = google_service_account.runtime.member
+}
+
+resource "google_project_iam_member" "project" {
+  for_each = var.project_roles
+
+  project = var.project_id
+  role    = each.value.role
+  member  = google_service_account.runtime.member
+
+  dynamic "condition" {
+    for_each = each.value.condition == null ? [] : [each.value.condition]
+    content {
+      title      = condition.value.title
+      expression = condition.value.expression
+    }
+  }
+}
+
+# V4 signed URLs without a key file: the function signs through IAM signBlob on its own
+# identity, which needs Token Creator on that identity only (not project-wide).
+resource "google_service_account_iam_member" "sign_blob" {
+  count = var.sign_blob_self ? 1 : 0
+
+  service_account_id = google_service_account.runtime.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = google_service_account.runtime.member
+}

@@ -1,0 +1,258 @@
+variable "project_id" {
+  description = "Project the function is deployed to."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the function (and its Cloud Run service)."
+  type        = string
+}
+
+variable "name" {
+  description = "Function / Cloud Run service name (lower-case kebab case, e.g. `ingest-interaction`)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$", var.name))
+    error_message = "Function names are lower-case letters, digits and hyphens, at most 49 characters, starting with a letter."
+  }
+}
+
+variable "entry_point" {
+  description = "Name the function is registered under with the functions-framework (e.g. `ingestInteraction`)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z_$][A-Za-z0-9_$]*$", var.entry_point))
+    error_message = "entry_point must be a JavaScript identifier."
+  }
+}
+
+variable "description" {
+  description = "Human description of the function."
+  type        = string
+  default     = null
+}
+
+variable "labels" {
+  description = "Labels added to the function."
+  type        = map(string)
+  default     = {}
+}
+
+variable "trigger" {
+  description = "`https` (called over HTTP by clients) or `pubsub` (called by Pub/Sub push or an Eventarc trigger)."
+  type        = string
+
+  validation {
+    condition     = contains(["https", "pubsub"], var.trigger)
+    error_message = "trigger must be https or pubsub."
+  }
+}
+
+variable "public" {
+  description = "Grant roles/run.invoker to allUsers (HTTPS functions that authenticate requests themselves)."
+  type        = bool
+  default     = false
+}
+
+variable "invokers" {
+  description = "IAM members granted roles/run.invoker on this function only (e.g. the Pub/Sub push identity)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.invokers : !contains(["allUsers", "allAuthenticatedUsers"], m)])
+    error_message = "Use public = true (HTTPS only) instead of listing allUsers/allAuthenticatedUsers as invokers."
+  }
+}
+
+variable "source_archive" {
+  description = "Zip of the function source (package.json at its root) and the bucket it is uploaded to; the object is named by the archive's SHA-256."
+  type = object({
+    bucket = string
+    path   = string
+  })
+
+  validation {
+    condition     = endswith(var.source_archive.path, ".zip")
+    error_message = "source_archive.path must point to a .zip file."
+  }
+}
+
+variable "runtime" {
+  description = "Cloud Functions runtime."
+  type        = string
+  default     = "nodejs20"
+
+  validation {
+    condition     = can(regex("^nodejs(20|22|24)$", var.runtime))
+    error_message = "runtime must be nodejs20, nodejs22 or nodejs24."
+  }
+}
+
+variable "build" {
+  description = "Build settings: dedicated build service account (`projects/<p>/serviceAccounts/<email>`), Artifact Registry repository, build-time env."
+  type = object({
+    service_account       = optional(string)
+    docker_repository     = optional(string)
+    environment_variables = optional(map(string), {})
+  })
+  default  = {}
+  nullable = false
+}
+
+variable "service_account" {
+  description = "The function's own runtime service account."
+  type = object({
+    account_id   = string
+    display_name = optional(string)
+  })
+
+  validation {
+    condition     = can(regex("^[a-z]([-a-z0-9]{4,28}[a-z0-9])$", var.service_account.account_id))
+    error_message = "service_account.account_id must be 6-30 characters: lower-case letters, digits, hyphens, starting with a letter."
+  }
+}
+
+variable "runtime_config" {
+  description = "Instance sizing and scaling."
+  type = object({
+    memory          = optional(string, "512Mi")
+    cpu             = optional(string, "1")
+    timeout_seconds = optional(number, 60)
+    min_instances   = optional(number, 0)
+    max_instances   = optional(number, 20)
+    concurrency     = optional(number, 80)
+    ingress         = optional(string, "ALLOW_ALL")
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.runtime_config.concurrency >= 1 && var.runtime_config.concurrency <= 1000
+    error_message = "concurrency must be between 1 and 1000."
+  }
+
+  validation {
+    condition     = var.runtime_config.concurrency == 1 || tonumber(var.runtime_config.cpu) >= 1
+    error_message = "Concurrency above 1 needs at least 1 vCPU."
+  }
+
+  validation {
+    condition     = var.runtime_config.min_instances >= 0 && var.runtime_config.min_instances <= var.runtime_config.max_instances
+    error_message = "Need 0 <= min_instances <= max_instances."
+  }
+
+  validation {
+    condition     = var.runtime_config.timeout_seconds >= 1 && var.runtime_config.timeout_seconds <= 3600
+    error_message = "timeout_seconds must be between 1 and 3600."
+  }
+
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.runtime_config.ingress)
+    error_message = "ingress must be ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  }
+}
+
+variable "vpc" {
+  description = "Serverless VPC Access connector for private egress (Cloud SQL private IP); null for none."
+  type = object({
+    connector = string
+    egress    = optional(string, "PRIVATE_RANGES_ONLY")
+  })
+  default = null
+
+  validation {
+    condition     = var.vpc == null || contains(["PRIVATE_RANGES_ONLY", "ALL_TRAFFIC"], try(var.vpc.egress, ""))
+    error_message = "vpc.egress must be PRIVATE_RANGES_ONLY or ALL_TRAFFIC."
+  }
+}
+
+variable "env_vars" {
+  description = "Plain environment variables (typically merged `env_vars` outputs of other modules)."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.env_vars) : can(regex("^[A-Z_][A-Z0-9_]*$", k))])
+    error_message = "Environment variable names must be UPPER_SNAKE_CASE."
+  }
+}
+
+variable "secret_env_vars" {
+  description = "Environment variables resolved from Secret Manager: NAME => { secret = <secret id>, version }. The function gets secretAccessor on exactly these secrets."
+  type = map(object({
+    secret  = string
+    version = optional(string, "latest")
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.secret_env_vars) : can(regex("^[A-Z_][A-Z0-9_]*$", k))])
+    error_message = "Secret environment variable names must be UPPER_SNAKE_CASE."
+  }
+}
+
+variable "publish_topics" {
+  description = "Topics this function publishes to: topic name => topic id. Grants roles/pubsub.publisher on each topic only."
+  type        = map(string)
+  default     = {}
+}
+
+variable "bucket_roles" {
+  description = "Bucket-scoped roles: key => { bucket, role }."
+  type = map(object({
+    bucket = string
+    role   = string
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for b in values(var.bucket_roles) : contains(["roles/storage.objectViewer", "roles/storage.objectCreator", "roles/storage.objectUser"], b.role)])
+    error_message = "Bucket roles are limited to objectViewer, objectCreator and objectUser."
+  }
+}
+
+variable "project_roles" {
+  description = "Project-level roles for services that only grant there (Firestore, Cloud SQL), ideally narrowed by an IAM condition: key => { role, condition }."
+  type = map(object({
+    role = string
+    condition = optional(object({
+      title      = string
+      expression = string
+    }))
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for r in values(var.project_roles) : !contains(["roles/owner", "roles/editor", "roles/viewer"], r.role)])
+    error_message = "Primitive roles (owner, editor, viewer) are never granted to a function."
+  }
+
+  validation {
+    condition     = alltrue([for r in values(var.project_roles) : !can(regex("(?i)admin", r.role))])
+    error_message = "Admin roles are never granted to a function."
+  }
+}
+
+variable "sign_blob_self" {
+  description = "Grant the function Token Creator on its own service account (V4 signed URLs via IAM signBlob)."
+  type        = bool
+  default     = false
+}
+
+variable "event_trigger" {
+  description = "Optional Eventarc Pub/Sub trigger (one per function in gen2). Retries are always on."
+  type = object({
+    pubsub_topic          = string
+    service_account_email = string
+    retry_policy          = optional(string, "RETRY_POLICY_RETRY")
+  })
+  default = null
+
+  validation {
+    condition     = var.event_trigger == null || try(var.event_trigger.retry_policy == "RETRY_POLICY_RETRY", false)
+    error_message = "Event functions must retry (RETRY_POLICY_RETRY): a failed delivery is retried, then dead-lettered."
+  }
+}

@@ -1,0 +1,42 @@
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { freePorts, startSuite } from '../emulators/suite.ts';
+
+/** Starts the whole local suite on free ports in a temporary data dir, so tests can run beside `npm start`. */
+export default async function setup(project: TestProject) {
+  process.env.METADATA_SERVER_DETECTION = 'none';
+  const dataDir = mkdtempSync(join(tmpdir(), 'ldr-test-'));
+  chmodSync(dataDir, 0o755);
+  const suite = await startSuite({ dataDir, ports: await freePorts(), bridgeMinBackoffMs: 100, bridgeMaxBackoffMs: 400 });
+  project.provide('suite', {
+    dataDir,
+    env: suite.env,
+    ports: suite.ports,
+    projectId: suite.projectId,
+    functionsBase: `http://127.0.0.1:${suite.ports.functions}/${suite.projectId}/europe-west3`,
+    workerPids: Object.fromEntries([...suite.workers].map(([n, w]) => [n, w.current().pid])),
+    workerPorts: Object.fromEntries([...suite.workers].map(([n, w]) => [n, w.port])),
+    processPids: Object.fromEntries(Object.entries(suite.processes).map(([n, p]) => [n, p.pid])),
+  });
+  return async () => {
+    await suite.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    suite: {
+      dataDir: string;
+      env: Record<string, string>;
+      ports: Record<string, number>;
+      projectId: string;
+      functionsBase: string;
+      workerPids: Record<string, number>;
+      workerPorts: Record<string, number>;
+      processPids: Record<string, number>;
+    };
+  }
+}

@@ -1,0 +1,52 @@
+import { randomUUID } from 'node:crypto';
+import { PubSub } from '@google-cloud/pubsub';
+import { inject } from 'vitest';
+import { ensureIdentity, mintToken, type TokenRequest } from '../emulators/identity.ts';
+
+export const suite = () => inject('suite');
+
+export function pubsubClient() {
+  const s = suite();
+  return new PubSub({ projectId: s.projectId, apiEndpoint: s.env.PUBSUB_EMULATOR_HOST });
+}
+
+export async function token(req: TokenRequest) {
+  return mintToken(await ensureIdentity(suite().dataDir), req);
+}
+
+export const fnUrl = (name: string, path = '') => `${suite().functionsBase}/${name}${path}`;
+
+/** Polls until `check` returns a value other than undefined, or throws after the deadline. */
+export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A fresh subscription on a topic, to observe what gets published there. */
+export async function tap(pubsub: PubSub, topic: string, opts: { ordered?: boolean } = {}) {
+  const name = `test.tap.${randomUUID()}`;
+  const [sub] = await pubsub.topic(topic).createSubscription(name, { enableMessageOrdering: opts.ordered ?? false });
+  const received: Array<{ id: string; data: Buffer; attributes: Record<string, string>; orderingKey?: string }> = [];
+  sub.on('message', (m) => {
+    received.push({ id: m.id, data: m.data, attributes: m.attributes, orderingKey: m.orderingKey });
+    m.ack();
+  });
+  return {
+    received,
+    json: () => received.map((m) => ({ ...m, body: JSON.parse(m.data.toString()) })),
+    close: async () => {
+      await sub.close();
+      await sub.delete().catch(() => {});
+    },
+  };
+}
