@@ -2,7 +2,7 @@ import { Firestore } from '@google-cloud/firestore';
 import { PubSub, type Topic } from '@google-cloud/pubsub';
 import { Redis } from '@upstash/redis';
 import pg from 'pg';
-import { type LdrEvent, toMessage } from './cloudevents.ts';
+import { type LdrEvent, type PubsubMessage, toMessage } from './cloudevents.ts';
 import type { Config } from './config.ts';
 
 /**
@@ -29,6 +29,7 @@ export const createRedis = (config: Pick<Config, 'UPSTASH_REDIS_REST_URL' | 'UPS
 /** Port: publishes CloudEvents to named topics with an ordering key. */
 export interface Bus {
   publish(topic: string, event: LdrEvent, orderingKey?: string): Promise<string>;
+  publishRaw(topic: string, message: PubsubMessage): Promise<string>;
 }
 
 export class BusUnavailable extends Error {}
@@ -48,13 +49,16 @@ export function createBus(pubsub: PubSub, timeoutMs = 10_000): Bus {
     return t;
   };
   return {
-    async publish(topic, event, orderingKey) {
+    publish(topic, event, orderingKey) {
+      return this.publishRaw(topic, toMessage(event, orderingKey));
+    },
+    async publishRaw(topic, message) {
       const t = topicFor(topic);
       try {
-        return await t.publishMessage(toMessage(event, orderingKey));
+        return await t.publishMessage(message);
       } catch (err) {
         // An ordered publish that failed pauses its key; resume so a retry can go through.
-        if (orderingKey) t.resumePublishing(orderingKey);
+        if (message.orderingKey) t.resumePublishing(message.orderingKey);
         throw new BusUnavailable(`publish to ${topic} failed: ${(err as Error).message}`);
       }
     },

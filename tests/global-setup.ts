@@ -13,7 +13,7 @@ export default async function setup(project: TestProject) {
   project.provide('suite', {
     dataDir,
     env: suite.env,
-    ports: suite.ports,
+    ports: { ...suite.ports },
     projectId: suite.projectId,
     functionsBase: `http://127.0.0.1:${suite.ports.functions}/${suite.projectId}/europe-west3`,
     workerPids: Object.fromEntries([...suite.workers].map(([n, w]) => [n, w.current().pid])),

@@ -1,5 +1,24 @@
+import * as ff from '@google-cloud/functions-framework';
+import { v7 as uuidv7 } from 'uuid';
+import { firestoreArtifacts } from '../../shared/artifacts.ts';
+import { httpFunction, route } from '../../shared/http.ts';
+import { redisDedupWindow, upstashRateLimiter } from '../../shared/redis-ports.ts';
 import { createRuntime } from '../../shared/runtime.ts';
-import { registerPendingHttp } from '../../shared/stubs.ts';
+import { createIngest } from './handler.ts';
 
 const rt = createRuntime('ingestInteraction');
-registerPendingHttp(rt, ['pubsub', 'firestore', 'postgres', 'redis']);
+const ingest = createIngest({
+  verifier: rt.verifier(),
+  bus: rt.bus(),
+  limiter: upstashRateLimiter(rt.redis()),
+  dedup: redisDedupWindow(rt.redis(), rt.config.DEDUP_TTL_SECONDS),
+  artifacts: firestoreArtifacts(rt.firestore()),
+  log: rt.log,
+  limits: { studentRequestsPerMin: rt.config.RATE_STUDENT_PER_MIN, instanceEventsPerMin: rt.config.RATE_INSTANCE_EVENTS_PER_MIN },
+  newId: uuidv7,
+});
+
+ff.http(
+  'ingestInteraction',
+  httpFunction({ log: rt.log, health: rt.health(['pubsub', 'firestore', 'redis']), routes: [route('POST', '/', ingest)] }),
+);

@@ -1,4 +1,15 @@
+import { registerEventFunction } from '../../shared/event-function.ts';
 import { createRuntime } from '../../shared/runtime.ts';
-import { registerPendingEvent } from '../../shared/stubs.ts';
+import { createUpdateProgress } from './handler.ts';
+import { firestoreProgressView } from './projection.ts';
 
-registerPendingEvent(createRuntime('updateProgress'));
+const rt = createRuntime('updateProgress');
+const update = createUpdateProgress({ pool: rt.pg(), view: firestoreProgressView(rt.firestore()), bus: rt.bus() });
+
+registerEventFunction(rt, async (ev, delivery) => {
+  const r = await update(ev);
+  rt.log.info(
+    { interactionId: ev.id, applied: r.applied, mastery: r.row.mastery, attempt: delivery.deliveryAttempt },
+    r.applied ? 'progress updated' : 'duplicate interaction; progress unchanged',
+  );
+});

@@ -1,0 +1,30 @@
+import type pg from 'pg';
+import type { LdrEvent } from '../../shared/cloudevents.ts';
+import type { Bus } from '../../shared/clients.ts';
+import { readInteraction } from '../../shared/events.ts';
+import { applyInteraction, markSent, pendingOutbox } from './ledger.ts';
+import type { ProgressView } from './projection.ts';
+
+/**
+ * Applies one interaction exactly once: ledger (PostgreSQL) first, then the Firestore view, then the
+ * outbox events. Every step after the ledger is repeatable, so a crash anywhere is healed by the
+ * redelivery that follows it.
+ */
+export function createUpdateProgress(deps: { pool: pg.Pool; view: ProgressView; bus: Bus }) {
+  return async (ev: LdrEvent) => {
+    const i = readInteraction(ev);
+    const { applied, row } = await applyInteraction(deps.pool, i);
+    await deps.view.project(row);
+    const pending = await pendingOutbox(deps.pool, i.studentId);
+    const sent: string[] = [];
+    try {
+      for (const o of pending) {
+        await deps.bus.publish(o.topic, o.event, o.orderingKey);
+        sent.push(o.event.id);
+      }
+    } finally {
+      await markSent(deps.pool, sent);
+    }
+    return { applied, row, published: sent };
+  };
+}
