@@ -60,7 +60,9 @@ export function startBridge(opts: BridgeOptions): Bridge {
     const deliver = async (m: Message) => {
       for (let attempt = 1; ; attempt++) {
         if (stopping) return; // unacked: the emulator redelivers after restart
-        const failure = await post(m, attempt).catch((err: Error) => `request failed: ${err.message}`);
+        const failure = await post(m, attempt).catch(
+          (err: Error) => `request failed: ${err.message} ${String((err.cause as Error | undefined)?.message ?? "")}`.trim(),
+        );
         if (failure === null) {
           stats.delivered++;
           m.ack();

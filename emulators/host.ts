@@ -13,6 +13,8 @@ export function startHost(opts: {
   workerPort: (fn: string) => number | undefined;
   jwks: unknown;
   log: Logger;
+  /** the suite's admin routes under /_ldr/ (fault injection, worker pids) */
+  admin?: (method: string, path: string) => Promise<{ status: number; body: unknown } | undefined>;
 }): Promise<http.Server> {
   const prefix = `/${opts.projectId}/${opts.region}/`;
   const problem = (res: http.ServerResponse, status: number, detail: string) => {
@@ -24,6 +26,17 @@ export function startHost(opts: {
     if (url === '/.well-known/jwks.json') {
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' });
       res.end(JSON.stringify(opts.jwks));
+      return;
+    }
+    if (url.startsWith('/_ldr/') && opts.admin) {
+      opts.admin(req.method ?? 'GET', url).then(
+        (r) => {
+          if (!r) return problem(res, 404, `no admin route ${url}`);
+          res.writeHead(r.status, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(r.body));
+        },
+        (err: Error) => problem(res, 500, err.message),
+      );
       return;
     }
     if (!url.startsWith(prefix)) return problem(res, 404, `no function at ${url.split('?')[0]}`);

@@ -36,6 +36,8 @@ export interface SuiteOptions {
   bridgeMinBackoffMs?: number;
   bridgeMaxBackoffMs?: number;
   onProgress?: (line: string) => void;
+  /** re-provisions what lives beside the topology (partners, instances) after an emulator restart */
+  onPubsubRestart?: (pubsub: PubSub) => Promise<void>;
 }
 
 export interface Suite {
@@ -49,8 +51,13 @@ export interface Suite {
   bridge: Bridge;
   workers: Map<string, Worker>;
   processes: Record<string, Managed>;
+  /** fault injection for tests and chaos runs: stop or start a backing service */
+  control(component: Component, action: 'stop' | 'start'): Promise<void>;
   stop(): Promise<void>;
 }
+
+export const components = ['redis', 'pubsub', 'postgres'] as const;
+export type Component = (typeof components)[number];
 
 export interface Worker {
   name: string;
@@ -108,12 +115,27 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
   };
 
   try {
-    const [pubsubEm, firestoreEm, postgres, redis] = await Promise.all([
-      startPubsubEmulator(ports.pubsub, dataDir).then((p) => (started.push(p), p)),
-      startFirestoreEmulator(ports.firestore, dataDir, projectId).then((p) => (started.push(p), p)),
-      startPostgres(ports.postgres, dataDir).then((p) => (started.push(p), p)),
-      startRedisServer({ port: ports.redis, dir: join(dataDir, 'redis') }).then((p) => (started.push(p), p)),
-    ]);
+    const settled = await Promise.allSettled([
+      startPubsubEmulator(ports.pubsub, dataDir),
+      startFirestoreEmulator(ports.firestore, dataDir, projectId),
+      startPostgres(ports.postgres, dataDir),
+      startRedisServer({ port: ports.redis, dir: join(dataDir, 'redis') }),
+    ] as const);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) {
+      await Promise.all(settled.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+      throw (failed as PromiseRejectedResult).reason;
+    }
+    const values = settled.map((r) => (r as PromiseFulfilledResult<unknown>).value);
+    let pubsubEm = values[0] as Managed;
+    const firestoreEm = values[1] as Managed;
+    let postgres = values[2] as Awaited<ReturnType<typeof startPostgres>>;
+    let redis = values[3] as Awaited<ReturnType<typeof startRedisServer>>;
+    started.push({
+      stop: async () => {
+        await Promise.all([pubsubEm.stop(), firestoreEm.stop(), postgres.stop(), redis.stop()]);
+      },
+    });
     processes.pubsub = pubsubEm;
     processes.firestore = firestoreEm;
     processes.postgres = postgres;
@@ -141,6 +163,8 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     await Promise.all([provisionTopology(pubsub, topology), migrate(pool).finally(() => pool.end())]);
     progress('topology provisioned, migrations applied');
 
+    let admin: (method: string, path: string) => Promise<{ status: number; body: unknown } | undefined> = async () =>
+      undefined;
     const workers = new Map<string, Worker>();
     await Promise.all(
       topology.functions.map(async (f) => {
@@ -159,20 +183,59 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       workerPort: (fn) => (topology.functions.some((f) => f.name === fn && f.trigger === 'https') ? workers.get(fn)?.port : undefined),
       jwks: identity.jwks,
       log,
+      admin: (method, path) => admin(method, path),
     });
     started.push({ stop: () => new Promise<void>((r) => host.close(() => r())) });
     host.closeIdleConnections?.();
 
-    const bridge = startBridge({
-      pubsub,
-      topology,
-      projectId,
-      log,
-      targetOf: (fn) => `http://127.0.0.1:${workers.get(fn)!.port}/`,
-      minBackoffMs: opts.bridgeMinBackoffMs,
-      maxBackoffMs: opts.bridgeMaxBackoffMs,
-    });
+    const newBridge = () =>
+      startBridge({
+        pubsub,
+        topology,
+        projectId,
+        log,
+        targetOf: (fn) => `http://127.0.0.1:${workers.get(fn)!.port}/`,
+        minBackoffMs: opts.bridgeMinBackoffMs,
+        maxBackoffMs: opts.bridgeMaxBackoffMs,
+      });
+    let bridge = newBridge();
     started.push({ stop: () => bridge.stop() });
+    const down = new Set<Component>();
+    admin = async (method, path) => {
+      const m = /^\/_ldr\/control\/(\w+)\/(stop|start)$/.exec(path);
+      if (method === 'POST' && m && (components as readonly string[]).includes(m[1]!)) {
+        await control(m[1] as Component, m[2] as 'stop' | 'start');
+        return { status: 200, body: { component: m[1], state: m[2] === 'stop' ? 'stopped' : 'running' } };
+      }
+      if (method === 'GET' && path === '/_ldr/workers') {
+        return { status: 200, body: Object.fromEntries([...workers].map(([n, w]) => [n, { pid: w.current().pid, port: w.port }])) };
+      }
+      if (method === 'GET' && path === '/_ldr/bridge') return { status: 200, body: bridge.stats() };
+      return undefined;
+    };
+    const control = async (component: Component, action: 'stop' | 'start') => {
+      if (action === 'stop') {
+        if (down.has(component)) return;
+        down.add(component);
+        if (component === 'redis') await redis.stop();
+        if (component === 'postgres') await postgres.stop();
+        if (component === 'pubsub') {
+          await bridge.stop();
+          await pubsubEm.stop();
+        }
+        return;
+      }
+      if (!down.has(component)) return;
+      if (component === 'redis') redis = await startRedisServer({ port: ports.redis, dir: join(dataDir, 'redis') });
+      if (component === 'postgres') postgres = await startPostgres(ports.postgres, dataDir);
+      if (component === 'pubsub') {
+        pubsubEm = await startPubsubEmulator(ports.pubsub, dataDir);
+        await provisionTopology(pubsub, topology);
+        await opts.onPubsubRestart?.(pubsub);
+        bridge = newBridge();
+      }
+      down.delete(component);
+    };
     started.push({ stop: () => pubsub.close() });
 
     const functionUrl = (name: string) => `http://127.0.0.1:${ports.functions}/${projectId}/${region}/${name}`;
@@ -195,9 +258,14 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       env,
       endpoints,
       functionUrl,
-      bridge,
       workers,
-      processes,
+      get processes() {
+        return { ...processes, pubsub: pubsubEm, firestore: firestoreEm, postgres };
+      },
+      get bridge() {
+        return bridge;
+      },
+      control,
       stop: stopAll,
     };
   } catch (err) {

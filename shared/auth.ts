@@ -28,6 +28,7 @@ export interface Verifier {
 }
 
 export const MAX_LIFETIME_SECONDS = 24 * 3600;
+export const CLOCK_SKEW_SECONDS = 30;
 
 export function createVerifier(opts: {
   jwks: JWTVerifyGetKey | URL;
@@ -48,7 +49,7 @@ export function createVerifier(opts: {
           issuer: opts.issuer,
           audience: opts.audience,
           requiredClaims: ['iss', 'aud', 'exp', 'sub'],
-          clockTolerance: 30,
+          clockTolerance: CLOCK_SKEW_SECONDS,
         }));
       } catch (err) {
         throw unauthorized(describe(err));
@@ -58,7 +59,12 @@ export function createVerifier(opts: {
         throw unauthorized(`invalid claims: ${parsed.error.issues.map((i) => i.path.join('.')).join(', ')}`);
       }
       const p = parsed.data;
-      const start = p.iat ?? Math.floor(Date.now() / 1000);
+      const nowSeconds = Math.floor(Date.now() / 1000);
+      // jose does not check iat; a token "issued" in the future would stretch its lifetime past 24 h.
+      if (p.iat !== undefined && p.iat > nowSeconds + CLOCK_SKEW_SECONDS) {
+        throw unauthorized('token issued in the future');
+      }
+      const start = p.iat ?? nowSeconds;
       if (p.exp - start > MAX_LIFETIME_SECONDS) throw unauthorized('token lifetime exceeds 24 h');
       if (p.jti) {
         let revoked = false;

@@ -50,3 +50,30 @@ export async function tap(pubsub: PubSub, topic: string, opts: { ordered?: boole
     },
   };
 }
+
+export interface PostResult {
+  status: number;
+  headers: Headers;
+  body: any;
+}
+
+export async function postJson(url: string, body: unknown, bearer?: string): Promise<PostResult> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
+}
+
+export async function control(component: 'redis' | 'pubsub' | 'postgres', action: 'stop' | 'start') {
+  const res = await fetch(`http://127.0.0.1:${suite().ports.functions}/_ldr/control/${component}/${action}`, { method: 'POST' });
+  if (!res.ok) throw new Error(`control ${component} ${action}: ${res.status} ${await res.text()}`);
+}
+
+export async function workers(): Promise<Record<string, { pid: number; port: number }>> {
+  return (await fetch(`http://127.0.0.1:${suite().ports.functions}/_ldr/workers`)).json();
+}
+
+export const iso = (d = new Date()) => d.toISOString();

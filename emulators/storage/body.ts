@@ -7,11 +7,13 @@ import { pipeline } from 'node:stream/promises';
 import { Crc32c } from './crc32c.ts';
 import { BodyLimitError, badRequest } from './errors.ts';
 
-/** Hashes and counts bytes on their way to disk; refuses to pass more than `maxBytes`. */
+/** Hashes and counts bytes on their way to disk; refuses to pass more than `maxBytes` (per instance). */
 export class Digest extends Transform {
   readonly md5: Hash = createHash('md5');
   readonly crc = new Crc32c();
   size = 0;
+  /** Bytes passed by this instance (a continuing digest starts with the earlier chunks' size). */
+  #passed = 0;
   /** Leading bytes to drop (a resumable chunk that repeats bytes the server already has). */
   #skip: number;
 
@@ -38,13 +40,19 @@ export class Digest extends Transform {
       data = data.subarray(dropped);
       if (data.length === 0) return done();
     }
-    if (this.size + data.length > this.maxBytes) {
+    if (this.#passed + data.length > this.maxBytes) {
       return done(new BodyLimitError('tooLarge', `body exceeds ${this.maxBytes} bytes`));
     }
+    this.#passed += data.length;
     this.size += data.length;
     this.md5.update(data);
     this.crc.update(data);
     done(null, data);
+  }
+
+  /** Bytes this instance let through (excludes skipped bytes and earlier chunks). */
+  get passed() {
+    return this.#passed;
   }
 
   md5Base64() {
@@ -135,7 +143,7 @@ export class MultipartRelatedSplitter extends Transform {
   mediaHeaders: Record<string, string> = {};
   readonly #delimiter: Buffer;
   // A virtual CRLF lets the first boundary (at the very start of the body) match the same delimiter.
-  #pending = Buffer.from('\r\n');
+  #pending: Buffer = Buffer.from('\r\n');
   #state: SplitterState = 'preamble';
   #metadataParts: Buffer[] = [];
   #metadataSize = 0;
@@ -159,7 +167,8 @@ export class MultipartRelatedSplitter extends Transform {
   }
 
   override _flush(done: TransformCallback) {
-    if (this.#state !== 'epilogue') return done(badRequest('multipart body ended before its closing boundary'));
+    if (this.#state !== 'epilogue')
+      return done(badRequest('multipart body ended before its closing boundary'));
     done();
   }
 

@@ -28,7 +28,12 @@ export interface Call {
   query: URLSearchParams;
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+) {
   const payload = Buffer.from(JSON.stringify(body));
   res.writeHead(status, {
     ...headers,

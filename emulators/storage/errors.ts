@@ -37,7 +37,12 @@ export class StorageError extends Error {
 }
 
 export const escapeXml = (s: string) =>
-  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
+  s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&apos;');
 
 export const badRequest = (message: string, reason = 'invalid') =>
   new StorageError(400, reason, message, 'InvalidArgument');
@@ -53,8 +58,11 @@ export const conflict = (message: string) => new StorageError(409, 'conflict', m
 export const preconditionFailed = (message: string) =>
   new StorageError(412, 'conditionNotMet', message, 'PreconditionFailed');
 
-export const accessDenied = (message: string, xmlCode = 'AccessDenied', details: Record<string, string> = {}) =>
-  new StorageError(403, 'forbidden', message, xmlCode, details);
+export const accessDenied = (
+  message: string,
+  xmlCode = 'AccessDenied',
+  details: Record<string, string> = {},
+) => new StorageError(403, 'forbidden', message, xmlCode, details);
 
 export const notImplemented = (message: string) =>
   new StorageError(501, 'notImplemented', message, 'NotImplemented');

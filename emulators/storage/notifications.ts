@@ -10,7 +10,12 @@ import type { ObjectRecord } from './store.ts';
  * Configurations live as long as the emulator process; they are not persisted.
  */
 
-export const EVENT_TYPES = ['OBJECT_FINALIZE', 'OBJECT_METADATA_UPDATE', 'OBJECT_DELETE', 'OBJECT_ARCHIVE'] as const;
+export const EVENT_TYPES = [
+  'OBJECT_FINALIZE',
+  'OBJECT_METADATA_UPDATE',
+  'OBJECT_DELETE',
+  'OBJECT_ARCHIVE',
+] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 export type PayloadFormat = 'JSON_API_V1' | 'NONE';
 
@@ -34,7 +39,9 @@ export interface NotificationConfig {
   customAttributes?: Record<string, string>;
 }
 
-export type NotificationOptions = Partial<Pick<NotificationConfig, 'payloadFormat' | 'eventTypes' | 'objectNamePrefix' | 'customAttributes'>>;
+export type NotificationOptions = Partial<
+  Pick<NotificationConfig, 'payloadFormat' | 'eventTypes' | 'objectNamePrefix' | 'customAttributes'>
+>;
 
 export interface ObjectEvent {
   type: EventType;
@@ -76,7 +83,13 @@ export class Notifications {
 
   get(bucket: string, id: string): NotificationConfig {
     const config = this.#configs.find((c) => c.bucket === bucket && c.id === id);
-    if (!config) throw new StorageError(404, 'notFound', `Notification ${id} not found on bucket ${bucket}.`, 'NoSuchKey');
+    if (!config)
+      throw new StorageError(
+        404,
+        'notFound',
+        `Notification ${id} not found on bucket ${bucket}.`,
+        'NoSuchKey',
+      );
     return config;
   }
 
@@ -91,7 +104,10 @@ export class Notifications {
       const notice = this.#notice(config, event);
       try {
         await this.notify(notice);
-        this.log.debug({ topic: notice.topic, eventType: event.type, bucket: config.bucket }, 'notification delivered');
+        this.log.debug(
+          { topic: notice.topic, eventType: event.type, bucket: config.bucket },
+          'notification delivered',
+        );
       } catch (err) {
         this.log.error({ err, topic: notice.topic, eventType: event.type }, 'notification delivery failed');
       }

@@ -7,7 +7,7 @@ import { Digest, receiveToFile } from './body.ts';
 import type { Context } from './context.ts';
 import { BodyLimitError, badRequest, noSuchBucket, noSuchObject, StorageError } from './errors.ts';
 import { objectHeaders } from './resources.ts';
-import type { ObjectFields, ObjectRecord, Preconditions, ReceivedBytes } from './store.ts';
+import type { ObjectFields, ObjectPatch, ObjectRecord, Preconditions, ReceivedBytes } from './store.ts';
 
 /** Object operations shared by the JSON and XML APIs: receive, commit + notify, delete, patch, serve. */
 
@@ -64,7 +64,11 @@ export async function receiveObjectBytes(
  * Commits received bytes as the object's new generation, then (only then) delivers OBJECT_FINALIZE, and
  * OBJECT_DELETE for a generation it replaced, as production does for buckets without versioning.
  */
-export async function finishUpload(ctx: Context, target: UploadTarget, received: ReceivedBytes): Promise<ObjectRecord> {
+export async function finishUpload(
+  ctx: Context,
+  target: UploadTarget,
+  received: ReceivedBytes,
+): Promise<ObjectRecord> {
   try {
     checkExpectedHashes(target.expected, received);
   } catch (err) {
@@ -97,7 +101,11 @@ export async function finishUpload(ctx: Context, target: UploadTarget, received:
 
 export async function deleteObject(ctx: Context, bucket: string, name: string, preconditions: Preconditions) {
   const record = await ctx.store.deleteObject(bucket, name, preconditions);
-  await ctx.notifications.publish({ type: 'OBJECT_DELETE', object: record, eventTime: new Date(ctx.now()).toISOString() });
+  await ctx.notifications.publish({
+    type: 'OBJECT_DELETE',
+    object: record,
+    eventTime: new Date(ctx.now()).toISOString(),
+  });
   return record;
 }
 
@@ -105,11 +113,15 @@ export async function patchObject(
   ctx: Context,
   bucket: string,
   name: string,
-  patch: Parameters<Context['store']['patchObject']>[2],
+  patch: ObjectPatch,
   preconditions: Preconditions,
 ) {
   const record = await ctx.store.patchObject(bucket, name, patch, preconditions);
-  await ctx.notifications.publish({ type: 'OBJECT_METADATA_UPDATE', object: record, eventTime: record.updated });
+  await ctx.notifications.publish({
+    type: 'OBJECT_METADATA_UPDATE',
+    object: record,
+    eventTime: record.updated,
+  });
   return record;
 }
 
@@ -186,7 +198,11 @@ export async function sendObject(
       res.end();
       return;
     }
-    const body = handle.createReadStream({ start: range?.start ?? 0, end: range?.end ?? record.size - 1, autoClose: false });
+    const body = handle.createReadStream({
+      start: range?.start ?? 0,
+      end: range?.end ?? record.size - 1,
+      autoClose: false,
+    });
     await pipeline(body, res);
   } finally {
     await handle.close();

@@ -78,7 +78,8 @@ export function objectHeaders(o: ObjectRecord): Record<string, string> {
 
 /** Custom metadata as `x-goog-meta-*` headers; entries that cannot travel in a header are left out. */
 function metadataHeaders(metadata: Record<string, string> = {}): Record<string, string> {
-  const headerSafe = ([k, v]: [string, string]) => /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(k) && /^[\t\x20-\x7e]*$/.test(v);
+  const headerSafe = ([k, v]: [string, string]) =>
+    /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(k) && /^[\t\x20-\x7e]*$/.test(v);
   return Object.fromEntries(
     Object.entries(metadata)
       .filter(headerSafe)

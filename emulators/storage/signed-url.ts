@@ -27,7 +27,8 @@ export interface VerifiedSignature {
 }
 
 /** True when the query carries a V4 signature (or any part of one). */
-export const isSignedQuery = (rawQuery: string) => /(^|&)X-Goog-(Signature|Algorithm|Credential)=/i.test(rawQuery);
+export const isSignedQuery = (rawQuery: string) =>
+  /(^|&)X-Goog-(Signature|Algorithm|Credential)=/i.test(rawQuery);
 
 /** Throws a 403 `StorageError` unless the request carries a valid, current signature by a known signer. */
 export function verifySignedRequest(
@@ -39,7 +40,10 @@ export function verifySignedRequest(
   const credential = parseCredential(params.credential);
   const signedAt = parseGoogDate(params.date);
   if (credential.date !== params.date.slice(0, 8)) {
-    throw accessDenied('X-Goog-Credential date does not match X-Goog-Date.', 'AuthorizationQueryParametersError');
+    throw accessDenied(
+      'X-Goog-Credential date does not match X-Goog-Date.',
+      'AuthorizationQueryParametersError',
+    );
   }
   const expiresAt = checkTimeWindow(signedAt, params.expires, now);
   const publicKey = signers.get(credential.clientEmail);
@@ -124,7 +128,10 @@ export function parseGoogDate(value: string): number {
 function checkTimeWindow(signedAt: number, expiresParam: string, now: number): Date {
   const seconds = Number(expiresParam);
   if (!/^\d+$/.test(expiresParam) || seconds < 1 || seconds > MAX_EXPIRES_SECONDS) {
-    throw accessDenied('X-Goog-Expires must be between 1 and 604800 seconds.', 'AuthorizationQueryParametersError');
+    throw accessDenied(
+      'X-Goog-Expires must be between 1 and 604800 seconds.',
+      'AuthorizationQueryParametersError',
+    );
   }
   const expiresAt = signedAt + seconds * 1000;
   if (now < signedAt) throw accessDenied('Request is not valid yet (X-Goog-Date is in the future).');
@@ -140,7 +147,10 @@ function requireSignedHeaders(signedHeaders: string[], headers: IncomingHttpHead
   }
   const missing = signedHeaders.filter((h) => headers[h] === undefined);
   if (missing.length) {
-    throw accessDenied(`Signed header(s) missing from the request: ${missing.join(', ')}.`, 'SignatureDoesNotMatch');
+    throw accessDenied(
+      `Signed header(s) missing from the request: ${missing.join(', ')}.`,
+      'SignatureDoesNotMatch',
+    );
   }
 }
 
@@ -203,4 +213,3 @@ function headerValue(value: string | string[] | undefined): string {
   const joined = Array.isArray(value) ? value.join(',') : (value ?? '');
   return joined.trim().replace(/\s{2,}/g, ' ');
 }
-

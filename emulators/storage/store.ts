@@ -24,6 +24,9 @@ export interface ObjectFields {
   contentLanguage?: string;
 }
 
+/** A metadata patch: custom keys set to null are removed. */
+export type ObjectPatch = Omit<ObjectFields, 'metadata'> & { metadata?: Record<string, string | null> };
+
 export interface ObjectRecord extends ObjectFields {
   bucket: string;
   name: string;
@@ -225,7 +228,7 @@ export class DiskStore {
   patchObject(
     bucket: string,
     name: string,
-    patch: ObjectFields & { metadata?: Record<string, string | null> },
+    patch: ObjectPatch,
     preconditions: Preconditions = {},
   ): Promise<ObjectRecord> {
     return this.#serially(async () => {
@@ -324,7 +327,9 @@ export class DiskStore {
   }
 
   async #loadBucket(name: string) {
-    const record = JSON.parse(await readFile(join(this.#bucketsDir, name, 'bucket.json'), 'utf8')) as BucketRecord;
+    const record = JSON.parse(
+      await readFile(join(this.#bucketsDir, name, 'bucket.json'), 'utf8'),
+    ) as BucketRecord;
     const objects = new Map<string, ObjectRecord>();
     const dir = this.#objectsDir(name);
     const files = await readdir(dir);
@@ -349,7 +354,8 @@ const objectKey = (name: string) => createHash('sha256').update(name).digest('he
 function validateObjectName(name: string) {
   const bytes = Buffer.byteLength(name);
   if (bytes === 0 || bytes > 1024) throw badRequest('Object name must be 1–1024 bytes of UTF-8.');
-  if (name === '.' || name === '..' || /[\r\n]/.test(name)) throw badRequest(`Invalid object name: '${name}'`);
+  if (name === '.' || name === '..' || /[\r\n]/.test(name))
+    throw badRequest(`Invalid object name: '${name}'`);
 }
 
 function checkPreconditions(current: ObjectRecord | undefined, p: Preconditions) {
@@ -359,7 +365,8 @@ function checkPreconditions(current: ObjectRecord | undefined, p: Preconditions)
     throw preconditionFailed(`At least one of the pre-conditions you specified did not hold (${what}).`);
   };
   if (p.ifGenerationMatch !== undefined && p.ifGenerationMatch !== generation) fail('ifGenerationMatch');
-  if (p.ifGenerationNotMatch !== undefined && p.ifGenerationNotMatch === generation) fail('ifGenerationNotMatch');
+  if (p.ifGenerationNotMatch !== undefined && p.ifGenerationNotMatch === generation)
+    fail('ifGenerationNotMatch');
   if (p.ifMetagenerationMatch !== undefined && p.ifMetagenerationMatch !== metageneration) {
     fail('ifMetagenerationMatch');
   }

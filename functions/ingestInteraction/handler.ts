@@ -1,7 +1,7 @@
 import type { Principal, Verifier } from '../../shared/auth.ts';
 import { requirePermission } from '../../shared/auth.ts';
 import { type Bus, BusUnavailable } from '../../shared/clients.ts';
-import { type Interaction, validateBatch } from '../../shared/domain/interaction.ts';
+import { type Interaction, LIMITS, validateBatch } from '../../shared/domain/interaction.ts';
 import { badRequest, type FieldError, forbidden, HttpError } from '../../shared/errors.ts';
 import { interactionEvent, TOPICS } from '../../shared/events.ts';
 import { jsonBody, type Reply, type RouteContext } from '../../shared/http.ts';
@@ -63,7 +63,7 @@ export function createIngest(deps: IngestDeps) {
       throw forbidden(`a ${principal.role} token cannot post interactions`);
     }
     requirePermission(principal, 'interaction:write');
-    const body = jsonBody(req, MAX_BODY_BYTES);
+    const body = readBody(req);
     const rateHeaders = await rateLimit(principal, body);
 
     const result = validateBatch(body, { now: now(), newId: deps.newId });
@@ -108,6 +108,23 @@ export function createIngest(deps: IngestDeps) {
       body: { accepted: results.length - duplicates, duplicates, results },
     };
   };
+
+  /** The JSON body; a body over 1 MiB is 413 with the same pointer to lfsProxy as an oversize payload. */
+  function readBody(req: RouteContext['req']): unknown {
+    try {
+      return jsonBody(req, MAX_BODY_BYTES);
+    } catch (err) {
+      if (err instanceof HttpError && err.status === 413) {
+        throw new HttpError(
+          413,
+          'Content Too Large',
+          `the body exceeds ${MAX_BODY_BYTES} bytes (1 MiB): send at most ${LIMITS.batch} events per request and ` +
+            'upload large content through lfsProxy (POST /uploads), referencing it as an lfs:// URI in artifacts',
+        );
+      }
+      throw err;
+    }
+  }
 
   async function rateLimit(p: Principal, body: unknown): Promise<Record<string, string>> {
     const events = body && typeof body === 'object' && Array.isArray((body as { events?: unknown }).events)
@@ -159,9 +176,13 @@ export function createIngest(deps: IngestDeps) {
         (e.artifacts ?? []).map(async (uri, j) => {
           const path = isBatch ? `/events/${i}/artifacts/${j}` : `/artifacts/${j}`;
           const rec = await deps.artifacts.get(uri.slice('lfs://'.length));
+          // Instance sharing goes by the token's (verified) instance, not the event's claimed instanceId,
+          // which a student token without an instance claim could set to any instance.
           const readable =
             rec &&
-            (rec.ownerId === e.studentId || rec.ownerId === p.sub || (rec.instanceId !== undefined && rec.instanceId === e.instanceId));
+            (rec.ownerId === e.studentId ||
+              rec.ownerId === p.sub ||
+              (rec.instanceId !== undefined && rec.instanceId === p.instance));
           if (!rec || !readable) errors.push({ path, message: 'no such artifact' });
           else if (rec.state !== 'stored') errors.push({ path, message: `artifact is ${rec.state}, not stored` });
         }),

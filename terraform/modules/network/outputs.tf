@@ -1,0 +1,14 @@
+output "network_id" {
+  description = "VPC id (Cloud SQL private_network)."
+  value       = google_compute_network.main.id
+}
+
+output "private_services_connection" {
+  description = "The private services access peering (depend on it before creating Cloud SQL)."
+  value       = google_service_networking_connection.private_services.id
+}
+
+output "vpc_connector_id" {
+  description = "Serverless VPC Access connector id for functions."
+  value       = google_vpc_access_connector.functions.id
+}

@@ -1,0 +1,64 @@
+resource "google_storage_bucket" "main" {
+  project                     = var.project_id
+  name                        = var.name
+  location                    = var.location
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = var.force_destroy
+  labels                      = var.labels
+
+  versioning {
+    enabled = false
+  }
+
+  # Browsers PUT the bytes straight to a V4 signed URL issued by lfsProxy.
+  cors {
+    origin          = var.cors.origins
+    method          = ["PUT", "GET", "HEAD"]
+    response_header = ["Content-Type", "Content-Length", "Content-MD5", "x-goog-content-length-range", "x-goog-hash", "ETag"]
+    max_age_seconds = var.cors.max_age_seconds
+  }
+
+  # Uploads that never became `stored` (abandoned, or quarantined on rejection) are deleted.
+  dynamic "lifecycle_rule" {
+    for_each = var.delete_after_days
+    content {
+      condition {
+        age            = lifecycle_rule.value
+        matches_prefix = [lifecycle_rule.key]
+      }
+      action {
+        type = "Delete"
+      }
+    }
+  }
+
+  lifecycle_rule {
+    condition {
+      age = 1
+    }
+    action {
+      type = "AbortIncompleteMultipartUpload"
+    }
+  }
+}
+
+# Cloud Storage publishes notifications as its project service agent: it must be allowed to
+# publish on the notification topic (only that topic) before the notification is created.
+resource "google_pubsub_topic_iam_member" "gcs_publisher" {
+  project = var.project_id
+  topic   = var.finalize_notification.topic
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${var.gcs_service_agent}"
+}
+
+resource "google_storage_notification" "finalize" {
+  bucket             = google_storage_bucket.main.name
+  topic              = var.finalize_notification.topic
+  payload_format     = "JSON_API_V1"
+  event_types        = ["OBJECT_FINALIZE"]
+  object_name_prefix = var.finalize_notification.object_name_prefix
+
+  depends_on = [google_pubsub_topic_iam_member.gcs_publisher]
+}
