@@ -111,7 +111,7 @@ module "subscription" {
   dead_letter = try(each.value.deadLetter, true) ? local.dead_letter : null
 
   # Push to the function for fn.* subscriptions; pull (exactly-once) for every other consumer.
-  push         = null
+  push         = try(local.push[each.key], null)
   exactly_once = contains(keys(local.push), each.key) ? false : try(each.value.exactlyOnce, true)
   subscribers  = local.subscription_subscribers[each.key]
 }
