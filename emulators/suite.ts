@@ -16,6 +16,10 @@ import { assertPortFree, freePort, type Managed, portOpen, reapStale, startProce
 import { provisionTopology } from './provision.ts';
 import { startRedisServer } from './redis/redis-server.ts';
 import { startUpstashRest } from './redis/upstash-rest.ts';
+import { ensureServiceAccountKey } from './storage/keys.ts';
+import { startStorageEmulator } from './storage/server.ts';
+
+const LFS_BUCKET = 'ldr-artifacts';
 
 export interface SuitePorts {
   functions: number;
@@ -143,7 +147,24 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     const rest = await startUpstashRest({ port: ports.redisRest, redisPort: redis.port, token: restToken });
     started.push(rest);
 
+    const signer = await ensureServiceAccountKey(join(dataDir, 'identity'), { projectId });
+    const notifier = new PubSub({ projectId, apiEndpoint: `127.0.0.1:${ports.pubsub}` });
+    const storage = await startStorageEmulator({
+      port: ports.storage,
+      dataDir: join(dataDir, 'storage'),
+      projectId,
+      signers: [{ clientEmail: signer.clientEmail, publicKeyPem: signer.publicKeyPem }],
+      notify: async (n) => {
+        await notifier.topic(n.topic).publishMessage({ data: n.data, attributes: n.attributes });
+      },
+    });
+    started.push({ stop: () => storage.stop().then(() => notifier.close()) });
+    storage.addNotification(LFS_BUCKET, 'learnflow.storage.finalized');
+
     const env: Record<string, string> = {
+      LFS_BUCKET,
+      LFS_SIGNER: 'key',
+      GOOGLE_APPLICATION_CREDENTIALS: signer.keyFile,
       GOOGLE_CLOUD_PROJECT: projectId,
       GCLOUD_PROJECT: projectId,
       PUBSUB_EMULATOR_HOST: `127.0.0.1:${ports.pubsub}`,
@@ -247,6 +268,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       jwks: env.JWKS_URL,
       pubsub: `http://${env.PUBSUB_EMULATOR_HOST}`,
       firestore: `http://${env.FIRESTORE_EMULATOR_HOST}`,
+      storage: `${env.STORAGE_EMULATOR_HOST} (bucket ${LFS_BUCKET})`,
       postgres: postgres.url,
       redis: `redis://127.0.0.1:${ports.redis}`,
       'upstash-rest': rest.url,

@@ -70,7 +70,13 @@ export function httpFunction(opts: { routes: Route[]; health: Health; log: Logge
         if (r.method !== req.method) continue;
         const params: Record<string, string> = {};
         r.keys.forEach((k, i) => {
-          params[k] = decodeURIComponent(m[i + 1]!);
+          try {
+            params[k] = decodeURIComponent(m[i + 1]!);
+          } catch {
+            throw new HttpError(400, 'Bad Request', `the path segment for ${k} is not valid percent-encoding`, {
+              errors: [{ path: `/params/${k}`, message: 'invalid percent-encoding' }],
+            });
+          }
         });
         return send(res, await r.handler({ req, params, query: url.searchParams }));
       }

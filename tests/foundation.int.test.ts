@@ -17,8 +17,11 @@ describe('functions host', () => {
   it.each(topology.functions.filter((f) => f.trigger === 'https').map((f) => f.name))(
     '%s answers /healthz with its dependencies',
     async (name) => {
-      const res = await fetch(fnUrl(name, '/healthz'));
-      expect(res.status).toBe(200);
+      // a cold instance may need a moment for its first dependency checks
+      const res = await eventually(async () => {
+        const r = await fetch(fnUrl(name, '/healthz'));
+        return r.status === 200 ? r : undefined;
+      }, 30_000, `${name} healthy`);
       const body = await res.json();
       expect(body.status).toBe('ok');
       expect(Object.values(body.dependencies).every((s) => s === 'ok')).toBe(true);

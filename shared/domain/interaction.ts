@@ -75,7 +75,11 @@ export const payloadSchemas = {
 /** Envelope fields shared by every kind (`kind` and `payload` are added per kind). */
 const envelope = {
   id: z.string().regex(ID_RE, 'must be 1–64 characters of A–Z, a–z, 0–9, _ or -').optional(),
-  studentId: z.string().regex(PRINCIPAL_RE, 'must be 1–128 characters of A–Z, a–z, 0–9, . _ : @ or -'),
+  studentId: z
+    .string()
+    .regex(PRINCIPAL_RE, 'must be 1–128 characters of A–Z, a–z, 0–9, . _ : @ or -')
+    // the id names a Firestore document: '.', '..' and '__…__' are reserved there
+    .refine((s) => s !== '.' && s !== '..' && !/^__.*__$/.test(s), 'must not be ".", ".." or of the form __name__'),
   instanceId: z.string().regex(PRINCIPAL_RE, 'must be 1–128 characters of A–Z, a–z, 0–9, . _ : @ or -'),
   occurredAt: z.iso.datetime({
     offset: true,
