@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
 import { join } from 'node:path';
+import { Firestore } from '@google-cloud/firestore';
 import { PubSub } from '@google-cloud/pubsub';
 import pg from 'pg';
 import { createLogger } from '../shared/log.ts';
@@ -14,6 +15,7 @@ import { type DevIdentity, ensureIdentity, LOCAL_AUDIENCE, LOCAL_ISSUER } from '
 import { startPostgres } from './postgres.ts';
 import { assertPortFree, freePort, type Managed, portOpen, reapStale, startProcess, waitFor } from './procs.ts';
 import { provisionTopology } from './provision.ts';
+import { applyRegistry, FilterRelays, partnerSecretsDir } from './registry.ts';
 import { startRedisServer } from './redis/redis-server.ts';
 import { startUpstashRest } from './redis/upstash-rest.ts';
 import { ensureServiceAccountKey } from './storage/keys.ts';
@@ -40,8 +42,6 @@ export interface SuiteOptions {
   bridgeMinBackoffMs?: number;
   bridgeMaxBackoffMs?: number;
   onProgress?: (line: string) => void;
-  /** re-provisions what lives beside the topology (partners, instances) after an emulator restart */
-  onPubsubRestart?: (pubsub: PubSub) => Promise<void>;
 }
 
 export interface Suite {
@@ -177,11 +177,17 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       JWKS_URL: `http://127.0.0.1:${ports.functions}/.well-known/jwks.json`,
       JWT_ISSUER: LOCAL_ISSUER,
       JWT_AUDIENCE: LOCAL_AUDIENCE,
+      PARTNER_SECRETS_DIR: partnerSecretsDir(dataDir),
     };
     Object.assign(process.env, { PUBSUB_EMULATOR_HOST: env.PUBSUB_EMULATOR_HOST });
     const pubsub = new PubSub({ projectId, apiEndpoint: env.PUBSUB_EMULATOR_HOST });
     const pool = new pg.Pool({ connectionString: postgres.url, max: 2 });
     await Promise.all([provisionTopology(pubsub, topology), migrate(pool).finally(() => pool.end())]);
+    const firestore = new Firestore({ projectId, host: env.FIRESTORE_EMULATOR_HOST, ssl: false });
+    let relays = new FilterRelays(pubsub);
+    const registry = () => applyRegistry({ dataDir, topology, pubsub, firestore, relays });
+    await registry();
+    started.push({ stop: () => relays.closeAll().then(() => firestore.terminate()) });
     progress('topology provisioned, migrations applied');
 
     let admin: (method: string, path: string) => Promise<{ status: number; body: unknown } | undefined> = async () =>
@@ -232,6 +238,10 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
         return { status: 200, body: Object.fromEntries([...workers].map(([n, w]) => [n, { pid: w.current().pid, port: w.port }])) };
       }
       if (method === 'GET' && path === '/_ldr/bridge') return { status: 200, body: bridge.stats() };
+      if (method === 'POST' && path === '/_ldr/registry/apply') {
+        const reg = await registry();
+        return { status: 200, body: { partners: Object.keys(reg.partners), instances: Object.keys(reg.instances) } };
+      }
       return undefined;
     };
     const control = async (component: Component, action: 'stop' | 'start') => {
@@ -242,6 +252,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
         if (component === 'postgres') await postgres.stop();
         if (component === 'pubsub') {
           await bridge.stop();
+          await relays.closeAll();
           await pubsubEm.stop();
         }
         return;
@@ -252,7 +263,9 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       if (component === 'pubsub') {
         pubsubEm = await startPubsubEmulator(ports.pubsub, dataDir);
         await provisionTopology(pubsub, topology);
-        await opts.onPubsubRestart?.(pubsub);
+        await relays.closeAll();
+        relays = new FilterRelays(pubsub);
+        await registry();
         bridge = newBridge();
       }
       down.delete(component);
@@ -273,6 +286,10 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       redis: `redis://127.0.0.1:${ports.redis}`,
       'upstash-rest': rest.url,
     });
+    // what `npm run partner|instance|demo` need to find this running suite
+    const suiteFile = join(dataDir, 'suite.json');
+    writeFileSync(suiteFile, JSON.stringify({ ports, env, projectId, functionsBase: functionUrl('').slice(0, -1) }, null, 2));
+    started.unshift({ stop: async () => rmSync(suiteFile, { force: true }) });
     return {
       ports,
       projectId,

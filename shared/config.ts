@@ -18,7 +18,8 @@ const schema = z.object({
   RATE_STUDENT_PER_MIN: z.coerce.number().int().positive().default(100),
   RATE_INSTANCE_EVENTS_PER_MIN: z.coerce.number().int().positive().default(6000),
   DEDUP_TTL_SECONDS: z.coerce.number().int().positive().default(86_400),
-  PARTNER_SECRETS_JSON: z.string().default('{}'),
+  /** one file per partner slug holding its HMAC secret (Secret Manager volume in production) */
+  PARTNER_SECRETS_DIR: z.string().default('/secrets/partners'),
 });
 
 export type Config = z.infer<typeof schema>;
@@ -37,7 +38,6 @@ export function redacted(config: Config): Record<string, unknown> {
   return {
     ...config,
     UPSTASH_REDIS_REST_TOKEN: '[redacted]',
-    PARTNER_SECRETS_JSON: '[redacted]',
     DATABASE_URL: config.DATABASE_URL.replace(/\/\/[^@]*@/, '//[redacted]@'),
   };
 }

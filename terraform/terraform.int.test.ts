@@ -344,7 +344,11 @@ describe('Pub/Sub functions are triggered by their topics', () => {
     const push = text(locals.push);
     expect(push).toMatch(/for (\w+), (\w+) in local\.subscription_function/);
     const fnVar = /for \w+, (\w+) in local\.subscription_function/.exec(push)![1]!;
-    expect(push).toContain(`module.function[${fnVar}].uri`);
+    const targets = [...push.matchAll(/module\.function\[([^\]]+)\]/g)].map((m) => m[1]);
+    expect(targets.length).toBeGreaterThan(0);
+    expect(new Set(targets), 'every push endpoint/audience targets the subscription\'s own function').toEqual(
+      new Set([fnVar]),
+    );
     expect(push).toContain('topics%2F${local.subscriptions[name].topic}');
     expect(push).toContain('service_account_email = google_service_account.pubsub_push.email');
     const sub = one('module', { dir: 'stack', name: 'subscription' });
@@ -354,8 +358,11 @@ describe('Pub/Sub functions are triggered by their topics', () => {
   it('event functions are invokable only by the push identity and never through an Eventarc-managed subscription', () => {
     const fn = one('module', { dir: 'stack', name: 'function' });
     expect(text(fn.body.invokers)).toBe(
-      '${each.value.trigger == "pubsub" ? [google_service_account.pubsub_push.member] : []}',
+      '${{ for k, m in { pubsub-push = google_service_account.pubsub_push.member } : k => m if each.value.trigger == "pubsub" }}',
     );
+    const inv = one('resource', { dir: 'modules/function', type: 'google_cloud_run_service_iam_member', name: 'invoker' });
+    expect(inv.body.role).toBe('roles/run.invoker');
+    expect(text(inv.body.for_each)).toBe('${var.invokers}');
     for (const call of callsOf('modules/function')) expect(call.body.event_trigger, call.file).toBeUndefined();
   });
 
@@ -441,7 +448,7 @@ describe('retry policy and dead-lettering', () => {
     );
     const topic = one('module', { dir: 'stack', name: 'topic' });
     expect(text(topic.body.publishers)).toBe(
-      '${each.value.publishedBy == "pubsub-dead-letter-policy" ? ["serviceAccount:${local.pubsub_service_agent}"] : []}',
+      '${{ for k, m in { pubsub-service-agent = "serviceAccount:${local.pubsub_service_agent}" } : k => m if each.value.publishedBy == "pubsub-dead-letter-policy" }}',
     );
     const pub = one('resource', { dir: 'modules/topic', type: 'google_pubsub_topic_iam_member' });
     expect(pub.body.role).toBe('roles/pubsub.publisher');
@@ -594,7 +601,7 @@ describe('partner module', () => {
     expect(sub.body.subscribers).toBeUndefined();
     expect(text(sub.body.topic)).toBe('${module.topic.id}');
     const topic = one('module', { dir: 'modules/partner', name: 'topic' });
-    expect(topic.body.publishers).toEqual(['${var.mirror_service_account}']);
+    expect(topic.body.publishers).toEqual({ 'mirror-to-partners': '${var.mirror_service_account}' });
   });
 
   it('keeps the partner record and the custom domain with the partner', () => {

@@ -1,4 +1,49 @@
+import { registerEventFunction } from '../../shared/event-function.ts';
+import { dirPartnerSecrets } from '../../shared/partner-secrets.ts';
+import { PARTNERS, type Partner } from '../../shared/registry.ts';
 import { createRuntime } from '../../shared/runtime.ts';
-import { registerPendingEvent } from '../../shared/stubs.ts';
+import { loadTopology, partnerNames } from '../../shared/topology.ts';
+import { createMirror, type PartnerDirectory } from './handler.ts';
 
-registerPendingEvent(createRuntime('mirrorToPartners'));
+const rt = createRuntime('mirrorToPartners');
+const topology = loadTopology();
+
+/** Partner records, re-read at most once a second (a new partner is served within a second). */
+function firestorePartners(): PartnerDirectory {
+  let cached: { at: number; list: Promise<Partner[]> } | undefined;
+  return {
+    list() {
+      if (!cached || Date.now() - cached.at > 1000) {
+        const list = rt
+          .firestore()
+          .collection(PARTNERS)
+          .get()
+          .then((s) => s.docs.map((d) => d.data() as Partner));
+        list.catch(() => {
+          cached = undefined;
+        });
+        cached = { at: Date.now(), list };
+      }
+      return cached.list;
+    },
+  };
+}
+
+const mirror = createMirror({
+  partners: firestorePartners(),
+  secrets: dirPartnerSecrets(rt.config.PARTNER_SECRETS_DIR),
+  bus: rt.bus(),
+  marks: {
+    seen: async (slug, id) => (await rt.redis().exists(`mirror:${slug}:${id}`)) === 1,
+    mark: async (slug, id) => {
+      await rt.redis().set(`mirror:${slug}:${id}`, 1, { ex: 86_400 });
+    },
+  },
+  topicOf: (slug) => partnerNames(topology, slug).topic,
+  log: rt.log,
+});
+
+registerEventFunction(rt, async (ev) => {
+  const partners = await mirror(ev);
+  if (partners.length) rt.log.info({ eventId: ev.id, type: ev.type, partners }, 'event mirrored');
+});

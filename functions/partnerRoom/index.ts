@@ -1,5 +1,76 @@
+import * as ff from '@google-cloud/functions-framework';
+import { v1 } from '@google-cloud/pubsub';
+import { z } from 'zod';
+import { interactionSchema } from '../../shared/domain/interaction.ts';
+import { httpFunction, route } from '../../shared/http.ts';
+import { PARTNERS, type Partner } from '../../shared/registry.ts';
 import { createRuntime } from '../../shared/runtime.ts';
-import { registerPendingHttp } from '../../shared/stubs.ts';
+import { loadTopology, partnerNames } from '../../shared/topology.ts';
+import { createPartnerRoom, structured } from './handler.ts';
 
 const rt = createRuntime('partnerRoom');
-registerPendingHttp(rt, ['pubsub', 'firestore', 'postgres', 'redis']);
+const topology = loadTopology();
+const project = rt.config.GOOGLE_CLOUD_PROJECT;
+// the PubSub client works out the emulator or production endpoint; the v1 client reuses its settings
+const clientConfig = await rt.pubsub().getClientConfig();
+const subscriber = new v1.SubscriberClient({ ...clientConfig, port: clientConfig.port === undefined ? undefined : Number(clientConfig.port) });
+const subscriptionOf = (slug: string) => `projects/${project}/subscriptions/${partnerNames(topology, slug).subscription.name}`;
+const db = rt.firestore();
+
+const room = createPartnerRoom({
+  verifier: rt.verifier(),
+  partners: {
+    async get(slug) {
+      const snap = await db.collection(PARTNERS).doc(slug).get();
+      return snap.exists ? (snap.data() as Partner) : undefined;
+    },
+  },
+  stream: {
+    async pull(slug, max) {
+      const [res] = await subscriber.pull({ subscription: subscriptionOf(slug), maxMessages: max, returnImmediately: true });
+      return (res.receivedMessages ?? []).map((m) => ({
+        ackId: m.ackId!,
+        event: structured((m.message?.attributes ?? {}) as Record<string, string>, Buffer.from(m.message?.data ?? '')),
+      }));
+    },
+    async ack(slug, ackIds) {
+      await subscriber.acknowledge({ subscription: subscriptionOf(slug), ackIds });
+    },
+    async nack(slug, ackIds) {
+      await subscriber.modifyAckDeadline({ subscription: subscriptionOf(slug), ackIds, ackDeadlineSeconds: 0 });
+    },
+  },
+  content: {
+    async sponsoredBy(sponsors) {
+      if (!sponsors.length) return [];
+      const snap = await db.collection('content').where('sponsor', 'in', sponsors.slice(0, 30)).get();
+      return snap.docs.map((d) => d.data()).sort((a, b) => String(b.publishedAt).localeCompare(String(a.publishedAt)));
+    },
+  },
+  subscriptionOf,
+  schemaUrl: (slug, type) => `/p/${slug}/schemas/${type}`,
+});
+
+const interactionJsonSchema = z.toJSONSchema(interactionSchema, { io: 'input', unrepresentable: 'any' });
+
+ff.http(
+  'partnerRoom',
+  httpFunction({
+    log: rt.log,
+    health: rt.health(['pubsub', 'firestore']),
+    routes: [
+      route('GET', '/p/:slug', room.manifest),
+      route('POST', '/p/:slug/pull', room.pull),
+      route('POST', '/p/:slug/ack', room.ack),
+      route('POST', '/p/:slug/nack', room.nack),
+      route('GET', '/p/:slug/content', room.content),
+      route('GET', '/p/:slug/schemas/:type', async (ctx) => {
+        await room.manifest(ctx); // same authorization as the manifest
+        if (ctx.params.type !== 'learnflow.interaction.v1') {
+          return { status: 200, body: { $comment: 'see the manifest event type; JSON data, learner ids are learnerRef', type: 'object' } };
+        }
+        return { status: 200, body: interactionJsonSchema };
+      }),
+    ],
+  }),
+);

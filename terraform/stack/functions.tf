@@ -109,7 +109,7 @@ module "function" {
   # allUsers only for HTTPS functions the topology marks public (they verify JWTs themselves);
   # event functions are invokable only by the Pub/Sub push identity.
   public   = each.value.trigger == "https" && try(each.value.public, false)
-  invokers = each.value.trigger == "pubsub" ? [google_service_account.pubsub_push.member] : []
+  invokers = { for k, m in { pubsub-push = google_service_account.pubsub_push.member } : k => m if each.value.trigger == "pubsub" }
 
   source_archive = {
     bucket = google_storage_bucket.sources.name

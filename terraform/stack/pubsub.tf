@@ -13,7 +13,10 @@ module "topic" {
   # Function publishers are granted by each function module (all of a function's access in one
   # place); Cloud Storage's grant is made by the storage module. What remains is the Pub/Sub
   # service agent on the dead-letter topic, which forwards dead-lettered messages.
-  publishers = each.value.publishedBy == "pubsub-dead-letter-policy" ? ["serviceAccount:${local.pubsub_service_agent}"] : []
+  publishers = {
+    for k, m in { pubsub-service-agent = "serviceAccount:${local.pubsub_service_agent}" } : k => m
+    if each.value.publishedBy == "pubsub-dead-letter-policy"
+  }
 
   depends_on = [google_project_service.main]
 }

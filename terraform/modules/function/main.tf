@@ -98,7 +98,7 @@ resource "google_cloudfunctions2_function" "main" {
 # ---- who may invoke ---------------------------------------------------------------------
 
 resource "google_cloud_run_service_iam_member" "invoker" {
-  for_each = toset(var.invokers)
+  for_each = var.invokers
 
   project  = var.project_id
   location = var.region

@@ -57,12 +57,12 @@ variable "public" {
 }
 
 variable "invokers" {
-  description = "IAM members granted roles/run.invoker on this function only (e.g. the Pub/Sub push identity)."
-  type        = list(string)
-  default     = []
+  description = "Static key => IAM member granted roles/run.invoker on this function only (e.g. { pubsub-push = <member> }). Keys must be known at plan time; members may be computed."
+  type        = map(string)
+  default     = {}
 
   validation {
-    condition     = alltrue([for m in var.invokers : !contains(["allUsers", "allAuthenticatedUsers"], m)])
+    condition     = alltrue([for m in values(var.invokers) : !contains(["allUsers", "allAuthenticatedUsers"], m)])
     error_message = "Use public = true (HTTPS only) instead of listing allUsers/allAuthenticatedUsers as invokers."
   }
 }

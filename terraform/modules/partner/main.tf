@@ -29,7 +29,7 @@ module "topic" {
   ordering_key        = var.ordering_key
   labels              = { partner = var.slug }
   persistence_regions = var.persistence_regions
-  publishers          = [var.mirror_service_account]
+  publishers          = { mirror-to-partners = var.mirror_service_account }
 }
 
 module "subscription" {

@@ -122,7 +122,7 @@ variable "push" {
 }
 
 variable "subscribers" {
-  description = "IAM members granted roles/pubsub.subscriber on this subscription only."
+  description = "IAM members granted roles/pubsub.subscriber on this subscription only (literal members: they key the for_each, so they must be known at plan time)."
   type        = list(string)
   default     = []
 

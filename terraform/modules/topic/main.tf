@@ -39,7 +39,7 @@ resource "google_pubsub_topic" "main" {
 
 # Topic-scoped publisher grants only (never project-wide roles/pubsub.publisher).
 resource "google_pubsub_topic_iam_member" "publisher" {
-  for_each = toset(var.publishers)
+  for_each = var.publishers
 
   project = var.project_id
   topic   = google_pubsub_topic.main.name

@@ -63,12 +63,12 @@ variable "schema" {
 }
 
 variable "publishers" {
-  description = "IAM members (e.g. `serviceAccount:fn-x@p.iam.gserviceaccount.com`) granted roles/pubsub.publisher on this topic only."
-  type        = list(string)
-  default     = []
+  description = "Static key => IAM member (e.g. `serviceAccount:fn-x@p.iam.gserviceaccount.com`) granted roles/pubsub.publisher on this topic only. Keys must be known at plan time; members may be computed."
+  type        = map(string)
+  default     = {}
 
   validation {
-    condition     = alltrue([for m in var.publishers : !contains(["allUsers", "allAuthenticatedUsers"], m)])
+    condition     = alltrue([for m in values(var.publishers) : !contains(["allUsers", "allAuthenticatedUsers"], m)])
     error_message = "A topic must never be publishable by allUsers or allAuthenticatedUsers."
   }
 }

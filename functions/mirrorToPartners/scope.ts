@@ -1,0 +1,63 @@
+import type { LdrEvent } from '../../shared/cloudevents.ts';
+import { learnerRef } from '../../shared/partner-secrets.ts';
+import type { Partner } from '../../shared/registry.ts';
+
+/** Fields that carry a learner's free text or code: dropped for partners without `shareContent`. */
+const FREE_TEXT = new Set(['text', 'code', 'errorMessage', 'detail', 'filename']);
+
+export const studentOf = (ev: LdrEvent) => (ev.subject?.startsWith('students/') ? ev.subject.slice(9) : undefined);
+
+/** SPEC §8: instance or sponsor match, and the type among the partner's event types. */
+export function entitled(p: Partner, ev: LdrEvent): boolean {
+  if (!p.eventTypes.includes(ev.type as never)) return false;
+  const x = ev.extensions ?? {};
+  const sponsor = x['ldr-sponsor'];
+  if (sponsor && p.sponsors.includes(sponsor)) return true;
+  const instance = x['ldr-instance'];
+  if (instance && p.instances.includes(instance)) return true;
+  // content addressed to instances: to all of them, or to a listed few
+  if (x['ldr-audience'] === 'all') return p.instances.length > 0;
+  return p.instances.some((i) => x[`ldr-to-${i}`] !== undefined);
+}
+
+/**
+ * The partner's copy: same id, type and time; the student id replaced by the partner's learnerRef
+ * wherever it appears; free text and code dropped unless the partner has `shareContent`.
+ */
+export function scopedCopy(p: Partner, secret: Buffer, ev: LdrEvent): { event: LdrEvent; orderingKey?: string } {
+  const student = studentOf(ev);
+  const ref = student ? learnerRef(secret, student) : undefined;
+  const scrub = (v: unknown): unknown => {
+    if (typeof v === 'string') return student && v === student ? ref : v;
+    if (Array.isArray(v)) return v.map(scrub);
+    if (v && typeof v === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const [k, val] of Object.entries(v)) {
+        if (!p.shareContent && FREE_TEXT.has(k)) continue;
+        out[k === 'studentId' ? 'learnerRef' : k] = scrub(val);
+      }
+      return out;
+    }
+    return v;
+  };
+  const extensions: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(ev.extensions ?? {})) {
+    if (k.startsWith('ldr-to-') || k === 'ldr-audience') continue; // other instances' addressing stays private
+    extensions[k] = typeof v === 'string' ? (scrub(v) as string) : v;
+  }
+  extensions['ldr-partner'] = p.slug;
+  const data = scrub(ev.data) as Record<string, unknown>;
+  const contentId = typeof data?.contentId === 'string' ? data.contentId : undefined;
+  return {
+    event: {
+      id: ev.id,
+      source: ev.source.replace(/instances\/[^/]+/, 'instances/-'),
+      type: ev.type,
+      time: ev.time,
+      subject: ref ? `learners/${ref}` : ev.subject,
+      data,
+      extensions,
+    },
+    orderingKey: ref ?? contentId,
+  };
+}

@@ -1,0 +1,111 @@
+import { z } from 'zod';
+import { requirePermission, type Verifier } from '../../shared/auth.ts';
+import type { Artifacts } from '../../functions/ingestInteraction/handler.ts';
+import { type Bus, BusUnavailable } from '../../shared/clients.ts';
+import type { LdrEvent } from '../../shared/cloudevents.ts';
+import { badRequest, type FieldError, forbidden, HttpError } from '../../shared/errors.ts';
+import { subjectOf, TOPICS, TYPES } from '../../shared/events.ts';
+import { jsonBody, type Reply, type RouteContext } from '../../shared/http.ts';
+import { INSTANCE_RE } from '../../shared/registry.ts';
+
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
+export const contentSchema = z.strictObject({
+  contentId: z.string().regex(ID, 'must be 1–64 characters of A–Z, a–z, 0–9, _ or -'),
+  version: z.number().int().min(1),
+  kind: z.enum(['lesson', 'exercise', 'quiz', 'signal']),
+  title: z.string().min(1).max(300),
+  topic: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,127}$/),
+  sponsor: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/).optional(),
+  instances: z.array(z.string().regex(INSTANCE_RE)).min(1).max(1000).optional(),
+  studentId: z.string().regex(/^[A-Za-z0-9._:@-]{1,128}$/).optional(),
+  body: z.unknown().optional(),
+  artifacts: z.array(z.string().regex(/^lfs:\/\/[A-Za-z0-9_-]{1,64}$/, 'must be an lfs:// URI')).max(20).optional(),
+});
+export type Content = z.infer<typeof contentSchema>;
+
+/** Port: the content catalogue (Firestore `content/{id}`), keeping the newest version. */
+export interface ContentStore {
+  /** false when a newer or equal version is already stored */
+  putIfNewer(c: Content & { publishedAt: string; audience: string[] | 'all'; publishedBy: string }): Promise<boolean>;
+}
+
+/** Port: where a learner belongs (their instance), for signals. */
+export interface Learners {
+  instanceOf(studentId: string): Promise<string | undefined>;
+}
+
+export function createPublishContent(deps: {
+  verifier: Verifier;
+  bus: Bus;
+  store: ContentStore;
+  learners: Learners;
+  artifacts: Artifacts;
+  now?: () => Date;
+}) {
+  const now = deps.now ?? (() => new Date());
+  return async ({ req }: RouteContext): Promise<Reply> => {
+    const p = await deps.verifier.verify(req.headers.authorization);
+    if (p.role !== 'platform') throw forbidden('only platform services publish content');
+    requirePermission(p, 'content:publish');
+    const body = jsonBody(req, 64 * 1024);
+    const parsed = contentSchema.safeParse(body);
+    if (!parsed.success) {
+      throw badRequest(
+        'invalid content',
+        parsed.error.issues.map((i) => ({
+          path: `/${[...i.path, ...(i.code === 'unrecognized_keys' ? [i.keys[0]] : [])].join('/')}`,
+          message: i.message,
+        })),
+      );
+    }
+    const c = parsed.data;
+    const errors: FieldError[] = [];
+    if (c.body !== undefined && Buffer.byteLength(JSON.stringify(c.body)) > 32 * 1024) {
+      throw new HttpError(413, 'Content Too Large', 'body exceeds 32 KiB: upload it through lfsProxy and reference it in artifacts', {
+        errors: [{ path: '/body', message: 'must be at most 32 KiB' }],
+      });
+    }
+    if (c.kind === 'signal' && !c.studentId) errors.push({ path: '/studentId', message: 'a signal needs the learner it is for' });
+    if (c.kind !== 'signal' && c.studentId) errors.push({ path: '/studentId', message: 'only signals address one learner' });
+    if (c.kind === 'signal' && c.instances) errors.push({ path: '/instances', message: 'a signal goes to its learner’s instance' });
+    for (const [j, uri] of (c.artifacts ?? []).entries()) {
+      const rec = await deps.artifacts.get(uri.slice('lfs://'.length));
+      if (!rec) errors.push({ path: `/artifacts/${j}`, message: 'no such artifact' });
+      else if (rec.state !== 'stored') errors.push({ path: `/artifacts/${j}`, message: `artifact is ${rec.state}, not stored` });
+    }
+    let audience: string[] | 'all' = c.instances ?? 'all';
+    if (c.kind === 'signal' && c.studentId) {
+      const instance = await deps.learners.instanceOf(c.studentId);
+      if (!instance) errors.push({ path: '/studentId', message: 'unknown learner' });
+      else audience = [instance];
+    }
+    if (errors.length) throw badRequest('invalid content', errors);
+
+    const publishedAt = now().toISOString();
+    const fresh = await deps.store.putIfNewer({ ...c, publishedAt, audience, publishedBy: p.sub });
+    const event: LdrEvent<Content & { audience: string[] | 'all' }> = {
+      id: `${c.contentId}@${c.version}`,
+      source: '/ldr/functions/publishContent',
+      type: TYPES.content,
+      time: publishedAt,
+      subject: c.studentId ? subjectOf(c.studentId) : `content/${c.contentId}`,
+      data: { ...c, audience },
+      extensions: {
+        'ldr-kind': c.kind,
+        'ldr-sponsor': c.sponsor,
+        'ldr-audience': audience === 'all' ? 'all' : 'list',
+        ...(audience === 'all' ? {} : Object.fromEntries(audience.map((i) => [`ldr-to-${i}`, '1']))),
+        ...(c.studentId && audience !== 'all' ? { 'ldr-instance': audience[0] } : {}),
+      },
+    };
+    try {
+      // published on every accepted request, also when the version was stored before: a retry after a
+      // failed publish must go out; the ce-id (contentId@version) lets consumers keep one copy
+      await deps.bus.publish(TOPICS.content, event, c.contentId);
+    } catch (err) {
+      if (!(err instanceof BusUnavailable)) throw err;
+      throw new HttpError(503, 'Service Unavailable', 'the event bus is unavailable; retry, which is safe', { headers: { 'Retry-After': '2' } });
+    }
+    return { status: 202, body: { id: event.id, contentId: c.contentId, version: c.version, audience, stored: fresh } };
+  };
+}
