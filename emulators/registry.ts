@@ -62,14 +62,14 @@ export class FilterRelays {
   private relays = new Map<string, Subscription>();
   constructor(private pubsub: PubSub) {}
 
-  static visibleTopic = (name: string) => `_filtered.${name}`;
+  static visibleTopic = (name: string) => `local-filtered.${name}`;
 
   async ensure(topology: Topology, spec: SubscriptionSpec) {
     if (!spec.filter) return ensureSubscription(this.pubsub, topology, spec);
     const target = FilterRelays.visibleTopic(spec.name);
     await ensureTopic(this.pubsub, target);
     await ensureSubscription(this.pubsub, topology, { ...spec, topic: target, filter: undefined });
-    const hidden = `_relay.${spec.name}`;
+    const hidden = `local-relay.${spec.name}`;
     await ensureSubscription(this.pubsub, topology, { name: hidden, topic: spec.topic, ordered: true, filter: spec.filter });
     if (this.relays.has(spec.name)) return;
     const matches = compileFilter(spec.filter);
@@ -95,7 +95,7 @@ export class FilterRelays {
     const sub = this.relays.get(name);
     this.relays.delete(name);
     await sub?.close();
-    await this.pubsub.subscription(`_relay.${name}`).delete().catch(() => {});
+    await this.pubsub.subscription(`local-relay.${name}`).delete().catch(() => {});
     await this.pubsub.subscription(name).delete().catch(() => {});
   }
 

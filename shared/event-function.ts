@@ -9,6 +9,13 @@ export interface Delivery {
   subscription: string;
 }
 
+/** A Pub/Sub message as delivered, before any decoding: what a non-CloudEvents publisher (Cloud Storage) sends. */
+export interface RawMessage {
+  data: Buffer;
+  attributes: Record<string, string>;
+  publishTime?: string;
+}
+
 /**
  * Registers a Pub/Sub-triggered function. The Eventarc CloudEvent is unwrapped into the room's event;
  * a message that cannot be read, or that the handler rejects as PoisonMessage, goes to the dead-letter
@@ -18,6 +25,19 @@ export interface Delivery {
 export function registerEventFunction(
   rt: Runtime,
   handler: (ev: LdrEvent, delivery: Delivery) => Promise<void>,
+  opts: { deadLetterTopic?: string } = {},
+) {
+  registerMessageFunction(rt, (msg, delivery) => handler(fromMessage(msg.attributes, msg.data), delivery), opts);
+}
+
+/**
+ * The raw variant of `registerEventFunction`, for topics whose messages are not the room's CloudEvents
+ * (Cloud Storage notifications carry `eventType`, `bucketId`, `objectId` attributes and the object
+ * resource as data). Same contract: PoisonMessage → dead-letter and ack, any other error → retry.
+ */
+export function registerMessageFunction(
+  rt: Runtime,
+  handler: (msg: RawMessage, delivery: Delivery) => Promise<void>,
   opts: { deadLetterTopic?: string } = {},
 ) {
   const deadLetterTopic = opts.deadLetterTopic ?? 'learnflow.deadletter';
@@ -32,7 +52,7 @@ export function registerEventFunction(
       subscription: ce.data?.subscription ?? '',
     };
     try {
-      await handler(fromMessage(attributes, data), delivery);
+      await handler({ data, attributes, ...(msg?.publishTime ? { publishTime: msg.publishTime } : {}) }, delivery);
     } catch (err) {
       if (!(err instanceof PoisonMessage)) {
         rt.log.warn({ err: String(err), messageId: delivery.messageId, attempt: delivery.deliveryAttempt }, 'handler failed; will be retried');
@@ -52,4 +72,3 @@ export function registerEventFunction(
     }
   });
 }
-

@@ -2,6 +2,7 @@ import * as ff from '@google-cloud/functions-framework';
 import { v1 } from '@google-cloud/pubsub';
 import { z } from 'zod';
 import { interactionSchema } from '../../shared/domain/interaction.ts';
+import { HttpError } from '../../shared/errors.ts';
 import { httpFunction, route } from '../../shared/http.ts';
 import { PARTNERS, type Partner } from '../../shared/registry.ts';
 import { createRuntime } from '../../shared/runtime.ts';
@@ -16,6 +17,21 @@ const clientConfig = await rt.pubsub().getClientConfig();
 const subscriber = new v1.SubscriberClient({ ...clientConfig, port: clientConfig.port === undefined ? undefined : Number(clientConfig.port) });
 const subscriptionOf = (slug: string) => `projects/${project}/subscriptions/${partnerNames(topology, slug).subscription.name}`;
 const db = rt.firestore();
+
+/** The subscription is exactly-once: an ack id that expired or was already used is refused as a client error. */
+async function settle(call: () => Promise<unknown>) {
+  try {
+    await call();
+  } catch (err) {
+    const code = (err as { code?: number }).code;
+    if (code === 3 || code === 9) {
+      throw new HttpError(409, 'Conflict', 'some ack ids are expired or already acknowledged; pull again', {
+        errors: [{ path: '/ackIds', message: 'expired or already used' }],
+      });
+    }
+    throw err;
+  }
+}
 
 const room = createPartnerRoom({
   verifier: rt.verifier(),
@@ -33,12 +49,9 @@ const room = createPartnerRoom({
         event: structured((m.message?.attributes ?? {}) as Record<string, string>, Buffer.from(m.message?.data ?? '')),
       }));
     },
-    async ack(slug, ackIds) {
-      await subscriber.acknowledge({ subscription: subscriptionOf(slug), ackIds });
-    },
-    async nack(slug, ackIds) {
-      await subscriber.modifyAckDeadline({ subscription: subscriptionOf(slug), ackIds, ackDeadlineSeconds: 0 });
-    },
+    ack: (slug, ackIds) => settle(() => subscriber.acknowledge({ subscription: subscriptionOf(slug), ackIds })),
+    nack: (slug, ackIds) =>
+      settle(() => subscriber.modifyAckDeadline({ subscription: subscriptionOf(slug), ackIds, ackDeadlineSeconds: 0 })),
   },
   content: {
     async sponsoredBy(sponsors) {

@@ -53,12 +53,6 @@ resource "google_pubsub_topic_iam_member" "gcs_publisher" {
   member  = "serviceAccount:${var.gcs_service_agent}"
 }
 
-resource "google_project_iam_member" "oops" {
-  project = var.project_id
-  role    = "roles/editor"
-  member  = "serviceAccount:${var.gcs_service_agent}"
-}
-
 resource "google_storage_notification" "finalize" {
   bucket             = google_storage_bucket.main.name
   topic              = var.finalize_notification.topic

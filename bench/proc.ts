@@ -1,0 +1,108 @@
+/**
+ * What /proc says about the processes of the local suite: CPU time (utime + stime, in seconds) and resident
+ * memory. Linux only; on other systems every reading is undefined and the reports say "n/a".
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+let ticks: number | undefined;
+/** Clock ticks per second of /proc/<pid>/stat (`getconf CLK_TCK`, 100 on every usual Linux). */
+export function clockTicks(): number {
+  if (ticks === undefined) {
+    try {
+      ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      ticks = 100;
+    }
+  }
+  return ticks;
+}
+
+export interface ProcStat {
+  pid: number;
+  comm: string;
+  ppid: number;
+  pgrp: number;
+  /** utime + stime of the process itself, seconds */
+  cpu: number;
+  /** cutime + cstime: children it has waited for, seconds */
+  childCpu: number;
+}
+
+/** /proc/<pid>/stat, or undefined when the process is gone. The command name may hold spaces and parentheses. */
+export function procStat(pid: number): ProcStat | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const close = text.lastIndexOf(')');
+  const comm = text.slice(text.indexOf('(') + 1, close);
+  const f = text.slice(close + 2).split(' ');
+  // f[0] = state (field 3); utime is field 14 → f[11]
+  const n = (i: number) => Number(f[i] ?? 0);
+  const hz = clockTicks();
+  return { pid, comm, ppid: n(1), pgrp: n(2), cpu: (n(11) + n(12)) / hz, childCpu: (n(13) + n(14)) / hz };
+}
+
+/** CPU seconds used so far by one process (not its children). */
+export const cpuSeconds = (pid: number): number | undefined => procStat(pid)?.cpu;
+
+/** Every live process, read once. */
+export function allProcesses(): ProcStat[] {
+  const out: ProcStat[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const s = procStat(Number(d));
+    if (s) out.push(s);
+  }
+  return out;
+}
+
+/**
+ * CPU seconds of a whole process group (a Java emulator under its shell wrapper, PostgreSQL and its
+ * backends): the live members plus what the leader collected from children that exited.
+ */
+export function groupCpuSeconds(pgid: number, snapshot = allProcesses()): number | undefined {
+  const members = snapshot.filter((p) => p.pgrp === pgid);
+  if (!members.length) return undefined;
+  const leader = members.find((p) => p.pid === pgid);
+  return members.reduce((a, p) => a + p.cpu, 0) + (leader?.childCpu ?? 0);
+}
+
+/** Resident set size of a process in MiB (VmRSS of /proc/<pid>/status). */
+export function rssMiB(pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resident memory of a process group in MiB. */
+export function groupRssMiB(pgid: number, snapshot = allProcesses()): number | undefined {
+  const members = snapshot.filter((p) => p.pgrp === pgid);
+  if (!members.length) return undefined;
+  return members.reduce((a, p) => a + (rssMiB(p.pid) ?? 0), 0);
+}
+
+/**
+ * The managed processes of a suite data dir, by name: `<dataDir>/pids/<name>.pid` (emulators, PostgreSQL,
+ * function workers) and `<dataDir>/redis/redis-<port>.pid`.
+ */
+export function suitePids(dataDir: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  const read = (file: string) => Number(readFileSync(file, 'utf8').trim());
+  const pids = join(dataDir, 'pids');
+  if (existsSync(pids)) {
+    for (const f of readdirSync(pids)) if (f.endsWith('.pid')) out[f.slice(0, -4)] = read(join(pids, f));
+  }
+  const redis = join(dataDir, 'redis');
+  if (existsSync(redis)) {
+    for (const f of readdirSync(redis)) if (/^redis-\d+\.pid$/.test(f)) out['redis-server'] = read(join(redis, f));
+  }
+  return out;
+}

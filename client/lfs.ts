@@ -1,0 +1,330 @@
+/**
+ * The room's large-file client, for the SkillR frontend (browser: `File`/`Blob`, WebCrypto) and for
+ * Node (a path, a `Buffer` or a `Readable`). Dependency-free: `fetch` only; Node modules are imported
+ * lazily, and only on the Node paths, so a browser bundle never reaches them.
+ *
+ * ```ts
+ * const { uri } = await uploadArtifact({ baseUrl, token, file, contentType: 'video/mp4' });
+ * // reference `uri` in an interaction's `artifacts`, later:
+ * const { url, expiresAt } = await downloadUrl({ baseUrl, token, uri });
+ * ```
+ * `baseUrl` is the lfsProxy base, e.g. `https://…/lfsProxy` or locally
+ * `http://127.0.0.1:5001/demo-ldr/europe-west3/lfsProxy`.
+ */
+import { Sha256, toHex } from './sha256.ts';
+
+export interface ClientOptions {
+  baseUrl: string;
+  /** bearer JWT of the caller */
+  token: string;
+  fetch?: typeof fetch;
+  signal?: AbortSignal;
+}
+
+export interface UploadArtifactOptions extends ClientOptions {
+  /** the content: a browser `File`/`Blob`, or in Node a `Buffer`/`Uint8Array` or a `Readable` (any async iterable of bytes) */
+  file?: Blob | Uint8Array | AsyncIterable<Uint8Array>;
+  /** Node: a file to stream from disk (never read into memory whole) */
+  path?: string;
+  /** defaults to the `File`'s name or the path's last segment; the server sanitises it */
+  filename?: string;
+  /** must be one the server allows; defaults to the `File`'s type */
+  contentType?: string;
+  /** for app tokens: the learner the artifact belongs to */
+  studentId?: string;
+}
+
+export interface UploadedArtifact {
+  artifactId: string;
+  uri: string;
+}
+
+export interface DownloadUrlOptions extends ClientOptions {
+  uri: string;
+  /** how long to wait for a pending artifact to be verified and stored (default 60 s) */
+  timeoutMs?: number;
+  /** first delay between polls (default 250 ms, doubling up to 2 s) */
+  pollMs?: number;
+}
+
+export interface ArtifactInfo {
+  artifactId: string;
+  uri: string;
+  state: 'pending' | 'stored' | 'rejected';
+  filename: string;
+  contentType: string;
+  size: number;
+  sha256: string;
+  ownerId: string;
+  instanceId?: string;
+  createdAt: string;
+  storedAt?: string;
+  reason?: string;
+  downloadUrl?: string;
+  expiresAt?: string;
+}
+
+/** What lfsProxy answers to `POST /uploads`. */
+export interface UploadTicket {
+  artifactId: string;
+  uri: string;
+  uploadUrl: string;
+  method: 'PUT';
+  headers: Record<string, string>;
+  expiresAt: string;
+}
+
+export class LfsError extends Error {
+  constructor(
+    message: string,
+    /** HTTP status of the failed call, when there was one */
+    readonly status?: number,
+    /** problem+json from lfsProxy, or `{ code }` from Cloud Storage */
+    readonly details?: unknown,
+  ) {
+    super(message);
+    this.name = 'LfsError';
+  }
+}
+
+const LFS_URI_RE = /^lfs:\/\/([A-Za-z0-9_-]{1,64})$/;
+/** Up to this size a Blob is hashed with WebCrypto in one piece; larger ones are streamed. */
+const WEBCRYPTO_MAX_BYTES = 64 * 1024 * 1024;
+
+/** Hashes the file, asks lfsProxy for a signed URL, PUTs the bytes and returns the `lfs://` URI. */
+export async function uploadArtifact(o: UploadArtifactOptions): Promise<UploadedArtifact> {
+  const source = await openSource(o);
+  try {
+    const filename = o.filename ?? source.name;
+    const contentType = o.contentType ?? source.type;
+    if (!filename) throw new LfsError('filename is required');
+    if (!contentType) throw new LfsError('contentType is required');
+    const ticket = await requestUpload(o, {
+      filename,
+      contentType,
+      size: source.size,
+      sha256: source.sha256,
+      ...(o.studentId !== undefined ? { studentId: o.studentId } : {}),
+    });
+    await putBytes(o, ticket, source);
+    return { artifactId: ticket.artifactId, uri: ticket.uri };
+  } finally {
+    await source.dispose();
+  }
+}
+
+/** `POST /uploads`: the signed upload for a declared file. */
+export async function requestUpload(
+  o: ClientOptions,
+  body: { filename: string; contentType: string; size: number; sha256: string; studentId?: string },
+): Promise<UploadTicket> {
+  const res = await (o.fetch ?? fetch)(endpoint(o.baseUrl, '/uploads'), {
+    method: 'POST',
+    headers: { authorization: `Bearer ${o.token}`, 'content-type': 'application/json', accept: 'application/json' },
+    body: JSON.stringify(body),
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
+  if (res.status !== 201) throw await problem(res, 'upload request refused');
+  return (await res.json()) as UploadTicket;
+}
+
+/** `GET /objects/<id>`: the artifact's metadata and, once stored, a signed download URL. */
+export async function getArtifact(o: ClientOptions & { uri: string }): Promise<ArtifactInfo> {
+  const res = await (o.fetch ?? fetch)(endpoint(o.baseUrl, `/objects/${encodeURIComponent(artifactIdOf(o.uri))}`), {
+    headers: { authorization: `Bearer ${o.token}`, accept: 'application/json' },
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
+  if (res.status !== 200) throw await problem(res, 'artifact lookup refused');
+  return (await res.json()) as ArtifactInfo;
+}
+
+/** A signed GET URL for a stored artifact; waits (polling) while it is still being verified. */
+export async function downloadUrl(o: DownloadUrlOptions): Promise<{ url: string; expiresAt: string }> {
+  const deadline = Date.now() + (o.timeoutMs ?? 60_000);
+  let delay = o.pollMs ?? 250;
+  for (;;) {
+    const info = await getArtifact(o);
+    if (info.state === 'stored' && info.downloadUrl && info.expiresAt) {
+      return { url: info.downloadUrl, expiresAt: info.expiresAt };
+    }
+    if (info.state === 'rejected') {
+      throw new LfsError(`artifact ${info.artifactId} was rejected: ${info.reason ?? 'no reason given'}`, 200, info);
+    }
+    if (Date.now() + delay > deadline) {
+      throw new LfsError(`artifact ${info.artifactId} is still ${info.state} after the deadline`, 200, info);
+    }
+    await sleep(delay, o.signal);
+    delay = Math.min(delay * 2, 2000);
+  }
+}
+
+export function artifactIdOf(uri: string): string {
+  const m = LFS_URI_RE.exec(uri);
+  if (!m) throw new LfsError(`not an lfs://<artifactId> URI: ${uri}`);
+  return m[1]!;
+}
+
+// -------------------------------------------------------------------------------------------------
+
+interface Source {
+  size: number;
+  sha256: string;
+  name?: string;
+  type?: string;
+  /** a fresh body for the PUT, and whether it is a stream (which needs duplex and a content-length) */
+  body(): Promise<{ body: BodyInit; streamed: boolean }>;
+  dispose(): Promise<void>;
+}
+
+const nothing = async () => {};
+const isAsyncIterable = (x: unknown): x is AsyncIterable<Uint8Array> =>
+  typeof (x as AsyncIterable<Uint8Array> | undefined)?.[Symbol.asyncIterator] === 'function';
+
+async function openSource(o: UploadArtifactOptions): Promise<Source> {
+  if (o.path !== undefined && o.file !== undefined) throw new LfsError('pass either file or path, not both');
+  if (o.path !== undefined) return fileSource(o.path);
+  const f = o.file;
+  if (f === undefined) throw new LfsError('file or path is required');
+  if (typeof Blob !== 'undefined' && f instanceof Blob) {
+    const name = (f as Blob & { name?: unknown }).name;
+    return {
+      size: f.size,
+      sha256: await hashBlob(f),
+      ...(typeof name === 'string' && name ? { name } : {}),
+      ...(f.type ? { type: f.type } : {}),
+      body: async () => ({ body: f, streamed: false }),
+      dispose: nothing,
+    };
+  }
+  if (f instanceof Uint8Array) {
+    return {
+      size: f.byteLength,
+      sha256: await hashBytes(f),
+      body: async () => ({ body: f as unknown as BodyInit, streamed: false }),
+      dispose: nothing,
+    };
+  }
+  if (isAsyncIterable(f)) return spooledSource(f);
+  throw new LfsError('file must be a Blob, a Uint8Array or an async iterable of bytes');
+}
+
+async function hashBytes(bytes: Uint8Array): Promise<string> {
+  if (globalThis.crypto?.subtle) {
+    return toHex(new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>)));
+  }
+  return new Sha256().update(bytes).hex();
+}
+
+/** Small blobs through WebCrypto; large ones chunk by chunk, so a big video is never held in memory. */
+async function hashBlob(blob: Blob): Promise<string> {
+  if (blob.size <= WEBCRYPTO_MAX_BYTES) return hashBytes(new Uint8Array(await blob.arrayBuffer()));
+  const hash = new Sha256();
+  const reader = blob.stream().getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    hash.update(value);
+  }
+  return hash.hex();
+}
+
+/** Node: a file on disk, hashed and uploaded as streams. */
+async function fileSource(path: string): Promise<Source> {
+  const [{ createReadStream }, { stat }, { createHash }, { Readable }, { basename }] = await Promise.all([
+    import('node:fs'),
+    import('node:fs/promises'),
+    import('node:crypto'),
+    import('node:stream'),
+    import('node:path'),
+  ]);
+  const { size } = await stat(path);
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+  return {
+    size,
+    sha256: hash.digest('hex'),
+    name: basename(path),
+    body: async () => ({
+      body: Readable.toWeb(createReadStream(path, { highWaterMark: 1024 * 1024 })) as unknown as BodyInit,
+      streamed: true,
+    }),
+    dispose: nothing,
+  };
+}
+
+/**
+ * Node: a one-shot stream must be hashed before the URL is asked for and read again for the PUT, so it
+ * is spooled to a private temporary file on the way (hashing as it goes) and uploaded from there.
+ */
+async function spooledSource(stream: AsyncIterable<Uint8Array>): Promise<Source> {
+  const [{ mkdtemp, rm }, { tmpdir }, { join }, { createWriteStream }, { pipeline }] = await Promise.all([
+    import('node:fs/promises'),
+    import('node:os'),
+    import('node:path'),
+    import('node:fs'),
+    import('node:stream/promises'),
+  ]);
+  const dir = await mkdtemp(join(tmpdir(), 'lfs-upload-'));
+  const path = join(dir, 'spool');
+  try {
+    await pipeline(stream, createWriteStream(path, { mode: 0o600 }));
+    const source = await fileSource(path);
+    const { name: _spool, ...rest } = source;
+    return { ...rest, dispose: () => rm(dir, { recursive: true, force: true }) };
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function putBytes(o: ClientOptions, ticket: UploadTicket, source: Source) {
+  const { body, streamed } = await source.body();
+  const init: RequestInit & { duplex?: 'half' } = {
+    method: ticket.method,
+    // exactly the signed headers; a stream also needs its length stated (a browser computes it itself)
+    headers: streamed ? { ...ticket.headers, 'content-length': String(source.size) } : ticket.headers,
+    body,
+    ...(streamed ? { duplex: 'half' as const } : {}),
+    ...(o.signal ? { signal: o.signal } : {}),
+  };
+  const res = await (o.fetch ?? fetch)(ticket.uploadUrl, init);
+  // 412: the create-only precondition failed, i.e. an earlier attempt of this very upload already landed
+  if (res.ok || res.status === 412) {
+    await res.body?.cancel();
+    return;
+  }
+  const text = await res.text();
+  const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1];
+  throw new LfsError(`upload to storage failed: ${res.status}${code ? ` ${code}` : ''}`, res.status, { code });
+}
+
+async function problem(res: Response, fallback: string): Promise<LfsError> {
+  const text = await res.text();
+  let details: unknown = text;
+  let message = `${fallback}: ${res.status}`;
+  try {
+    const p = JSON.parse(text) as { title?: string; detail?: string };
+    details = p;
+    message = `${fallback}: ${res.status} ${p.detail ?? p.title ?? ''}`.trim();
+  } catch {
+    // not JSON: keep the text
+  }
+  return new LfsError(message, res.status, details);
+}
+
+const endpoint = (baseUrl: string, path: string) => `${baseUrl.replace(/\/+$/, '')}${path}`;
+
+function sleep(ms: number, signal?: AbortSignal) {
+  return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
