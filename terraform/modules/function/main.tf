@@ -173,7 +173,7 @@ resource "google_project_iam_member" "project" {
 resource "google_service_account_iam_member" "sign_blob" {
   count = var.sign_blob_self ? 1 : 0
 
-  service_account_id = var.build.service_account
+  service_account_id = google_service_account.runtime.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = google_service_account.runtime.member
 }
