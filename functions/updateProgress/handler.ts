@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { LdrEvent } from '../../shared/cloudevents.ts';
 import type { Bus } from '../../shared/clients.ts';
 import { readInteraction } from '../../shared/events.ts';
+import { retryTransient } from '../../shared/retry.ts';
 import { applyInteraction, markSent, pendingOutbox } from './ledger.ts';
 import type { ProgressView } from './projection.ts';
 
@@ -10,12 +11,21 @@ import type { ProgressView } from './projection.ts';
  * outbox events. Every step after the ledger is repeatable, so a crash anywhere is healed by the
  * redelivery that follows it.
  */
-export function createUpdateProgress(deps: { pool: pg.Pool; view: ProgressView; bus: Bus }) {
+export function createUpdateProgress(deps: {
+  pool: pg.Pool;
+  view: ProgressView;
+  bus: Bus;
+  /** how long a PostgreSQL outage is waited out inside one delivery before it fails */
+  outageBudgetMs?: number;
+  onRetry?: (err: unknown, attempt: number) => void;
+}) {
+  const retry = <T>(op: () => Promise<T>) =>
+    retryTransient(op, { budgetMs: deps.outageBudgetMs ?? 45_000, onRetry: deps.onRetry });
   return async (ev: LdrEvent) => {
     const i = readInteraction(ev);
-    const { applied, row } = await applyInteraction(deps.pool, i);
+    const { applied, row } = await retry(() => applyInteraction(deps.pool, i));
     await deps.view.project(row);
-    const pending = await pendingOutbox(deps.pool, i.studentId);
+    const pending = await retry(() => pendingOutbox(deps.pool, i.studentId));
     const sent: string[] = [];
     try {
       for (const o of pending) {
@@ -23,7 +33,7 @@ export function createUpdateProgress(deps: { pool: pg.Pool; view: ProgressView; 
         sent.push(o.event.id);
       }
     } finally {
-      await markSent(deps.pool, sent);
+      await retry(() => markSent(deps.pool, sent));
     }
     return { applied, row, published: sent };
   };

@@ -4,7 +4,12 @@ import { createUpdateProgress } from './handler.ts';
 import { firestoreProgressView } from './projection.ts';
 
 const rt = createRuntime('updateProgress');
-const update = createUpdateProgress({ pool: rt.pg(), view: firestoreProgressView(rt.firestore()), bus: rt.bus() });
+const update = createUpdateProgress({
+  pool: rt.pg(),
+  view: firestoreProgressView(rt.firestore()),
+  bus: rt.bus(),
+  onRetry: (err, attempt) => rt.log.warn({ err: String(err), attempt }, 'PostgreSQL unavailable; waiting it out'),
+});
 
 registerEventFunction(rt, async (ev, delivery) => {
   const r = await update(ev);

@@ -43,7 +43,8 @@ export async function applyInteraction(pool: pg.Pool, i: Interaction): Promise<{
     const dup = await client.query('SELECT 1 FROM interactions WHERE event_id = $1', [i.id]);
     if (dup.rowCount) {
       await client.query('ROLLBACK');
-      return { applied: false, row: await readRow(pool, i.studentId, i.topic) };
+      // read on the connection already held: asking the pool for a second one can exhaust it
+      return { applied: false, row: await readRow(client, i.studentId, i.topic) };
     }
     const { state, struggles } = apply(before.state, i);
     const m = mastery(state);
@@ -140,8 +141,8 @@ export async function applyInteraction(pool: pg.Pool, i: Interaction): Promise<{
   }
 }
 
-export async function readRow(pool: pg.Pool, studentId: string, topic: string): Promise<TopicRow> {
-  const { rows } = await pool.query(
+export async function readRow(db: pg.Pool | pg.PoolClient, studentId: string, topic: string): Promise<TopicRow> {
+  const { rows } = await db.query(
     'SELECT instance_id, state, mastery, level, components, version, updated_at FROM topic_state WHERE student_id = $1 AND topic = $2',
     [studentId, topic],
   );

@@ -1,0 +1,104 @@
+import { randomUUID } from 'node:crypto';
+import { Firestore } from '@google-cloud/firestore';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Bus } from '../../shared/clients.ts';
+import type { LdrEvent } from '../../shared/cloudevents.ts';
+import { interactionEvent } from '../../shared/events.ts';
+import { suite } from '../../tests/helpers.ts';
+import { createUpdateProgress } from './handler.ts';
+import { firestoreProgressView, type ProgressView } from './projection.ts';
+
+/** The handler against the suite's real PostgreSQL and Firestore, with faults injected at its ports. */
+let pool: pg.Pool;
+let db: Firestore;
+const published: Array<{ topic: string; event: LdrEvent }> = [];
+const bus: Bus = {
+  async publish(topic, event) {
+    published.push({ topic, event });
+    return 'm';
+  },
+  async publishRaw() {
+    return 'm';
+  },
+};
+
+beforeAll(() => {
+  pool = new pg.Pool({ connectionString: suite().env.DATABASE_URL, max: 4 });
+  db = new Firestore({ projectId: suite().projectId, host: suite().env.FIRESTORE_EMULATOR_HOST, ssl: false });
+});
+afterAll(async () => {
+  await pool.end();
+  await db.terminate();
+});
+
+const quiz = (studentId: string, score: number) =>
+  interactionEvent(
+    {
+      id: `q-${randomUUID()}`,
+      studentId,
+      instanceId: 'inst-a',
+      kind: 'quiz_answer',
+      occurredAt: new Date().toISOString(),
+      topic: 'general',
+      payload: { quizId: 'q', correct: score >= 0.5, score },
+    } as never,
+    new Date(),
+  );
+
+describe('updateProgress handler', () => {
+  it('heals a crash between the PostgreSQL commit and the Firestore write on redelivery', async () => {
+    const student = `s-${randomUUID()}`;
+    const real = firestoreProgressView(db);
+    let crash = true;
+    const flaky: ProgressView = {
+      async project(row) {
+        if (crash) {
+          crash = false;
+          throw new Error('instance died after the commit');
+        }
+        return real.project(row);
+      },
+    };
+    const handle = createUpdateProgress({ pool, view: flaky, bus });
+    const ev = quiz(student, 0.4);
+    await expect(handle(ev)).rejects.toThrow('instance died');
+    const doc = db.collection('students').doc(student).collection('topics').doc('general');
+    expect((await doc.get()).exists).toBe(false); // the view lags: exactly the crash window
+    const again = await handle(ev); // the redelivery
+    expect(again.applied).toBe(false);
+    const snap = await doc.get();
+    // 100 × (0.3 × 0.4 + 0.1 × 1/7) = 12 + 1.43 = 13.4
+    expect(snap.get('mastery')).toBe(13.4);
+    expect(snap.get('interactions')).toBe(1);
+    const rows = await pool.query('SELECT count(*) FROM interactions WHERE student_id = $1', [student]);
+    expect(Number(rows.rows[0].count)).toBe(1);
+    // the progress event and the low-score struggle decided in the ledger go out once the flush runs
+    const ids = published.filter((p) => p.event.subject === `students/${student}`).map((p) => p.event.id);
+    expect(ids.sort()).toEqual([`${ev.id}.progress`, `${ev.id}.struggle.low_quiz_score`].sort());
+  });
+
+  it('applies concurrent duplicate deliveries once', async () => {
+    const student = `s-${randomUUID()}`;
+    const handle = createUpdateProgress({ pool, view: firestoreProgressView(db), bus });
+    const ev = quiz(student, 1);
+    const results = await Promise.all(Array.from({ length: 8 }, () => handle(ev)));
+    expect(results.filter((r) => r.applied)).toHaveLength(1);
+    const snap = await db.collection('students').doc(student).collection('topics').doc('general').get();
+    expect(snap.get('interactions')).toBe(1);
+    expect(snap.get('version')).toBe(1);
+  });
+
+  it('a replay of a learner’s whole history changes nothing', async () => {
+    const student = `s-${randomUUID()}`;
+    const handle = createUpdateProgress({ pool, view: firestoreProgressView(db), bus });
+    const events = [0.2, 0.9, 0.7].map((s) => quiz(student, s));
+    for (const ev of events) await handle(ev);
+    const before = (await db.collection('students').doc(student).collection('topics').doc('general').get()).data();
+    for (const ev of events) expect((await handle(ev)).applied).toBe(false);
+    const after = (await db.collection('students').doc(student).collection('topics').doc('general').get()).data();
+    expect(after).toEqual(before);
+    // 100 × (0.3 × 0.6 + 0.1 × 1/7) = 18 + 1.43 = 19.4
+    expect(after?.mastery).toBe(19.4);
+  });
+});
