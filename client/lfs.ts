@@ -120,7 +120,11 @@ export async function requestUpload(
 ): Promise<UploadTicket> {
   const res = await (o.fetch ?? fetch)(endpoint(o.baseUrl, '/uploads'), {
     method: 'POST',
-    headers: { authorization: `Bearer ${o.token}`, 'content-type': 'application/json', accept: 'application/json' },
+    headers: {
+      authorization: `Bearer ${o.token}`,
+      'content-type': 'application/json',
+      accept: 'application/json',
+    },
     body: JSON.stringify(body),
     ...(o.signal ? { signal: o.signal } : {}),
   });
@@ -130,10 +134,13 @@ export async function requestUpload(
 
 /** `GET /objects/<id>`: the artifact's metadata and, once stored, a signed download URL. */
 export async function getArtifact(o: ClientOptions & { uri: string }): Promise<ArtifactInfo> {
-  const res = await (o.fetch ?? fetch)(endpoint(o.baseUrl, `/objects/${encodeURIComponent(artifactIdOf(o.uri))}`), {
-    headers: { authorization: `Bearer ${o.token}`, accept: 'application/json' },
-    ...(o.signal ? { signal: o.signal } : {}),
-  });
+  const res = await (o.fetch ?? fetch)(
+    endpoint(o.baseUrl, `/objects/${encodeURIComponent(artifactIdOf(o.uri))}`),
+    {
+      headers: { authorization: `Bearer ${o.token}`, accept: 'application/json' },
+      ...(o.signal ? { signal: o.signal } : {}),
+    },
+  );
   if (res.status !== 200) throw await problem(res, 'artifact lookup refused');
   return (await res.json()) as ArtifactInfo;
 }
@@ -148,7 +155,11 @@ export async function downloadUrl(o: DownloadUrlOptions): Promise<{ url: string;
       return { url: info.downloadUrl, expiresAt: info.expiresAt };
     }
     if (info.state === 'rejected') {
-      throw new LfsError(`artifact ${info.artifactId} was rejected: ${info.reason ?? 'no reason given'}`, 200, info);
+      throw new LfsError(
+        `artifact ${info.artifactId} was rejected: ${info.reason ?? 'no reason given'}`,
+        200,
+        info,
+      );
     }
     if (Date.now() + delay > deadline) {
       throw new LfsError(`artifact ${info.artifactId} is still ${info.state} after the deadline`, 200, info);
@@ -210,7 +221,9 @@ async function openSource(o: UploadArtifactOptions): Promise<Source> {
 
 async function hashBytes(bytes: Uint8Array): Promise<string> {
   if (globalThis.crypto?.subtle) {
-    return toHex(new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>)));
+    return toHex(
+      new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>)),
+    );
   }
   return new Sha256().update(bytes).hex();
 }
@@ -239,7 +252,8 @@ async function fileSource(path: string): Promise<Source> {
   ]);
   const { size } = await stat(path);
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 }))
+    hash.update(chunk as Buffer);
   return {
     size,
     sha256: hash.digest('hex'),
@@ -295,7 +309,9 @@ async function putBytes(o: ClientOptions, ticket: UploadTicket, source: Source) 
   }
   const text = await res.text();
   const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1];
-  throw new LfsError(`upload to storage failed: ${res.status}${code ? ` ${code}` : ''}`, res.status, { code });
+  throw new LfsError(`upload to storage failed: ${res.status}${code ? ` ${code}` : ''}`, res.status, {
+    code,
+  });
 }
 
 async function problem(res: Response, fallback: string): Promise<LfsError> {

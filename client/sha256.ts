@@ -51,7 +51,7 @@ export class Sha256 {
   digest(): Uint8Array {
     if (this.#finished) throw new Error('digest() was already called');
     const bits = this.#length * 8;
-    const padding = new Uint8Array(((this.#blockLength < 56 ? 56 : 120) - this.#blockLength) + 8);
+    const padding = new Uint8Array((this.#blockLength < 56 ? 56 : 120) - this.#blockLength + 8);
     padding[0] = 0x80;
     const view = new DataView(padding.buffer);
     view.setUint32(padding.length - 8, Math.floor(bits / 2 ** 32));
@@ -60,7 +60,7 @@ export class Sha256 {
     this.#finished = true;
     const out = new Uint8Array(32);
     const outView = new DataView(out.buffer);
-    this.#h.forEach((v, i) => outView.setUint32(i * 4, v));
+    for (let i = 0; i < 8; i++) outView.setUint32(i * 4, this.#h[i]!);
     return out;
   }
 
@@ -113,4 +113,5 @@ export class Sha256 {
   }
 }
 
-export const toHex = (bytes: Uint8Array) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+export const toHex = (bytes: Uint8Array) =>
+  Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');

@@ -15,8 +15,24 @@ export const createPubSub = (config: Pick<Config, 'GOOGLE_CLOUD_PROJECT'>) =>
 export const createFirestore = (config: Pick<Config, 'GOOGLE_CLOUD_PROJECT'>) =>
   new Firestore({ projectId: config.GOOGLE_CLOUD_PROJECT, ignoreUndefinedProperties: true });
 
-export const createPgPool = (config: Pick<Config, 'DATABASE_URL'>, max = 10) =>
-  new pg.Pool({ connectionString: config.DATABASE_URL, max, connectionTimeoutMillis: 5_000 });
+/**
+ * PostgreSQL: a direct URL locally; in production the Cloud SQL Node connector (private IP, IAM
+ * database authentication: no password, the function's service account is the database user).
+ */
+export async function createPgPool(
+  config: Pick<Config, 'DATABASE_URL' | 'CLOUD_SQL_INSTANCE' | 'PGUSER' | 'PGDATABASE'>,
+  max = 10,
+): Promise<pg.Pool> {
+  const common = { max, connectionTimeoutMillis: 5_000 };
+  if (config.DATABASE_URL) return new pg.Pool({ ...common, connectionString: config.DATABASE_URL });
+  const { Connector, IpAddressTypes, AuthTypes } = await import('@google-cloud/cloud-sql-connector');
+  const options = await new Connector().getOptions({
+    instanceConnectionName: config.CLOUD_SQL_INSTANCE!,
+    ipType: IpAddressTypes.PRIVATE,
+    authType: AuthTypes.IAM,
+  });
+  return new pg.Pool({ ...common, ...options, user: config.PGUSER, database: config.PGDATABASE });
+}
 
 export const createRedis = (config: Pick<Config, 'UPSTASH_REDIS_REST_URL' | 'UPSTASH_REDIS_REST_TOKEN'>) =>
   new Redis({

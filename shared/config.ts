@@ -6,7 +6,12 @@ import { z } from 'zod';
  */
 const schema = z.object({
   GOOGLE_CLOUD_PROJECT: z.string().min(1).default('demo-ldr'),
-  DATABASE_URL: z.string().url(),
+  /** local / direct connections; in production CLOUD_SQL_INSTANCE + PGUSER + PGDATABASE instead */
+  DATABASE_URL: z.string().url().optional(),
+  /** `project:region:instance`: connect through the Cloud SQL Node connector (private IP, IAM database auth) */
+  CLOUD_SQL_INSTANCE: z.string().regex(/^[^:]+:[^:]+:[^:]+$/).optional(),
+  PGUSER: z.string().optional(),
+  PGDATABASE: z.string().default('ldr'),
   UPSTASH_REDIS_REST_URL: z.string().url(),
   UPSTASH_REDIS_REST_TOKEN: z.string().min(1),
   JWKS_URL: z.string().url(),
@@ -24,8 +29,14 @@ const schema = z.object({
 
 export type Config = z.infer<typeof schema>;
 
+const checked = schema.superRefine((c, ctx) => {
+  if (!c.DATABASE_URL && !(c.CLOUD_SQL_INSTANCE && c.PGUSER)) {
+    ctx.addIssue({ code: 'custom', path: ['DATABASE_URL'], message: 'set DATABASE_URL, or CLOUD_SQL_INSTANCE and PGUSER' });
+  }
+});
+
 export function parseConfig(env: Record<string, string | undefined>): Config {
-  const result = schema.safeParse(env);
+  const result = checked.safeParse(env);
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
     throw new Error(`invalid configuration: ${problems.join('; ')}`);
@@ -38,6 +49,6 @@ export function redacted(config: Config): Record<string, unknown> {
   return {
     ...config,
     UPSTASH_REDIS_REST_TOKEN: '[redacted]',
-    DATABASE_URL: config.DATABASE_URL.replace(/\/\/[^@]*@/, '//[redacted]@'),
+    DATABASE_URL: config.DATABASE_URL?.replace(/\/\/[^@]*@/, '//[redacted]@'),
   };
 }

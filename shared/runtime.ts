@@ -14,6 +14,8 @@ import { createLogger, type Logger } from './log.ts';
  */
 export interface Runtime {
   name: string;
+  /** resolves once the database connection options are known (Cloud SQL connector); await it at cold start */
+  ready: Promise<void>;
   config: Config;
   log: Logger;
   pubsub(): PubSub;
@@ -43,11 +45,16 @@ export function createRuntime(name: string, env: Record<string, string | undefin
   const pubsub = once(() => createPubSub(config));
   const bus = once(() => createBus(pubsub()));
   const firestore = once(() => createFirestore(config));
-  const pool = once(() => {
-    const p = createPgPool(config);
+  let resolvedPool: pg.Pool | undefined;
+  const ready = createPgPool(config).then((p) => {
     p.on('error', (err) => log.warn({ err }, 'idle PostgreSQL client failed'));
-    return p;
+    resolvedPool = p;
   });
+  ready.catch((err) => log.error({ err: String(err) }, 'PostgreSQL connection options unavailable'));
+  const pool = () => {
+    if (!resolvedPool) throw new Error('PostgreSQL is not ready yet: await runtime.ready at cold start');
+    return resolvedPool;
+  };
   const redis = once(() => createRedis(config));
   const verifier = once(() =>
     createVerifier({
@@ -66,6 +73,7 @@ export function createRuntime(name: string, env: Record<string, string | undefin
   };
   return {
     name,
+    ready,
     config,
     log,
     pubsub,

@@ -5,9 +5,9 @@ import {
   artifactUri,
   OBJECT_PREFIX,
 } from '../../shared/artifacts.ts';
+import type { Bus } from '../../shared/clients.ts';
 import type { LdrEvent } from '../../shared/cloudevents.ts';
 import { PoisonMessage } from '../../shared/cloudevents.ts';
-import type { Bus } from '../../shared/clients.ts';
 import type { RawMessage } from '../../shared/event-function.ts';
 import { subjectOf, TOPICS, TYPES } from '../../shared/events.ts';
 import type { Logger } from '../../shared/log.ts';
@@ -73,7 +73,9 @@ interface Notification {
 export function readNotification(msg: RawMessage): Notification {
   const a = msg.attributes;
   if (!a.eventType || !a.bucketId || !a.objectId) {
-    throw new PoisonMessage('not a Cloud Storage notification: eventType, bucketId and objectId attributes are required');
+    throw new PoisonMessage(
+      'not a Cloud Storage notification: eventType, bucketId and objectId attributes are required',
+    );
   }
   let resource: Notification['resource'];
   if (msg.data.length) {
@@ -84,7 +86,8 @@ export function readNotification(msg: RawMessage): Notification {
       // payload format NONE or unreadable: the attributes are enough
     }
   }
-  const generation = a.objectGeneration ?? (resource?.generation !== undefined ? String(resource.generation) : undefined);
+  const generation =
+    a.objectGeneration ?? (resource?.generation !== undefined ? String(resource.generation) : undefined);
   return {
     eventType: a.eventType,
     bucket: a.bucketId,
@@ -94,7 +97,11 @@ export function readNotification(msg: RawMessage): Notification {
   };
 }
 
-export function artifactStoredEvent(artifactId: string, doc: ArtifactDoc, storedAt: string): LdrEvent<ArtifactStoredData> {
+export function artifactStoredEvent(
+  artifactId: string,
+  doc: ArtifactDoc,
+  storedAt: string,
+): LdrEvent<ArtifactStoredData> {
   return {
     // derived from the artifact: a redelivery or a re-announcement carries the same id
     id: `${artifactId}.stored`,
@@ -121,20 +128,29 @@ export function createFinalizeArtifact(deps: FinalizeDeps) {
   const now = () => (deps.now ?? (() => new Date()))().toISOString();
 
   const done = (outcome: Outcome, fields: Record<string, unknown>): Outcome => {
-    const level = outcome === 'rejected' || outcome === 'replaced' ? 'warn' : outcome === 'ignored' ? 'debug' : 'info';
+    const level =
+      outcome === 'rejected' || outcome === 'replaced' ? 'warn' : outcome === 'ignored' ? 'debug' : 'info';
     deps.log[level]({ outcome, ...fields }, LOG[outcome]);
     return outcome;
   };
 
   const announce = async (artifactId: string, doc: ArtifactDoc) => {
-    await deps.bus.publish(TOPICS.artifact, artifactStoredEvent(artifactId, doc, doc.storedAt ?? now()), doc.ownerId);
+    await deps.bus.publish(
+      TOPICS.artifact,
+      artifactStoredEvent(artifactId, doc, doc.storedAt ?? now()),
+      doc.ownerId,
+    );
     await deps.store.markAnnounced(artifactId, now());
   };
 
   return async (msg: RawMessage): Promise<Outcome> => {
     const n = readNotification(msg);
     const where = { bucket: n.bucket, objectName: n.objectName, generation: n.generation };
-    if (n.eventType !== 'OBJECT_FINALIZE' || n.bucket !== deps.bucket || !n.objectName.startsWith(OBJECT_PREFIX)) {
+    if (
+      n.eventType !== 'OBJECT_FINALIZE' ||
+      n.bucket !== deps.bucket ||
+      !n.objectName.startsWith(OBJECT_PREFIX)
+    ) {
       return done('ignored', { eventType: n.eventType, ...where });
     }
     const artifactId = artifactIdOf(n.objectName);
@@ -160,7 +176,9 @@ export function createFinalizeArtifact(deps: FinalizeDeps) {
     const generation = n.generation ?? '';
     const settled = await deps.store.settle(
       artifactId,
-      reason ? { state: 'rejected', rejectedAt: now(), reason, generation } : { state: 'stored', storedAt: now(), generation },
+      reason
+        ? { state: 'rejected', rejectedAt: now(), reason, generation }
+        : { state: 'stored', storedAt: now(), generation },
     );
     if (!settled) return done('unknown', ctx);
     const current = settled.doc;
@@ -188,7 +206,8 @@ export function createFinalizeArtifact(deps: FinalizeDeps) {
     const digest = await deps.objects.digest(n.bucket, n.objectName, n.generation);
     if (digest === 'missing') return 'missing';
     if (digest.size !== doc.size) return `size mismatch: declared ${doc.size} bytes, stored ${digest.size}`;
-    if (digest.sha256 !== doc.sha256) return `sha256 mismatch: declared ${doc.sha256}, stored ${digest.sha256}`;
+    if (digest.sha256 !== doc.sha256)
+      return `sha256 mismatch: declared ${doc.sha256}, stored ${digest.sha256}`;
     return undefined;
   }
 }

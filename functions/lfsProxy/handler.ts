@@ -72,7 +72,12 @@ export function createLfsProxy(deps: LfsProxyDeps) {
     const expiresAt = expiry();
     // Sign before recording: a failed signature leaves nothing behind; a failed record leaves an unused URL
     // whose upload finalizeArtifact ignores as unknown.
-    const signed = await deps.signer.upload({ objectName, contentType: request.contentType, size: request.size, expiresAt });
+    const signed = await deps.signer.upload({
+      objectName,
+      contentType: request.contentType,
+      size: request.size,
+      expiresAt,
+    });
     await deps.store.create(artifactId, {
       state: 'pending',
       ownerId: owner.ownerId,
@@ -159,7 +164,9 @@ export function ownerOf(p: Principal, request: Pick<UploadRequest, 'studentId'>)
       return { ownerId: request.studentId, ownerKind: 'student', instanceId: p.instance };
     case 'platform':
       if (request.studentId !== undefined) {
-        throw forbidden('/studentId: a platform token uploads content artifacts owned by itself, not for a learner');
+        throw forbidden(
+          '/studentId: a platform token uploads content artifacts owned by itself, not for a learner',
+        );
       }
       return { ownerId: p.sub, ownerKind: 'platform' };
     default:
@@ -168,7 +175,10 @@ export function ownerOf(p: Principal, request: Pick<UploadRequest, 'studentId'>)
 }
 
 /** Read access (the 404 rule hides the difference from "unknown"). */
-export function mayRead(p: Principal, record: Pick<ArtifactDoc, 'ownerId' | 'ownerKind' | 'instanceId'>): boolean {
+export function mayRead(
+  p: Principal,
+  record: Pick<ArtifactDoc, 'ownerId' | 'ownerKind' | 'instanceId'>,
+): boolean {
   switch (p.role) {
     case 'student':
       return record.ownerKind === 'student' && record.ownerId === p.sub;

@@ -10,7 +10,12 @@ import { createStorage, gcsUrlSigner } from './storage.ts';
 const rt = createRuntime('lfsProxy');
 const settings = parseLfsSettings(rt.config, process.env);
 rt.log.info(
-  { bucket: settings.bucket, signer: settings.signer.kind, contentTypes: [...settings.policy.contentTypes], urlTtlSeconds: settings.urlTtlSeconds },
+  {
+    bucket: settings.bucket,
+    signer: settings.signer.kind,
+    contentTypes: [...settings.policy.contentTypes],
+    urlTtlSeconds: settings.urlTtlSeconds,
+  },
   'lfs configuration loaded',
 );
 const storage = createStorage(rt.config.GOOGLE_CLOUD_PROJECT, settings.signer);
@@ -28,7 +33,10 @@ const lfs = createLfsProxy({
 const base = rt.health(['firestore', 'redis']);
 const bucketReachable = () =>
   Promise.race([
-    storage.bucket(settings.bucket).getFiles({ maxResults: 1, autoPaginate: false }).then(() => 'ok' as const),
+    storage
+      .bucket(settings.bucket)
+      .getFiles({ maxResults: 1, autoPaginate: false })
+      .then(() => 'ok' as const),
     new Promise<'down'>((resolve) => setTimeout(() => resolve('down'), 5000).unref()),
   ]).catch(() => 'down' as const);
 const health = async () => {

@@ -71,7 +71,8 @@ export function parseUploadRequest(body: unknown, policy: UploadPolicy): Parsed<
   const errors: FieldError[] = [];
   for (const issue of result.error.issues) {
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) errors.push({ path: pointer([...issue.path, key]), message: 'unknown field' });
+      for (const key of issue.keys)
+        errors.push({ path: pointer([...issue.path, key]), message: 'unknown field' });
     } else {
       errors.push({ path: pointer(issue.path), message: issue.message });
     }

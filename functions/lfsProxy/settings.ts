@@ -28,11 +28,22 @@ const schema = z.object({
     .transform((s) =>
       s === undefined || s.trim() === ''
         ? [...DEFAULT_CONTENT_TYPES]
-        : s.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean),
+        : s
+            .split(',')
+            .map((t) => t.trim().toLowerCase())
+            .filter(Boolean),
     )
-    .refine((types) => types.every((t) => MEDIA_TYPE_RE.test(t)), 'must be a comma-separated list of type/subtype'),
+    .refine(
+      (types) => types.every((t) => MEDIA_TYPE_RE.test(t)),
+      'must be a comma-separated list of type/subtype',
+    ),
   /** lifetime of signed upload and download URLs */
-  LFS_URL_TTL_SECONDS: z.coerce.number().int().min(60).max(7 * 24 * 3600).default(15 * 60),
+  LFS_URL_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .max(7 * 24 * 3600)
+    .default(15 * 60),
 });
 
 export interface LfsSettings {
@@ -46,7 +57,10 @@ export interface LfsSettings {
  * lfsProxy's settings: a pure function of the room's configuration (LFS_BUCKET, LFS_MAX_BYTES,
  * LFS_SIGNER) and a few variables of its own. One error names every bad variable.
  */
-export function parseLfsSettings(config: Pick<Config, 'LFS_BUCKET' | 'LFS_MAX_BYTES' | 'LFS_SIGNER'>, env: Record<string, string | undefined>): LfsSettings {
+export function parseLfsSettings(
+  config: Pick<Config, 'LFS_BUCKET' | 'LFS_MAX_BYTES' | 'LFS_SIGNER'>,
+  env: Record<string, string | undefined>,
+): LfsSettings {
   const problems: string[] = [];
   const parsed = schema.safeParse(env);
   if (!parsed.success) problems.push(...parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));

@@ -28,11 +28,16 @@ export type SignerChoice =
     };
 
 /** Pure: which signer the configuration asks for; throws one error naming the offending variables. */
-export function signerChoice(config: Pick<Config, 'LFS_SIGNER'>, env: Record<string, string | undefined>): SignerChoice {
+export function signerChoice(
+  config: Pick<Config, 'LFS_SIGNER'>,
+  env: Record<string, string | undefined>,
+): SignerChoice {
   const keyFile = env.GOOGLE_APPLICATION_CREDENTIALS?.trim() || undefined;
   if (config.LFS_SIGNER === 'key') {
     if (!keyFile) {
-      throw new Error('LFS_SIGNER=key needs GOOGLE_APPLICATION_CREDENTIALS: the service-account key file that signs URLs');
+      throw new Error(
+        'LFS_SIGNER=key needs GOOGLE_APPLICATION_CREDENTIALS: the service-account key file that signs URLs',
+      );
     }
     return { kind: 'key', keyFile };
   }
@@ -69,12 +74,18 @@ export interface SignedUpload {
 }
 
 export interface UrlSigner {
-  upload(o: { objectName: string; contentType: string; size: number; expiresAt: Date }): Promise<SignedUpload>;
+  upload(o: {
+    objectName: string;
+    contentType: string;
+    size: number;
+    expiresAt: Date;
+  }): Promise<SignedUpload>;
   download(o: { objectName: string; expiresAt: Date }): Promise<string>;
 }
 
 export function gcsUrlSigner(storage: Storage, bucket: string, signer: SignerChoice): UrlSigner {
-  const endpoint = signer.kind === 'iam' && signer.signingEndpoint ? { signingEndpoint: signer.signingEndpoint } : {};
+  const endpoint =
+    signer.kind === 'iam' && signer.signingEndpoint ? { signingEndpoint: signer.signingEndpoint } : {};
   return {
     async upload({ objectName, contentType, size, expiresAt }) {
       const extensionHeaders = {
@@ -86,7 +97,14 @@ export function gcsUrlSigner(storage: Storage, bucket: string, signer: SignerCho
       const [url] = await storage
         .bucket(bucket)
         .file(objectName)
-        .getSignedUrl({ version: 'v4', action: 'write', contentType, expires: expiresAt, extensionHeaders, ...endpoint });
+        .getSignedUrl({
+          version: 'v4',
+          action: 'write',
+          contentType,
+          expires: expiresAt,
+          extensionHeaders,
+          ...endpoint,
+        });
       return { url, method: 'PUT', headers: { 'content-type': contentType, ...extensionHeaders } };
     },
     async download({ objectName, expiresAt }) {

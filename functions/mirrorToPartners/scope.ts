@@ -1,9 +1,10 @@
 import type { LdrEvent } from '../../shared/cloudevents.ts';
+import { TYPES } from '../../shared/events.ts';
 import { learnerRef } from '../../shared/partner-secrets.ts';
 import type { Partner } from '../../shared/registry.ts';
 
 /** Fields that carry a learner's free text or code: dropped for partners without `shareContent`. */
-const FREE_TEXT = new Set(['text', 'code', 'errorMessage', 'detail', 'filename']);
+export const FREE_TEXT: ReadonlySet<string> = new Set(['text', 'code', 'errorMessage', 'detail', 'filename']);
 
 export const studentOf = (ev: LdrEvent) => (ev.subject?.startsWith('students/') ? ev.subject.slice(9) : undefined);
 
@@ -47,6 +48,12 @@ export function scopedCopy(p: Partner, secret: Buffer, ev: LdrEvent): { event: L
   }
   extensions['ldr-partner'] = p.slug;
   const data = scrub(ev.data) as Record<string, unknown>;
+  // content addressed to a list of instances names only the partner's own ones in its copy
+  if (ev.type === TYPES.content && data && typeof data === 'object') {
+    for (const k of ['instances', 'audience'] as const) {
+      if (Array.isArray(data[k])) data[k] = (data[k] as unknown[]).filter((i) => p.instances.includes(i as string));
+    }
+  }
   const contentId = typeof data?.contentId === 'string' ? data.contentId : undefined;
   return {
     event: {

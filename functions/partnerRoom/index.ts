@@ -7,7 +7,7 @@ import { httpFunction, route } from '../../shared/http.ts';
 import { PARTNERS, type Partner } from '../../shared/registry.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { loadTopology, partnerNames } from '../../shared/topology.ts';
-import { createPartnerRoom, structured } from './handler.ts';
+import { createPartnerRoom, scopedSchema, structured } from './handler.ts';
 
 const rt = createRuntime('partnerRoom');
 const topology = loadTopology();
@@ -78,11 +78,12 @@ ff.http(
       route('POST', '/p/:slug/nack', room.nack),
       route('GET', '/p/:slug/content', room.content),
       route('GET', '/p/:slug/schemas/:type', async (ctx) => {
-        await room.manifest(ctx); // same authorization as the manifest
+        const manifest = await room.manifest(ctx); // same authorization as the manifest
         if (ctx.params.type !== 'learnflow.interaction.v1') {
           return { status: 200, body: { $comment: 'see the manifest event type; JSON data, learner ids are learnerRef', type: 'object' } };
         }
-        return { status: 200, body: interactionJsonSchema };
+        // the data as this partner receives it, not as the app posts it
+        return { status: 200, body: scopedSchema(interactionJsonSchema, (manifest.body as { shareContent: boolean }).shareContent) };
       }),
     ],
   }),

@@ -5,6 +5,7 @@ import { createProgressApi } from './handler.ts';
 import { progressReader } from './stores.ts';
 
 const rt = createRuntime('progressApi');
+await rt.ready;
 const api = createProgressApi({
   verifier: rt.verifier(),
   reader: progressReader(rt.firestore(), rt.pg()),

@@ -52,10 +52,11 @@ export function createPublishContent(deps: {
     if (!parsed.success) {
       throw badRequest(
         'invalid content',
-        parsed.error.issues.map((i) => ({
-          path: `/${[...i.path, ...(i.code === 'unrecognized_keys' ? [i.keys[0]] : [])].join('/')}`,
-          message: i.message,
-        })),
+        parsed.error.issues.flatMap((i) =>
+          i.code === 'unrecognized_keys'
+            ? i.keys.map((k) => ({ path: `/${[...i.path, k].join('/')}`, message: 'unknown field' }))
+            : [{ path: `/${i.path.join('/')}`, message: i.message }],
+        ),
       );
     }
     const c = parsed.data;

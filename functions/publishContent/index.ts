@@ -5,6 +5,7 @@ import { createRuntime } from '../../shared/runtime.ts';
 import { type Content, type ContentStore, createPublishContent } from './handler.ts';
 
 const rt = createRuntime('publishContent');
+await rt.ready;
 const db = rt.firestore();
 
 export const CONTENT = 'content';

@@ -1,0 +1,226 @@
+import { describe, expect, it } from 'vitest';
+import type { LdrEvent } from '../../shared/cloudevents.ts';
+import { interactionEvent, TYPES } from '../../shared/events.ts';
+import type { Interaction } from '../../shared/domain/interaction.ts';
+import { learnerRef } from '../../shared/partner-secrets.ts';
+import { type Partner, partnerSchema } from '../../shared/registry.ts';
+import { entitled, scopedCopy } from './scope.ts';
+
+const STUDENT = 'stu-1@school';
+const SECRET_A = Buffer.alloc(32, 0xa1);
+const SECRET_B = Buffer.alloc(32, 0xb2);
+const NOW = new Date('2025-03-10T12:00:00Z');
+
+const partner = (over: Partial<Partner> & { slug: string }): Partner =>
+  partnerSchema.parse({ displayName: over.slug, ...over });
+
+const A = partner({ slug: 'acme', instances: ['inst-a'], sponsors: ['acme-edu'] });
+const B = partner({ slug: 'bravo', instances: ['inst-b'] });
+const SPONSOR_ONLY = partner({ slug: 'sponsor-only', sponsors: ['acme-edu'] });
+
+const interaction = (over: Partial<Interaction> = {}): LdrEvent =>
+  interactionEvent(
+    {
+      id: 'evt-1',
+      studentId: STUDENT,
+      instanceId: 'inst-a',
+      kind: 'help_request',
+      occurredAt: '2025-03-10T11:59:00Z',
+      topic: 'python.loops',
+      payload: { text: 'I am stuck with the loop' },
+      ...over,
+    } as Interaction,
+    NOW,
+  );
+
+const content = (extensions: Record<string, string | undefined>, data: Record<string, unknown> = {}): LdrEvent => ({
+  id: 'lesson-1@2',
+  source: '/ldr/functions/publishContent',
+  type: TYPES.content,
+  time: NOW.toISOString(),
+  subject: 'content/lesson-1',
+  data: { contentId: 'lesson-1', version: 2, kind: 'lesson', title: 'Loops', topic: 'python.loops', ...data },
+  extensions: { 'ldr-kind': 'lesson', ...extensions },
+});
+
+describe('entitled (SPEC §8)', () => {
+  it('an event of one of the partner’s instances belongs to it', () => {
+    expect(entitled(A, interaction({ instanceId: 'inst-a' }))).toBe(true);
+    expect(entitled(B, interaction({ instanceId: 'inst-a' }))).toBe(false);
+  });
+
+  it('an event sponsored by one of the partner’s sponsors belongs to it, whatever the instance', () => {
+    const ev = interaction({ instanceId: 'inst-b', sponsor: 'acme-edu' });
+    expect(entitled(A, ev)).toBe(true);
+    expect(entitled(SPONSOR_ONLY, ev)).toBe(true);
+    expect(entitled(B, ev)).toBe(true); // inst-b is B's instance
+    expect(entitled(B, interaction({ instanceId: 'inst-c', sponsor: 'acme-edu' }))).toBe(false);
+  });
+
+  it('an event of nobody’s instance and no sponsor belongs to nobody', () => {
+    const ev = interaction({ instanceId: 'inst-c' });
+    for (const p of [A, B, SPONSOR_ONLY]) expect(entitled(p, ev)).toBe(false);
+  });
+
+  it('a type outside the partner’s eventTypes is not mirrored, even on its own instance', () => {
+    const progressOnly = partner({ slug: 'progress-only', instances: ['inst-a'], eventTypes: [TYPES.progress] });
+    expect(entitled(progressOnly, interaction())).toBe(false);
+    expect(entitled(progressOnly, { ...interaction(), type: TYPES.progress, id: 'evt-1.progress' })).toBe(true);
+    // types that are never mirrored (struggle, triage) never match
+    expect(entitled(A, { ...interaction(), type: TYPES.struggle })).toBe(false);
+    expect(entitled(A, { ...interaction(), type: TYPES.triage })).toBe(false);
+  });
+
+  it('content for all instances goes to every partner that runs an instance', () => {
+    const ev = content({ 'ldr-audience': 'all' });
+    expect(entitled(A, ev)).toBe(true);
+    expect(entitled(B, ev)).toBe(true);
+    expect(entitled(SPONSOR_ONLY, ev)).toBe(false);
+  });
+
+  it('content for listed instances goes to the partners of those instances only', () => {
+    const ev = content({ 'ldr-audience': 'list', 'ldr-to-inst-a': '1' });
+    expect(entitled(A, ev)).toBe(true);
+    expect(entitled(B, ev)).toBe(false);
+    expect(entitled(SPONSOR_ONLY, ev)).toBe(false);
+  });
+
+  it('content for another instance does not reach a partner unless it is sponsored by it', () => {
+    const ev = content({ 'ldr-audience': 'list', 'ldr-to-inst-x': '1' });
+    expect(entitled(A, ev)).toBe(false);
+    expect(entitled(B, ev)).toBe(false);
+    const sponsored = content({ 'ldr-audience': 'list', 'ldr-to-inst-x': '1', 'ldr-sponsor': 'acme-edu' });
+    expect(entitled(A, sponsored)).toBe(true);
+    expect(entitled(SPONSOR_ONLY, sponsored)).toBe(true);
+    expect(entitled(B, sponsored)).toBe(false);
+  });
+});
+
+describe('scopedCopy (SPEC §8)', () => {
+  const refA = learnerRef(SECRET_A, STUDENT);
+
+  it('replaces the student id by learnerRef everywhere: data (nested, arrays), subject and attributes', () => {
+    const ev: LdrEvent = {
+      id: 'x-1',
+      source: '/ldr/functions/updateProgress',
+      type: TYPES.progress,
+      time: NOW.toISOString(),
+      subject: `students/${STUDENT}`,
+      data: {
+        studentId: STUDENT,
+        nested: { studentId: STUDENT, deeper: [{ studentId: STUDENT, ownerId: STUDENT }] },
+        peers: [STUDENT, 'someone-else'],
+        mastery: 12.3,
+      },
+      extensions: { 'ldr-instance': 'inst-a', 'ldr-owner': STUDENT },
+    };
+    const { event, orderingKey } = scopedCopy(A, SECRET_A, ev);
+    expect(event.subject).toBe(`learners/${refA}`);
+    expect(event.data).toEqual({
+      learnerRef: refA,
+      nested: { learnerRef: refA, deeper: [{ learnerRef: refA, ownerId: refA }] },
+      peers: [refA, 'someone-else'],
+      mastery: 12.3,
+    });
+    expect(event.extensions).toMatchObject({ 'ldr-instance': 'inst-a', 'ldr-owner': refA, 'ldr-partner': 'acme' });
+    expect(orderingKey).toBe(refA);
+    expect(JSON.stringify(event)).not.toContain(STUDENT);
+  });
+
+  it('keeps id, type and time; hides the instance in the source', () => {
+    const ev = interaction({ sponsor: 'acme-edu' });
+    const { event } = scopedCopy(A, SECRET_A, ev);
+    expect(event.id).toBe(ev.id);
+    expect(event.type).toBe(ev.type);
+    expect(event.time).toBe(ev.time);
+    expect(event.source).toBe('/ldr/instances/-');
+    expect(event.extensions).toMatchObject({ 'ldr-sponsor': 'acme-edu', 'ldr-kind': 'help_request', 'ldr-partner': 'acme' });
+  });
+
+  it.each([
+    ['help_request', { text: 'Ich komme nicht weiter' }, {}],
+    ['dialogue_turn', { text: 'how do loops work?', role: 'student' }, { role: 'student' }],
+    ['code_submission', { exerciseId: 'ex-1', code: 'print(1)', codeQuality: 0.5 }, { exerciseId: 'ex-1', codeQuality: 0.5 }],
+    ['code_execution', { ok: false, errorType: 'TypeError', errorMessage: 'x is undefined' }, { ok: false, errorType: 'TypeError' }],
+  ] as const)('drops free text and code of a %s unless shareContent', (kind, payload, scoped) => {
+    const ev = interaction({ kind, payload } as Partial<Interaction>);
+    const { event } = scopedCopy(A, SECRET_A, ev);
+    expect((event.data as { payload: unknown }).payload).toEqual(scoped);
+    const sharing = { ...A, shareContent: true };
+    expect((scopedCopy(sharing, SECRET_A, ev).event.data as { payload: unknown }).payload).toEqual(payload);
+  });
+
+  it('drops detail and filename at any depth unless shareContent', () => {
+    const ev: LdrEvent = {
+      id: 'art-1.stored',
+      source: '/ldr/functions/finalizeArtifact',
+      type: TYPES.artifact,
+      time: NOW.toISOString(),
+      subject: `students/${STUDENT}`,
+      data: { artifactId: 'art-1', ownerId: STUDENT, filename: 'my-essay.pdf', meta: { detail: 'private', size: 3 } },
+      extensions: { 'ldr-instance': 'inst-a' },
+    };
+    expect(scopedCopy(A, SECRET_A, ev).event.data).toEqual({ artifactId: 'art-1', ownerId: refA, meta: { size: 3 } });
+    expect(scopedCopy({ ...A, shareContent: true }, SECRET_A, ev).event.data).toEqual({
+      artifactId: 'art-1',
+      ownerId: refA,
+      filename: 'my-essay.pdf',
+      meta: { detail: 'private', size: 3 },
+    });
+  });
+
+  it('orders content by contentId and removes the addressing of instances', () => {
+    const ev = content(
+      { 'ldr-audience': 'list', 'ldr-to-inst-a': '1', 'ldr-to-inst-x': '1', 'ldr-sponsor': 'acme-edu' },
+      { instances: ['inst-a', 'inst-x'], audience: ['inst-a', 'inst-x'] },
+    );
+    const { event, orderingKey } = scopedCopy(A, SECRET_A, ev);
+    expect(orderingKey).toBe('lesson-1');
+    expect(event.subject).toBe('content/lesson-1');
+    expect(Object.keys(event.extensions ?? {}).sort()).toEqual(['ldr-kind', 'ldr-partner', 'ldr-sponsor']);
+    // the data names only the partner's own instances, never the other addressees
+    expect(event.data).toMatchObject({ contentId: 'lesson-1', instances: ['inst-a'], audience: ['inst-a'] });
+    expect(JSON.stringify(event)).not.toContain('inst-x');
+    // a sponsor-only partner learns no instance at all
+    const { event: sponsorCopy } = scopedCopy(SPONSOR_ONLY, SECRET_B, ev);
+    expect(sponsorCopy.data).toMatchObject({ instances: [], audience: [] });
+
+    const all = scopedCopy(B, SECRET_B, content({ 'ldr-audience': 'all' }, { audience: 'all' })).event;
+    expect(all.extensions?.['ldr-audience']).toBeUndefined();
+    expect(all.data).toMatchObject({ audience: 'all' });
+  });
+
+  it('a signal for one learner is ordered and addressed by the learner’s ref', () => {
+    const ev = content(
+      { 'ldr-audience': 'list', 'ldr-to-inst-a': '1', 'ldr-instance': 'inst-a', 'ldr-kind': 'signal' },
+      { kind: 'signal', studentId: STUDENT, audience: ['inst-a'] },
+    );
+    const { event, orderingKey } = scopedCopy(A, SECRET_A, { ...ev, subject: `students/${STUDENT}` });
+    expect(orderingKey).toBe(refA);
+    expect(event.subject).toBe(`learners/${refA}`);
+    expect(event.data).toMatchObject({ learnerRef: refA });
+    expect(JSON.stringify(event)).not.toContain(STUDENT);
+  });
+
+  it('learnerRef is stable for one partner and differs across partners with different secrets', () => {
+    const first = scopedCopy(A, SECRET_A, interaction({ id: 'e1' }));
+    const second = scopedCopy(A, SECRET_A, interaction({ id: 'e2', kind: 'session', payload: { action: 'start' } }));
+    const atB = scopedCopy(B, SECRET_B, interaction({ id: 'e1', instanceId: 'inst-b' }));
+    const refOf = (c: { event: LdrEvent }) => (c.event.data as { learnerRef: string }).learnerRef;
+    expect(refOf(first)).toBe(refA);
+    expect(refOf(second)).toBe(refA);
+    expect(first.orderingKey).toBe(refA);
+    expect(refOf(atB)).not.toBe(refA);
+    expect(atB.orderingKey).toBe(refOf(atB));
+    expect(refOf(atB)).toBe(learnerRef(SECRET_B, STUDENT));
+    // another learner at the same partner gets another ref
+    expect(refOf(scopedCopy(A, SECRET_A, interaction({ studentId: 'stu-2' })))).not.toBe(refA);
+  });
+
+  it('does not change the event it copies', () => {
+    const ev = interaction({ kind: 'code_execution', payload: { ok: false, errorMessage: 'boom' } });
+    const before = JSON.stringify(ev);
+    scopedCopy(A, SECRET_A, ev);
+    expect(JSON.stringify(ev)).toBe(before);
+  });
+});
