@@ -346,7 +346,17 @@ describe('the partner room (custom URL)', () => {
     expect(Object.keys(r.body.schemas)).toEqual([...mirroredTypes]);
     const schema = await fetch(fnUrl('partnerRoom', r.body.schemas['learnflow.interaction.v1']), { headers: { authorization: `Bearer ${tokenA}` } });
     expect(schema.status).toBe(200);
-    expect((await schema.json()).type).toBe('object');
+    // the schema describes the data as this partner receives it
+    const text = JSON.stringify(await schema.json());
+    expect(text).toContain('"learnerRef"');
+    expect(text).not.toContain('"studentId"');
+    expect(text).not.toMatch(/"(text|code|errorMessage)"/);
+    const progress = await fetch(fnUrl('partnerRoom', r.body.schemas['learnflow.progress.updated.v1']), { headers: { authorization: `Bearer ${tokenA}` } });
+    expect(progress.status).toBe(200);
+    const foreign = await fetch(fnUrl('partnerRoom', r.body.schemas['learnflow.progress.updated.v1']), { headers: { authorization: `Bearer ${tokenB}` } });
+    expect(foreign.status).toBe(404);
+    const unknownType = await fetch(roomUrl(A.slug, '/schemas/learnflow.struggle.detected.v1'), { headers: { authorization: `Bearer ${tokenA}` } });
+    expect(unknownType.status).toBe(404);
   });
 
   it('GET /p/<slug>/content lists what is sponsored by the partner’s sponsors', async () => {

@@ -6,7 +6,7 @@ import { HttpError, unauthorized } from '../../shared/errors.ts';
 import { TYPES } from '../../shared/events.ts';
 import type { Reply, RouteContext } from '../../shared/http.ts';
 import { type Partner, partnerSchema } from '../../shared/registry.ts';
-import { createPartnerRoom, type PartnerStream, type PulledMessage, structured } from './handler.ts';
+import { createPartnerRoom, type PartnerStream, type PulledMessage, scopedSchema, structured } from './handler.ts';
 
 // ---------------------------------------------------------------------------------------------
 // In-memory fakes of the ports
@@ -274,5 +274,49 @@ describe('structured()', () => {
   it('keeps data that is not JSON as data_base64', () => {
     const ev = structured({ 'ce-id': 'x', 'ce-specversion': '1.0' }, Buffer.from([0xff, 0x00, 0x01]));
     expect(ev).toEqual({ id: 'x', specversion: '1.0', data_base64: Buffer.from([0xff, 0x00, 0x01]).toString('base64') });
+  });
+});
+
+describe('scopedSchema()', () => {
+  const raw = {
+    oneOf: [
+      {
+        type: 'object',
+        properties: {
+          studentId: { type: 'string', pattern: '^[a-z]+$' },
+          kind: { const: 'dialogue_turn' },
+          payload: {
+            type: 'object',
+            properties: { text: { type: 'string' }, role: { enum: ['student', 'tutor'] } },
+            required: ['text', 'role'],
+            additionalProperties: false,
+          },
+        },
+        required: ['studentId', 'kind', 'payload'],
+        additionalProperties: false,
+      },
+    ],
+  };
+
+  it('describes the partner’s copy: learnerRef instead of studentId, no free text', () => {
+    const s = scopedSchema(raw, false) as typeof raw;
+    const variant = s.oneOf[0]!;
+    expect(Object.keys(variant.properties)).toEqual(['learnerRef', 'kind', 'payload']);
+    expect(variant.required).toEqual(['learnerRef', 'kind', 'payload']);
+    expect(variant.properties.payload).toEqual({
+      type: 'object',
+      properties: { role: { enum: ['student', 'tutor'] } },
+      required: ['role'],
+      additionalProperties: false,
+    });
+    expect(JSON.stringify(s)).not.toContain('studentId');
+    // the input is left as it was
+    expect(raw.oneOf[0]!.required).toEqual(['studentId', 'kind', 'payload']);
+  });
+
+  it('keeps free text for a partner with shareContent', () => {
+    const s = scopedSchema(raw, true) as typeof raw;
+    expect(s.oneOf[0]!.properties.payload.required).toEqual(['text', 'role']);
+    expect(Object.keys(s.oneOf[0]!.properties)).toEqual(['learnerRef', 'kind', 'payload']);
   });
 });

@@ -2,7 +2,7 @@ import * as ff from '@google-cloud/functions-framework';
 import { v1 } from '@google-cloud/pubsub';
 import { z } from 'zod';
 import { interactionSchema } from '../../shared/domain/interaction.ts';
-import { HttpError } from '../../shared/errors.ts';
+import { HttpError, notFound } from '../../shared/errors.ts';
 import { httpFunction, route } from '../../shared/http.ts';
 import { PARTNERS, type Partner } from '../../shared/registry.ts';
 import { createRuntime } from '../../shared/runtime.ts';
@@ -79,11 +79,13 @@ ff.http(
       route('GET', '/p/:slug/content', room.content),
       route('GET', '/p/:slug/schemas/:type', async (ctx) => {
         const manifest = await room.manifest(ctx); // same authorization as the manifest
+        const { shareContent, eventTypes } = manifest.body as { shareContent: boolean; eventTypes: string[] };
+        if (!eventTypes.includes(ctx.params.type!)) throw notFound(`no schema ${ctx.params.type} for this partner`);
         if (ctx.params.type !== 'learnflow.interaction.v1') {
           return { status: 200, body: { $comment: 'see the manifest event type; JSON data, learner ids are learnerRef', type: 'object' } };
         }
         // the data as this partner receives it, not as the app posts it
-        return { status: 200, body: scopedSchema(interactionJsonSchema, (manifest.body as { shareContent: boolean }).shareContent) };
+        return { status: 200, body: scopedSchema(interactionJsonSchema, shareContent) };
       }),
     ],
   }),
