@@ -179,7 +179,6 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       JWT_AUDIENCE: LOCAL_AUDIENCE,
       PARTNER_SECRETS_DIR: partnerSecretsDir(dataDir),
     };
-    Object.assign(process.env, { PUBSUB_EMULATOR_HOST: env.PUBSUB_EMULATOR_HOST });
     const pubsub = new PubSub({ projectId, apiEndpoint: env.PUBSUB_EMULATOR_HOST });
     const pool = new pg.Pool({ connectionString: postgres.url, max: 2 });
     await Promise.all([provisionTopology(pubsub, topology), migrate(pool).finally(() => pool.end())]);

@@ -12,6 +12,7 @@ import type { Message } from '@google-cloud/pubsub';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { partnerSecretsDir } from '../emulators/registry.ts';
 import { dirPartnerSecrets, learnerRef } from '../shared/partner-secrets.ts';
+import { BusUnavailable, createBus } from '../shared/clients.ts';
 import { mirroredTypes } from '../shared/registry.ts';
 import { eventually, fnUrl, iso, postJson, pubsubClient, suite, token } from './helpers.ts';
 
@@ -494,5 +495,21 @@ describe('the registry CLI', () => {
     expect(existsSync(join(suite().dataDir, 'registry.json'))).toBe(true);
     // A is untouched
     expect((await room('GET', A.slug, '', tokenA)).status).toBe(200);
+    // until the mirror re-reads the records it may still try B: the real client's error for the missing
+    // topic is the one the mirror skips (rather than failing the delivery for every partner)
+    const err = await createBus(pubsub)
+      .publish(`partner.${B.slug}.events`, { id: `x-${run}`, source: '/test', type: 'learnflow.interaction.v1', time: iso(), data: {} }, 'k')
+      .then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(BusUnavailable);
+    expect((err as Error).message).toMatch(/NOT_FOUND|not found/i);
+  });
+
+  it('instance remove takes away its content subscription', async () => {
+    expect(await pubsub.subscription('instance.inst-b1.content').exists()).toEqual([true]);
+    expect(cli('instance', 'remove', 'inst-b1')).toContain('provisioned in the running room');
+    expect(await pubsub.subscription('instance.inst-b1.content').exists()).toEqual([false]);
+    expect(await pubsub.subscription('local-relay.instance.inst-b1.content').exists()).toEqual([false]);
+    const instances = JSON.parse(cli('instance', 'list')) as Array<{ id: string }>;
+    expect(instances.map((i) => i.id)).not.toContain('inst-b1');
   });
 });
