@@ -1,5 +1,5 @@
 import type { Firestore } from '@google-cloud/firestore';
-import type { ArtifactRecord, Artifacts } from '../functions/ingestInteraction/handler.ts';
+import type { ArtifactRecord, Artifacts } from './ports.ts';
 import type { Role } from './auth.ts';
 
 /** Artifact records in Firestore `artifacts/{id}` (written by lfsProxy and finalizeArtifact). */

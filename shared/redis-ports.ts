@@ -1,6 +1,6 @@
 import { Ratelimit } from '@upstash/ratelimit';
 import type { Redis } from '@upstash/redis';
-import type { DedupWindow, RateLimiter } from '../functions/ingestInteraction/handler.ts';
+import type { DedupWindow, RateLimiter } from './ports.ts';
 
 /** Rate limits with @upstash/ratelimit (sliding window per minute); one limiter per configured rate. */
 export function upstashRateLimiter(redis: Redis, prefix = 'rl'): RateLimiter {

@@ -1,4 +1,5 @@
 import type { Principal, Verifier } from '../../shared/auth.ts';
+import type { Artifacts, DedupWindow, RateLimiter } from '../../shared/ports.ts';
 import { requirePermission } from '../../shared/auth.ts';
 import { type Bus, BusUnavailable } from '../../shared/clients.ts';
 import { type Interaction, LIMITS, validateBatch } from '../../shared/domain/interaction.ts';
@@ -9,38 +10,7 @@ import type { Logger } from '../../shared/log.ts';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
-export interface RateDecision {
-  success: boolean;
-  limit: number;
-  remaining: number;
-  /** epoch ms when the window resets */
-  reset: number;
-}
-
-/** Port: rate limits. `unavailable` when its store is down (the request is then let through). */
-export interface RateLimiter {
-  limit(key: string, cost: number, perMinute: number): Promise<RateDecision | 'unavailable'>;
-}
-
-/**
- * Port: the 24 h de-duplication window. `claim` marks ids as in flight and says which were already
- * published; `confirm` records them as published; `release` forgets claims whose publish failed.
- */
-export interface DedupWindow {
-  claim(ids: string[]): Promise<Map<string, 'new' | 'pending' | 'done'>>;
-  confirm(ids: string[]): Promise<void>;
-  release(ids: string[]): Promise<void>;
-}
-
-/** Port: artifact records (written by lfsProxy / finalizeArtifact). */
-export interface ArtifactRecord {
-  state: 'pending' | 'stored' | 'rejected';
-  ownerId: string;
-  instanceId?: string;
-}
-export interface Artifacts {
-  get(id: string): Promise<ArtifactRecord | undefined>;
-}
+export type { ArtifactRecord, Artifacts, DedupWindow, RateDecision, RateLimiter } from '../../shared/ports.ts';
 
 export interface IngestDeps {
   verifier: Verifier;

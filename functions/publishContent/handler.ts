@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { requirePermission, type Verifier } from '../../shared/auth.ts';
-import type { Artifacts } from '../../functions/ingestInteraction/handler.ts';
+import type { Artifacts } from '../../shared/ports.ts';
 import { type Bus, BusUnavailable } from '../../shared/clients.ts';
 import type { LdrEvent } from '../../shared/cloudevents.ts';
 import { badRequest, type FieldError, forbidden, HttpError } from '../../shared/errors.ts';
