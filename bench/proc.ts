@@ -106,3 +106,26 @@ export function suitePids(dataDir: string): Record<string, number> {
   }
   return out;
 }
+
+/** Busy CPU seconds of the whole machine so far (all cores; /proc/stat user+nice+system+irq+softirq+steal). */
+export function machineBusySeconds(): number | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith('cpu '));
+    const f = line!.trim().split(/\s+/).slice(1).map(Number);
+    return ((f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0)) / clockTicks();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Sends SIGKILL to what is left of a suite's processes (process groups of its pid files), checking each pid still runs the same program. */
+export function killLeftovers(pids: Record<string, ProcStat>) {
+  for (const before of Object.values(pids)) {
+    const now = procStat(before.pid);
+    if (!now || now.comm !== before.comm) continue;
+    try {
+      if (now.pgrp === now.pid) process.kill(-now.pid, 'SIGKILL');
+      else process.kill(now.pid, 'SIGKILL');
+    } catch {}
+  }
+}

@@ -531,7 +531,7 @@ describe('functions and least privilege', () => {
         .sort();
     expect(having('partner_hmac')).toEqual(['mirrorToPartners']);
     expect(having('sign_blob')).toEqual(['lfsProxy']);
-    expect(having('cloudsql')).toEqual(['progressApi', 'updateProgress']);
+    expect(having('cloudsql')).toEqual(['progressApi', 'publishContent', 'updateProgress']);
     for (const [n, a] of Object.entries(access)) {
       for (const role of [a.firestore, ...a.bucket_roles].filter(Boolean))
         expect(String(role), n).toMatch(/^roles\/(datastore\.(user|viewer)|storage\.object(Viewer|Creator|User))$/);
@@ -565,6 +565,7 @@ describe('functions and least privilege', () => {
     ]);
     expect(text(grants[0]!.body.for_each)).toBe('${local.secret_ids}');
     expect(text(localsByDir.get('modules/function')!.secret_ids)).toContain('values(var.secret_env_vars)');
+    expect(text(localsByDir.get('modules/function')!.secret_ids)).toContain('values(var.secret_volumes)');
     const fn = one('resource', { dir: 'modules/function', type: 'google_cloudfunctions2_function' });
     expect(fn.body.depends_on).toContain('${google_secret_manager_secret_iam_member.accessor}');
   });
@@ -580,9 +581,300 @@ describe('functions and least privilege', () => {
     expect(text(obj.body.name)).toBe('${local.source_object}');
     expect(text(localsByDir.get('modules/function')!.source_object)).toContain('${local.source_hash}');
     const call = one('module', { dir: 'stack', name: 'function' });
-    for (const mod of ['firestore', 'storage', 'cloudsql'])
+    for (const mod of ['storage', 'cloudsql'])
       expect(text(localsByDir.get('stack')!.function_env)).toContain(`module.${mod}.env_vars`);
+    // The Firestore client takes only the project (the `(default)` database): nothing to pass.
+    expect(find('output', { dir: 'modules/firestore', name: 'env_vars' })).toEqual([]);
+    expect(one('module', { dir: 'stack', name: 'firestore' }).body.name).toBeUndefined();
+    expect(one('variable', { dir: 'modules/firestore', name: 'name' }).body.default).toBe('(default)');
     expect(text(call.body.env_vars)).toBe('${local.function_env[each.key]}');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The functions' environment against the code's configuration contract (shared/config.ts).
+
+const CONFIG_TS = readFileSync(path.join(REPO_ROOT, 'shared', 'config.ts'), 'utf8');
+
+/** Keys of `const schema = z.object({...})` in shared/config.ts, and which of them are required. */
+function configSchema(): { keys: string[]; required: string[] } {
+  const start = CONFIG_TS.indexOf('const schema = z.object({');
+  const end = CONFIG_TS.indexOf('\n});', start);
+  expect(start, 'shared/config.ts: const schema = z.object({').toBeGreaterThan(-1);
+  const body = CONFIG_TS.slice(start, end).replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
+  const matches = [...body.matchAll(/^\s+([A-Z][A-Z0-9_]+):/gm)];
+  const keys = matches.map((m) => m[1]!);
+  const required = matches
+    .filter((m, i) => {
+      const def = body.slice(m.index!, matches[i + 1]?.index ?? body.length);
+      return !/\.optional\(\)|\.default\(/.test(def);
+    })
+    .map((m) => m[1]!);
+  return { keys, required };
+}
+
+/**
+ * Read outside shared/config.ts but still by the code: the logger's level. Each such name must be
+ * read as process.env.<NAME> in the file given here.
+ */
+const READ_OUTSIDE_CONFIG: Record<string, string> = { LOG_LEVEL: 'shared/log.ts' };
+
+/** Top-level comma-separated parts of an HCL argument list (brackets and strings respected). */
+function splitTopLevel(s: string): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  let quoted = false;
+  let cur = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (quoted) {
+      if (c === '\\') {
+        cur += c + s[++i];
+        continue;
+      }
+      if (c === '"') quoted = false;
+    } else if (c === '"') quoted = true;
+    else if ('([{'.includes(c)) depth++;
+    else if (')]}'.includes(c)) depth--;
+    if (c === ',' && depth === 0 && !quoted) {
+      out.push(cur.trim());
+      cur = '';
+    } else cur += c;
+  }
+  if (cur.trim()) out.push(cur.trim());
+  return out;
+}
+
+/** The text between `open` (ending in an opening bracket) and its matching closing bracket. */
+function inside(s: string, open: string): string {
+  const at = s.indexOf(open);
+  expect(at, `"${open}" in ${s.slice(0, 80)}…`).toBeGreaterThan(-1);
+  let depth = 0;
+  for (let i = at + open.length - 1; i < s.length; i++) {
+    if ('([{'.includes(s[i]!)) depth++;
+    else if (')]}'.includes(s[i]!) && --depth === 0) return s.slice(at + open.length, i);
+  }
+  throw new Error(`unbalanced ${open}`);
+}
+
+type Access = Record<string, Body>;
+
+/** Evaluates the few condition shapes the stack uses on local.function_access; anything else fails. */
+function holds(cond: string, a: Body): boolean {
+  let m = /^(!?)local\.function_access\[name\]\.(\w+)$/.exec(cond);
+  if (m) {
+    expect(typeof a[m[2]!], `function_access.${m[2]} is a bool`).toBe('boolean');
+    return m[1] ? !a[m[2]!] : a[m[2]!];
+  }
+  m = /^length\(local\.function_access\[name\]\.(\w+)\) > 0$/.exec(cond);
+  if (m) return (a[m[1]!] as unknown[]).length > 0;
+  m = /^local\.function_access\[name\]\.(\w+) != null$/.exec(cond);
+  if (m) return a[m[1]!] != null;
+  throw new Error(`condition not understood by the test: ${cond}`);
+}
+
+/** Keys of a module's `env_vars` output, from the stack's call of that module. */
+function moduleEnvKeys(moduleName: string): string[] {
+  const call = one('module', { dir: 'stack', name: moduleName });
+  const dir = path.relative(TF_ROOT, path.resolve(TF_ROOT, 'stack', String(call.body.source)));
+  const out = one('output', { dir, name: 'env_vars' });
+  expect(typeof out.body.value, `${dir} output env_vars is an object literal`).toBe('object');
+  return Object.keys(out.body.value);
+}
+
+/** One merge() argument of local.function_env (or a function_secret_env value): keys and when. */
+function envPart(arg: string, fn: string, locals: Body, access: Access): string[] {
+  const a = access[fn]!;
+  const t = arg.replace(/\s+/g, ' ').trim();
+  if (t === 'local.env_common') return Object.keys(locals.env_common);
+  let m = /^module\.(\w+)\.env_vars$/.exec(t);
+  if (m) return moduleEnvKeys(m[1]!);
+  m = /^\{ for k, v in module\.(\w+)\.env_vars : k => v if (.+) \}$/.exec(t);
+  if (m) return holds(m[2]!, a) ? moduleEnvKeys(m[1]!) : [];
+  if (t === '{ for k in local.function_settings[name] : k => local.setting_values[k] }') {
+    const keys = locals.function_settings[fn] as string[];
+    for (const k of keys) expect(Object.keys(locals.setting_values), `setting_values.${k}`).toContain(k);
+    return keys;
+  }
+  m = /^\{ for k, v in \{ ([A-Z][A-Z0-9_]*) = .+ \} : k => v if (.+) \}$/.exec(t);
+  if (m) return holds(m[2]!, a) ? [m[1]!] : [];
+  m = /^\{ ([A-Z][A-Z0-9_]*) = [^{}]+ \}$/.exec(t);
+  if (m) return [m[1]!];
+  throw new Error(`function_env part not understood by the test: ${t}`);
+}
+
+/** Per function: the plain and the Secret Manager environment variable names the stack sets. */
+function functionEnvironment(): Map<string, { env: string[]; secret: string[] }> {
+  const locals = localsByDir.get('stack')!;
+  const access = locals.function_access as Access;
+  const envText = text(locals.function_env);
+  expect(envText).toMatch(/^\$\{\{ for name, f in local\.functions : name => merge\(/);
+  const envArgs = splitTopLevel(inside(envText, 'merge('));
+  const secretText = text(locals.function_secret_env);
+  const secretBody = /^\$\{\{ for name, f in local\.functions : name => (\{.*\}) \}\}$/.exec(secretText)?.[1];
+  expect(secretBody, 'local.function_secret_env = { for name, f in local.functions : name => {…} }').toBeDefined();
+  const result = new Map<string, { env: string[]; secret: string[] }>();
+  for (const f of topology.functions) {
+    const env = envArgs.flatMap((arg) => envPart(arg, f.name, locals, access));
+    const secret = envPart(secretBody!, f.name, locals, access);
+    result.set(f.name, { env: [...new Set(env)].sort(), secret: secret.sort() });
+  }
+  return result;
+}
+
+/** Non-test TypeScript of one function's directory. */
+function functionSource(name: string): string {
+  const dir = path.join(REPO_ROOT, 'functions', name);
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
+    .map((f) => readFileSync(path.join(dir, f), 'utf8'))
+    .join('\n');
+}
+
+describe('function environment = the code’s configuration (shared/config.ts)', () => {
+  const schema = configSchema();
+  const access = () => localsByDir.get('stack')!.function_access as Access;
+
+  it('the schema parses: keys, required keys and the database rule are what this test expects', () => {
+    expect(schema.keys).toContain('UPSTASH_REDIS_REST_TOKEN');
+    expect(schema.keys.length).toBeGreaterThanOrEqual(15);
+    expect(schema.required.sort()).toEqual(
+      ['JWKS_URL', 'JWT_AUDIENCE', 'JWT_ISSUER', 'UPSTASH_REDIS_REST_TOKEN', 'UPSTASH_REDIS_REST_URL'].sort(),
+    );
+    // superRefine: DATABASE_URL, or CLOUD_SQL_INSTANCE and PGUSER (production uses the latter)
+    expect(CONFIG_TS).toContain('!c.DATABASE_URL && !(c.CLOUD_SQL_INSTANCE && c.PGUSER)');
+    for (const [name, file] of Object.entries(READ_OUTSIDE_CONFIG)) {
+      expect(schema.keys, `${name} is not (yet) in the schema`).not.toContain(name);
+      expect(readFileSync(path.join(REPO_ROOT, file), 'utf8'), `${file} reads ${name}`).toContain(`process.env.${name}`);
+    }
+  });
+
+  it('every env var name set on a function is a key of the config schema (or read by shared/log.ts)', () => {
+    const known = new Set([...schema.keys, ...Object.keys(READ_OUTSIDE_CONFIG)]);
+    const unknown: string[] = [];
+    for (const [fn, { env, secret }] of functionEnvironment())
+      for (const k of [...env, ...secret]) if (!known.has(k)) unknown.push(`${fn}: ${k}`);
+    expect(unknown).toEqual([]);
+    // and nothing else defines function environment: the module passes exactly these maps
+    const call = one('module', { dir: 'stack', name: 'function' });
+    expect(text(call.body.env_vars)).toBe('${local.function_env[each.key]}');
+    expect(text(call.body.secret_env_vars)).toBe('${local.function_secret_env[each.key]}');
+    const fn = one('resource', { dir: 'modules/function', type: 'google_cloudfunctions2_function' });
+    expect(text(fn.body.service_config[0].environment_variables)).toBe('${var.env_vars}');
+    expect(fn.body.service_config[0].dynamic.secret_environment_variables[0].for_each).toBe('${var.secret_env_vars}');
+  });
+
+  it('every function gets every required config key, once (plain or from Secret Manager)', () => {
+    const required = [...schema.required, 'CLOUD_SQL_INSTANCE', 'PGUSER'];
+    const env = functionEnvironment();
+    expect([...env.keys()].sort()).toEqual(topology.functions.map((f) => f.name).sort());
+    for (const [fn, { env: plain, secret }] of env) {
+      for (const k of required) expect([...plain, ...secret], `${fn} lacks ${k}`).toContain(k);
+      expect(plain.filter((k) => secret.includes(k)), `${fn}: both plain and secret`).toEqual([]);
+      expect(plain, `${fn}: production connects through the Cloud SQL connector`).not.toContain('DATABASE_URL');
+    }
+    const locals = localsByDir.get('stack')!;
+    expect(text(locals.function_env)).toContain(
+      'PGUSER = trimsuffix(local.function_sa_emails[name], ".gserviceaccount.com")',
+    );
+  });
+
+  it('optional settings go exactly to the functions whose code reads them', () => {
+    const always = new Set([...schema.required, 'CLOUD_SQL_INSTANCE', 'PGUSER', 'PGDATABASE', 'GOOGLE_CLOUD_PROJECT']);
+    for (const [fn, { env }] of functionEnvironment()) {
+      const read = new Set([...functionSource(fn).matchAll(/\bconfig\.([A-Z][A-Z0-9_]+)/g)].map((m) => m[1]!));
+      const extra = env.filter((k) => !always.has(k) && !(k in READ_OUTSIDE_CONFIG) && !read.has(k));
+      expect(extra, `${fn} gets settings its code does not read`).toEqual([]);
+      const missing = [...read].filter((k) => !env.includes(k));
+      expect(missing, `${fn} reads settings Terraform does not set`).toEqual([]);
+    }
+    const values = localsByDir.get('stack')!.setting_values as Body;
+    expect(values.LFS_SIGNER).toBe('iam');
+    expect(functionEnvironment().get('lfsProxy')!.env).toContain('LFS_SIGNER');
+    expect(access().lfsProxy!.sign_blob).toBe(true);
+  });
+
+  it('access follows the runtime clients each function uses (rt.pg, rt.redis/rt.verifier, rt.firestore)', () => {
+    for (const f of topology.functions) {
+      const src = readFileSync(path.join(REPO_ROOT, 'functions', f.name, 'index.ts'), 'utf8');
+      const uses = (client: string) => new RegExp(`\\brt\\s*\\.\\s*${client}\\s*\\(`).test(src);
+      const a = access()[f.name]!;
+      expect(a.cloudsql, `${f.name}: cloudsql iff rt.pg()`).toBe(uses('pg'));
+      // the verifier checks the jti revocation list in Redis
+      expect(a.redis, `${f.name}: redis iff rt.redis() or rt.verifier()`).toBe(uses('redis') || uses('verifier'));
+      expect(a.firestore !== null, `${f.name}: firestore iff rt.firestore()`).toBe(uses('firestore'));
+    }
+  });
+
+  it('the Upstash token is the Secret Manager secret only where Redis is used, a placeholder elsewhere', () => {
+    const locals = localsByDir.get('stack')!;
+    for (const [fn, { env, secret }] of functionEnvironment()) {
+      if (access()[fn]!.redis) {
+        expect(secret, fn).toEqual(['UPSTASH_REDIS_REST_TOKEN']);
+      } else {
+        expect(secret, fn).toEqual([]);
+        expect(env, fn).toContain('UPSTASH_REDIS_REST_TOKEN');
+      }
+    }
+    expect(text(locals.function_secret_env)).toContain('secret = module.secrets.ids[local.upstash_secret]');
+    expect(text(locals.function_env)).toContain('UPSTASH_REDIS_REST_TOKEN = local.upstash_token_placeholder');
+    expect(locals.upstash_token_placeholder).toMatch(/^unused/);
+  });
+
+  it('PARTNER_SECRETS_DIR is a Secret Manager volume, mounted only on mirrorToPartners, one file per partner slug', () => {
+    const locals = localsByDir.get('stack')!;
+    expect(locals.partner_secrets_dir).toBe('/secrets/partners');
+    expect((locals.setting_values as Body).PARTNER_SECRETS_DIR).toBe('${local.partner_secrets_dir}');
+    const withDir = [...functionEnvironment()].filter(([, e]) => e.env.includes('PARTNER_SECRETS_DIR')).map(([n]) => n);
+    const withHmac = Object.entries(access())
+      .filter(([, a]) => a.partner_hmac)
+      .map(([n]) => n);
+    expect(withDir).toEqual(['mirrorToPartners']);
+    expect(withHmac).toEqual(['mirrorToPartners']);
+    // shared/partner-secrets.ts reads <dir>/<slug>
+    expect(readFileSync(path.join(REPO_ROOT, 'shared', 'partner-secrets.ts'), 'utf8')).toContain('join(dir, slug)');
+
+    const vols = text(locals.function_secret_volumes);
+    expect(vols).toContain('(local.partner_secrets_dir) = {');
+    expect(vols).toContain('secret = module.secrets.ids[local.partner_hmac_secret]');
+    expect(vols).toContain('versions = { for slug, p in var.partners : slug => tostring(p.hmac_version) if p.hmac_version != null }');
+    expect(vols).toContain('if local.function_access[name].partner_hmac');
+    const call = one('module', { dir: 'stack', name: 'function' });
+    expect(text(call.body.secret_volumes)).toBe('${local.function_secret_volumes[each.key]}');
+
+    const fn = one('resource', { dir: 'modules/function', type: 'google_cloudfunctions2_function' });
+    const vol = fn.body.service_config[0].dynamic.secret_volumes[0];
+    expect(vol.for_each).toBe('${var.secret_volumes}');
+    expect(vol.content[0].mount_path).toBe('${secret_volumes.key}');
+    const versions = vol.content[0].dynamic.versions[0];
+    expect(versions.content[0]).toEqual({ path: '${versions.key}', version: '${versions.value}' });
+
+    // partners' versions are pinned, distinct, and required before a full plan
+    const checks = one('resource', { dir: 'stack', type: 'terraform_data', name: 'topology_checks' });
+    const conditions = (checks.body.lifecycle[0].precondition as Body[]).map((p) => text(p.condition));
+    expect(conditions).toContain('${alltrue([for p in values(var.partners) : p.hmac_version != null])}');
+    const partners = one('variable', { dir: 'stack', name: 'partners' });
+    expect(text(partners.body.type)).toContain('hmac_version = optional(number)');
+    expect(text(partners.body.validation)).toContain('distinct(');
+  });
+
+  it('no old variable names are left in the Terraform code', () => {
+    const old = /JWT_JWKS_URL|PARTNER_HMAC_KEY|LFS_SIGNER_SERVICE_ACCOUNT|ARTIFACTS_BUCKET|ARTIFACTS_UPLOAD_PREFIX|CLOUD_SQL_CONNECTION_NAME|FIRESTORE_DATABASE_ID|"pending\/"/;
+    expect(files.filter((f) => old.test(JSON.stringify(f.json))).map((f) => f.file)).toEqual([]);
+  });
+
+  it('the env var table in docs/terraform.md names only variables the code reads, and all of them', () => {
+    const doc = readFileSync(path.join(REPO_ROOT, 'docs', 'terraform.md'), 'utf8');
+    const section = doc.slice(doc.indexOf('### Environment variables'), doc.indexOf('### Variables ('));
+    expect(section.length).toBeGreaterThan(100);
+    const table = section
+      .split('\n')
+      .filter((l) => l.startsWith('|'))
+      .join('\n');
+    const names = [...table.matchAll(/`([A-Z][A-Z0-9_]{2,})(?:=[^`]*)?`/g)].map((m) => m[1]!);
+    const known = new Set([...schema.keys, ...Object.keys(READ_OUTSIDE_CONFIG)]);
+    expect(names.filter((n) => !known.has(n))).toEqual([]);
+    for (const k of schema.keys.filter((k) => k !== 'DATABASE_URL')) expect(names, `docs table: ${k}`).toContain(k);
   });
 });
 
@@ -623,11 +915,30 @@ describe('storage, Cloud SQL, Firestore', () => {
     expect(b.body.cors[0].method).toContain('PUT');
     const rule = b.body.dynamic.lifecycle_rule[0];
     expect(rule.content[0].action[0].type).toBe('Delete');
+    // Stored and unverified uploads share artifacts/<id>/: no age-based delete by default, and
+    // none may cover the upload prefix (a precondition refuses it).
     const prefixes = one('variable', { dir: 'modules/storage', name: 'delete_after_days' }).body.default;
-    expect(Object.keys(prefixes).sort()).toEqual(['pending/', 'rejected/']);
+    expect(prefixes).toEqual({});
+    const guards = (b.body.lifecycle?.[0]?.precondition ?? []) as Body[];
+    expect(guards.map((g) => text(g.condition)).join(' ')).toContain(
+      '!startswith(p, var.finalize_notification.object_name_prefix) && !startswith(var.finalize_notification.object_name_prefix, p)',
+    );
+    expect(b.body.lifecycle_rule.map((r: Body) => r.action[0].type)).toEqual(['AbortIncompleteMultipartUpload']);
+
+    // lfsProxy uploads to OBJECT_PREFIX (shared/artifacts.ts); the notification is limited to it.
+    const objectPrefix = /export const OBJECT_PREFIX = '([^']+)'/.exec(
+      readFileSync(path.join(REPO_ROOT, 'shared', 'artifacts.ts'), 'utf8'),
+    )?.[1];
+    expect(objectPrefix).toBe('artifacts/');
+    const notify = one('variable', { dir: 'modules/storage', name: 'finalize_notification' });
+    expect(text(notify.body.type)).toContain(`object_name_prefix = optional(string, "${objectPrefix}")`);
 
     const n = one('resource', { dir: 'modules/storage', type: 'google_storage_notification' });
     expect(n.body.event_types).toEqual(['OBJECT_FINALIZE']);
+    expect(text(n.body.object_name_prefix)).toBe('${var.finalize_notification.object_name_prefix}');
+    expect(text(one('module', { dir: 'stack', name: 'storage' }).body.finalize_notification)).not.toContain(
+      'object_name_prefix',
+    );
     expect(n.body.depends_on).toContain('${google_pubsub_topic_iam_member.gcs_publisher}');
     const pub = one('resource', { dir: 'modules/storage', type: 'google_pubsub_topic_iam_member' });
     expect(pub.body.role).toBe('roles/pubsub.publisher');
@@ -653,8 +964,8 @@ describe('storage, Cloud SQL, Firestore', () => {
     const u = one('resource', { dir: 'modules/cloudsql', type: 'google_sql_user' });
     expect(u.body.type).toBe('CLOUD_IAM_SERVICE_ACCOUNT');
     const env = one('output', { dir: 'modules/cloudsql', name: 'env_vars' });
-    expect(text(env.body.value)).toContain('CLOUD_SQL_CONNECTION_NAME');
-    expect(text(env.body.value)).toContain('google_sql_database_instance.main.connection_name');
+    expect(Object.keys(env.body.value).sort()).toEqual(['CLOUD_SQL_INSTANCE', 'PGDATABASE']);
+    expect(text(env.body.value.CLOUD_SQL_INSTANCE)).toBe('${google_sql_database_instance.main.connection_name}');
   });
 
   it('Firestore is a native-mode database', () => {

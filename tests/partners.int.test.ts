@@ -11,8 +11,8 @@ import { promisify } from 'node:util';
 import type { Message } from '@google-cloud/pubsub';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { partnerSecretsDir } from '../emulators/registry.ts';
-import { dirPartnerSecrets, learnerRef } from '../shared/partner-secrets.ts';
 import { BusUnavailable, createBus } from '../shared/clients.ts';
+import { dirPartnerSecrets, learnerRef } from '../shared/partner-secrets.ts';
 import { mirroredTypes } from '../shared/registry.ts';
 import { eventually, fnUrl, iso, postJson, pubsubClient, suite, token } from './helpers.ts';
 
@@ -28,11 +28,15 @@ const cliOutput: string[] = [];
 
 /** `node --import tsx scripts/registry.ts …` against the test suite's data dir; returns stdout. */
 function cli(...args: string[]) {
-  const out = execFileSync(process.execPath, ['--import', 'tsx', 'scripts/registry.ts', ...args, '--data-dir', suite().dataDir], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const out = execFileSync(
+    process.execPath,
+    ['--import', 'tsx', 'scripts/registry.ts', ...args, '--data-dir', suite().dataDir],
+    {
+      cwd: ROOT,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   cliOutput.push(out);
   return out;
 }
@@ -71,7 +75,13 @@ function listen(subscription: string) {
   const sub = pubsub.subscription(subscription, { flowControl: { maxMessages: 500 } });
   sub.on('message', (m: Message) => {
     const raw = m.data.toString('utf8');
-    got.push({ id: m.attributes['ce-id']!, attributes: m.attributes, data: JSON.parse(raw), raw, orderingKey: m.orderingKey || undefined });
+    got.push({
+      id: m.attributes['ce-id']!,
+      attributes: m.attributes,
+      data: JSON.parse(raw),
+      raw,
+      orderingKey: m.orderingKey || undefined,
+    });
     m.ack();
   });
   sub.on('error', (err: Error) => errors.push(err));
@@ -141,13 +151,19 @@ async function post(e: Omit<Posted, 'id'>): Promise<Posted> {
 }
 
 /** SPEC §8: instance or sponsor match (every partner here takes every mirrored type). */
-const entitledTo = (p: typeof A, e: Posted) => p.instances.includes(e.instanceId) || (e.sponsor !== undefined && p.sponsors.includes(e.sponsor));
+const entitledTo = (p: typeof A, e: Posted) =>
+  p.instances.includes(e.instanceId) || (e.sponsor !== undefined && p.sponsors.includes(e.sponsor));
 /** what the partner must receive for these interactions: each copy and the copy of its progress event */
-const expectedIds = (p: typeof A, posted: Posted[]) => new Set(posted.filter((e) => entitledTo(p, e)).flatMap((e) => [e.id, `${e.id}.progress`]));
+const expectedIds = (p: typeof A, posted: Posted[]) =>
+  new Set(posted.filter((e) => entitledTo(p, e)).flatMap((e) => [e.id, `${e.id}.progress`]));
 
 let platform: string;
 const publishContent = async (body: Record<string, unknown>) => {
-  const res = await postJson(fnUrl('publishContent'), { version: 1, kind: 'lesson', title: 'Loops', topic: 'python.loops', ...body }, platform);
+  const res = await postJson(
+    fnUrl('publishContent'),
+    { version: 1, kind: 'lesson', title: 'Loops', topic: 'python.loops', ...body },
+    platform,
+  );
   return res;
 };
 
@@ -155,7 +171,10 @@ const roomUrl = (slug: string, path = '') => fnUrl('partnerRoom', `/p/${slug}${p
 async function room(method: 'GET' | 'POST', slug: string, path: string, bearer?: string, body?: unknown) {
   const res = await fetch(roomUrl(slug, path), {
     method,
-    headers: { ...(bearer ? { authorization: `Bearer ${bearer}` } : {}), ...(body ? { 'content-type': 'application/json' } : {}) },
+    headers: {
+      ...(bearer ? { authorization: `Bearer ${bearer}` } : {}),
+      ...(body ? { 'content-type': 'application/json' } : {}),
+    },
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await res.text();
@@ -167,22 +186,40 @@ let tokenB: string;
 // ---------------------------------------------------------------------------------------------
 
 beforeAll(async () => {
-  for (const i of ['inst-a1', 'inst-b1']) expect(cli('instance', 'add', i, '--name', `School ${i}`)).toContain('provisioned in the running room');
+  for (const i of ['inst-a1', 'inst-b1'])
+    expect(cli('instance', 'add', i, '--name', `School ${i}`)).toContain('provisioned in the running room');
   expect(
-    cli('partner', 'add', A.slug, '--name', A.name, '--instances', A.instances.join(','), '--sponsors', A.sponsors.join(',')),
+    cli(
+      'partner',
+      'add',
+      A.slug,
+      '--name',
+      A.name,
+      '--instances',
+      A.instances.join(','),
+      '--sponsors',
+      A.sponsors.join(','),
+    ),
   ).toContain('provisioned in the running room');
-  expect(cli('partner', 'add', B.slug, '--name', B.name, '--instances', B.instances.join(','))).toContain('provisioned in the running room');
+  expect(cli('partner', 'add', B.slug, '--name', B.name, '--instances', B.instances.join(','))).toContain(
+    'provisioned in the running room',
+  );
   platform = await token({ sub: 'content-engine', role: 'platform' });
   tokenA = await token({ sub: `${A.slug}-site`, role: 'partner', partner: A.slug });
   tokenB = await token({ sub: `${B.slug}-site`, role: 'partner', partner: B.slug });
 });
 
 afterAll(async () => {
-  for (const slug of [A.slug, B.slug]) {
+  for (const args of [
+    ['partner', 'remove', A.slug],
+    ['partner', 'remove', B.slug],
+    ['instance', 'remove', 'inst-a1'],
+    ['instance', 'remove', 'inst-b1'],
+  ]) {
     try {
-      cli('partner', 'remove', slug);
+      cli(...args);
     } catch {
-      // removed by the test already
+      // removed by a test already
     }
   }
   await pubsub.close();
@@ -195,43 +232,126 @@ describe('partner streams (SPEC §8)', () => {
     const posted: Posted[] = [];
     try {
       // the mirror re-reads the partner records about once a second: wait until it serves both partners
-      const probeA = await post({ studentId: `probe-${run}`, instanceId: 'inst-a1', kind: 'session', payload: { action: 'start' } });
-      const probeB = await post({ studentId: `probe-${run}`, instanceId: 'inst-b1', kind: 'session', payload: { action: 'start' } });
+      const probeA = await post({
+        studentId: `probe-${run}`,
+        instanceId: 'inst-a1',
+        kind: 'session',
+        payload: { action: 'start' },
+      });
+      const probeB = await post({
+        studentId: `probe-${run}`,
+        instanceId: 'inst-b1',
+        kind: 'session',
+        payload: { action: 'start' },
+      });
       posted.push(probeA, probeB);
-      await eventually(async () => (streamA.has([probeA.id]) && streamB.has([probeB.id]) ? true : undefined), 30_000, 'the probes');
+      await eventually(
+        async () => (streamA.has([probeA.id]) && streamB.has([probeB.id]) ? true : undefined),
+        30_000,
+        'the probes',
+      );
 
       const s1 = `s1-${run}`; // on inst-a1 (A's)
       const s2 = `s2-${run}`; // on inst-b1 (B's), some sponsored by sponsor-a (A's)
       const s3 = `s3-${run}`; // on inst-c (nobody's), some sponsored by sponsor-a
       const perInstance: Array<Array<Omit<Posted, 'id'>>> = [
         [
-          { studentId: s1, instanceId: 'inst-a1', kind: 'help_request', payload: { text: `${SECRET} I am stuck with loops` } },
-          { studentId: s1, instanceId: 'inst-a1', kind: 'code_submission', payload: { exerciseId: 'ex-1', code: `print("${SECRET}")`, codeQuality: 0.6 } },
-          { studentId: s1, instanceId: 'inst-a1', kind: 'code_execution', payload: { ok: false, errorType: 'TypeError', errorMessage: `${SECRET} x is undefined` } },
-          { studentId: s1, instanceId: 'inst-a1', kind: 'quiz_answer', payload: { quizId: 'qz-1', correct: true, score: 0.7 } },
+          {
+            studentId: s1,
+            instanceId: 'inst-a1',
+            kind: 'help_request',
+            payload: { text: `${SECRET} I am stuck with loops` },
+          },
+          {
+            studentId: s1,
+            instanceId: 'inst-a1',
+            kind: 'code_submission',
+            payload: { exerciseId: 'ex-1', code: `print("${SECRET}")`, codeQuality: 0.6 },
+          },
+          {
+            studentId: s1,
+            instanceId: 'inst-a1',
+            kind: 'code_execution',
+            payload: { ok: false, errorType: 'TypeError', errorMessage: `${SECRET} x is undefined` },
+          },
+          {
+            studentId: s1,
+            instanceId: 'inst-a1',
+            kind: 'quiz_answer',
+            payload: { quizId: 'qz-1', correct: true, score: 0.7 },
+          },
         ],
         [
-          { studentId: s2, instanceId: 'inst-b1', kind: 'help_request', payload: { text: `${SECRET} how do I start?` } },
-          { studentId: s2, instanceId: 'inst-b1', kind: 'code_execution', payload: { ok: false, errorType: 'NameError', errorMessage: `${SECRET} name y` } },
-          { studentId: s2, instanceId: 'inst-b1', sponsor: 'sponsor-a', kind: 'code_submission', payload: { code: `x = "${SECRET}"`, codeQuality: 0.8 } },
-          { studentId: s2, instanceId: 'inst-b1', sponsor: 'sponsor-a', kind: 'quiz_answer', payload: { quizId: 'qz-2', correct: false, score: 0.3 } },
+          {
+            studentId: s2,
+            instanceId: 'inst-b1',
+            kind: 'help_request',
+            payload: { text: `${SECRET} how do I start?` },
+          },
+          {
+            studentId: s2,
+            instanceId: 'inst-b1',
+            kind: 'code_execution',
+            payload: { ok: false, errorType: 'NameError', errorMessage: `${SECRET} name y` },
+          },
+          {
+            studentId: s2,
+            instanceId: 'inst-b1',
+            sponsor: 'sponsor-a',
+            kind: 'code_submission',
+            payload: { code: `x = "${SECRET}"`, codeQuality: 0.8 },
+          },
+          {
+            studentId: s2,
+            instanceId: 'inst-b1',
+            sponsor: 'sponsor-a',
+            kind: 'quiz_answer',
+            payload: { quizId: 'qz-2', correct: false, score: 0.3 },
+          },
         ],
         [
-          { studentId: s3, instanceId: 'inst-c', kind: 'help_request', payload: { text: `${SECRET} nobody's` } },
-          { studentId: s3, instanceId: 'inst-c', sponsor: 'sponsor-a', kind: 'code_submission', payload: { code: `y = "${SECRET}"` } },
-          { studentId: s3, instanceId: 'inst-c', kind: 'quiz_answer', payload: { quizId: 'qz-3', correct: true, score: 1 } },
+          {
+            studentId: s3,
+            instanceId: 'inst-c',
+            kind: 'help_request',
+            payload: { text: `${SECRET} nobody's` },
+          },
+          {
+            studentId: s3,
+            instanceId: 'inst-c',
+            sponsor: 'sponsor-a',
+            kind: 'code_submission',
+            payload: { code: `y = "${SECRET}"` },
+          },
+          {
+            studentId: s3,
+            instanceId: 'inst-c',
+            kind: 'quiz_answer',
+            payload: { quizId: 'qz-3', correct: true, score: 1 },
+          },
           // last of s3 (ordered by learner): when its copy arrives, s3's earlier events were all mirrored
-          { studentId: s3, instanceId: 'inst-c', sponsor: 'sponsor-a', kind: 'code_execution', payload: { ok: false, errorMessage: `${SECRET} boom` } },
+          {
+            studentId: s3,
+            instanceId: 'inst-c',
+            sponsor: 'sponsor-a',
+            kind: 'code_execution',
+            payload: { ok: false, errorMessage: `${SECRET} boom` },
+          },
         ],
       ];
       // interleaved across the three instances, each with its own app token
-      for (let round = 0; round < 4; round++) for (const list of perInstance) posted.push(await post(list[round]!));
+      for (let round = 0; round < 4; round++)
+        for (const list of perInstance) posted.push(await post(list[round]!));
 
       const wantA = expectedIds(A, posted);
       const wantB = expectedIds(B, posted);
       expect(wantA.size).toBe(2 * (1 + 4 + 2 + 2));
       expect(wantB.size).toBe(2 * (1 + 4));
-      await eventually(async () => (streamA.has(wantA) && streamB.has(wantB) ? true : undefined), 45_000, 'every expected copy');
+      await eventually(
+        async () => (streamA.has(wantA) && streamB.has(wantB) ? true : undefined),
+        45_000,
+        'every expected copy',
+      );
       await quiet(() => streamA.got.length + streamB.got.length);
       expect(streamA.errors).toEqual([]);
       expect(streamB.errors).toEqual([]);
@@ -245,13 +365,19 @@ describe('partner streams (SPEC §8)', () => {
         const mine = stream.got.filter((g) => g.id.includes(run));
         const foreign = stream.got.filter((g) => !g.id.includes(run));
         expect(new Set(mine.map((g) => g.id)), p.slug).toEqual(want);
-        for (const f of foreign) expect([f.attributes['ce-type'], f.data.audience], f.id).toEqual(['learnflow.content.published.v1', 'all']);
+        for (const f of foreign)
+          expect([f.attributes['ce-type'], f.data.audience], f.id).toEqual([
+            'learnflow.content.published.v1',
+            'all',
+          ]);
 
         for (const g of mine) {
           const everything = JSON.stringify([g.attributes, g.raw, g.orderingKey]);
           for (const s of students) expect(everything, `${p.slug} ${g.id}`).not.toContain(s);
           expect(everything, `${p.slug} ${g.id}`).not.toContain(SECRET);
-          expect(Object.keys(g.attributes).filter((k) => k.startsWith('ldr-to-') || k === 'ldr-audience')).toEqual([]);
+          expect(
+            Object.keys(g.attributes).filter((k) => k.startsWith('ldr-to-') || k === 'ldr-audience'),
+          ).toEqual([]);
           expect(g.attributes['ldr-partner']).toBe(p.slug);
           expect(mirroredTypes).toContain(g.attributes['ce-type']);
           const source = posted.find((e) => g.id === e.id || g.id === `${e.id}.progress`)!;
@@ -259,7 +385,9 @@ describe('partner streams (SPEC §8)', () => {
           expect(g.data.learnerRef, g.id).toBe(ref);
           expect(g.orderingKey, g.id).toBe(ref);
           expect(g.attributes['ce-subject']).toBe(`learners/${ref}`);
-          expect(g.attributes['ce-type']).toBe(g.id.endsWith('.progress') ? 'learnflow.progress.updated.v1' : 'learnflow.interaction.v1');
+          expect(g.attributes['ce-type']).toBe(
+            g.id.endsWith('.progress') ? 'learnflow.progress.updated.v1' : 'learnflow.interaction.v1',
+          );
           if (g.id === source.id) {
             // the copy keeps what is not free text: the kind, scores, error types
             const { text: _t, code: _c, errorMessage: _m, ...rest } = source.payload;
@@ -271,7 +399,13 @@ describe('partner streams (SPEC §8)', () => {
 
       // learnerRef: stable for one learner at one partner, different across partners and learners
       const refsOf = (stream: typeof streamA, student: string) =>
-        new Set(stream.got.filter((g) => posted.some((e) => e.studentId === student && (g.id === e.id || g.id === `${e.id}.progress`))).map((g) => g.data.learnerRef));
+        new Set(
+          stream.got
+            .filter((g) =>
+              posted.some((e) => e.studentId === student && (g.id === e.id || g.id === `${e.id}.progress`)),
+            )
+            .map((g) => g.data.learnerRef),
+        );
       expect(refsOf(streamA, s2).size).toBe(1);
       expect(refsOf(streamB, s2).size).toBe(1);
       expect([...refsOf(streamA, s2)][0]).not.toBe([...refsOf(streamB, s2)][0]);
@@ -286,24 +420,39 @@ describe('partner streams (SPEC §8)', () => {
     const learner = `s5-${run}`;
     const events = [];
     for (let i = 0; i < 3; i++) {
-      events.push(await post({ studentId: learner, instanceId: 'inst-a1', kind: 'quiz_answer', payload: { quizId: `qz-${i}`, correct: true, score: 0.5 + i / 10 } }));
+      events.push(
+        await post({
+          studentId: learner,
+          instanceId: 'inst-a1',
+          kind: 'quiz_answer',
+          payload: { quizId: `qz-${i}`, correct: true, score: 0.5 + i / 10 },
+        }),
+      );
     }
     const ids = new Set(events.flatMap((e) => [e.id, `${e.id}.progress`]));
     type Pulled = { ackId: string; event: { id: string; [k: string]: unknown } };
     /** pulls until every id was seen; returns everything pulled (ack ids of other messages too), in order */
     const pullAll = (what: string) => {
       const pulled: Pulled[] = [];
-      return eventually(async () => {
-        const r = await room('POST', A.slug, '/pull?max=50', tokenA);
-        expect(r.status).toBe(200);
-        pulled.push(...(r.body.messages as Pulled[]));
-        return [...ids].every((id) => pulled.some((m) => m.event.id === id)) ? pulled : undefined;
-      }, 30_000, what);
+      return eventually(
+        async () => {
+          const r = await room('POST', A.slug, '/pull?max=50', tokenA);
+          expect(r.status).toBe(200);
+          pulled.push(...(r.body.messages as Pulled[]));
+          return [...ids].every((id) => pulled.some((m) => m.event.id === id)) ? pulled : undefined;
+        },
+        30_000,
+        what,
+      );
     };
 
     const first = await pullAll('the first pull');
     for (const m of first.filter((x) => ids.has(x.event.id))) {
-      expect(m.event).toMatchObject({ specversion: '1.0', ldrpartner: A.slug, datacontenttype: 'application/json' });
+      expect(m.event).toMatchObject({
+        specversion: '1.0',
+        ldrpartner: A.slug,
+        datacontenttype: 'application/json',
+      });
       expect(m.event.subject).toBe(`learners/${await refAt(A.slug, learner)}`);
       expect(JSON.stringify(m.event)).not.toContain(learner);
     }
@@ -342,28 +491,43 @@ describe('the partner room (custom URL)', () => {
       subscription: `projects/${suite().projectId}/subscriptions/partner.${A.slug}.pull`,
       eventTypes: [...mirroredTypes],
       shareContent: false,
-      endpoints: { pull: `/p/${A.slug}/pull?max=N`, ack: `/p/${A.slug}/ack`, nack: `/p/${A.slug}/nack`, content: `/p/${A.slug}/content` },
+      endpoints: {
+        pull: `/p/${A.slug}/pull?max=N`,
+        ack: `/p/${A.slug}/ack`,
+        nack: `/p/${A.slug}/nack`,
+        content: `/p/${A.slug}/content`,
+      },
     });
     expect(Object.keys(r.body.schemas)).toEqual([...mirroredTypes]);
-    const schema = await fetch(fnUrl('partnerRoom', r.body.schemas['learnflow.interaction.v1']), { headers: { authorization: `Bearer ${tokenA}` } });
+    const schema = await fetch(fnUrl('partnerRoom', r.body.schemas['learnflow.interaction.v1']), {
+      headers: { authorization: `Bearer ${tokenA}` },
+    });
     expect(schema.status).toBe(200);
     // the schema describes the data as this partner receives it
     const text = JSON.stringify(await schema.json());
     expect(text).toContain('"learnerRef"');
     expect(text).not.toContain('"studentId"');
     expect(text).not.toMatch(/"(text|code|errorMessage)"/);
-    const progress = await fetch(fnUrl('partnerRoom', r.body.schemas['learnflow.progress.updated.v1']), { headers: { authorization: `Bearer ${tokenA}` } });
+    const progress = await fetch(fnUrl('partnerRoom', r.body.schemas['learnflow.progress.updated.v1']), {
+      headers: { authorization: `Bearer ${tokenA}` },
+    });
     expect(progress.status).toBe(200);
-    const foreign = await fetch(fnUrl('partnerRoom', r.body.schemas['learnflow.progress.updated.v1']), { headers: { authorization: `Bearer ${tokenB}` } });
+    const foreign = await fetch(fnUrl('partnerRoom', r.body.schemas['learnflow.progress.updated.v1']), {
+      headers: { authorization: `Bearer ${tokenB}` },
+    });
     expect(foreign.status).toBe(404);
-    const unknownType = await fetch(roomUrl(A.slug, '/schemas/learnflow.struggle.detected.v1'), { headers: { authorization: `Bearer ${tokenA}` } });
+    const unknownType = await fetch(roomUrl(A.slug, '/schemas/learnflow.struggle.detected.v1'), {
+      headers: { authorization: `Bearer ${tokenA}` },
+    });
     expect(unknownType.status).toBe(404);
   });
 
   it('GET /p/<slug>/content lists what is sponsored by the partner’s sponsors', async () => {
     const sponsored = `c-${run}-sponsored`;
     const plain = `c-${run}-plain`;
-    expect((await publishContent({ contentId: sponsored, sponsor: 'sponsor-a', instances: ['inst-a1'] })).status).toBe(202);
+    expect(
+      (await publishContent({ contentId: sponsored, sponsor: 'sponsor-a', instances: ['inst-a1'] })).status,
+    ).toBe(202);
     expect((await publishContent({ contentId: plain, instances: ['inst-a1'] })).status).toBe(202);
     const a = await room('GET', A.slug, '/content', tokenA);
     expect(a.status).toBe(200);
@@ -371,7 +535,10 @@ describe('the partner room (custom URL)', () => {
     expect(ids).toContain(sponsored);
     expect(ids).not.toContain(plain);
     expect(a.body.content.every((c: { sponsor: string }) => c.sponsor === 'sponsor-a')).toBe(true);
-    expect(await room('GET', B.slug, '/content', tokenB)).toMatchObject({ status: 200, body: { content: [] } });
+    expect(await room('GET', B.slug, '/content', tokenB)).toMatchObject({
+      status: 200,
+      body: { content: [] },
+    });
   });
 
   it('another partner’s slug and an unknown slug are the same 404; no token is 401', async () => {
@@ -388,7 +555,12 @@ describe('the partner room (custom URL)', () => {
       expect(other.headers.get('content-type')).toContain('application/problem+json');
       expect(JSON.stringify(none.body).replaceAll(unknown, B.slug)).toBe(JSON.stringify(other.body));
       // a token naming the unknown slug: still the same answer
-      const ghost = await room(method, unknown, path, await token({ sub: 'ghost', role: 'partner', partner: unknown }));
+      const ghost = await room(
+        method,
+        unknown,
+        path,
+        await token({ sub: 'ghost', role: 'partner', partner: unknown }),
+      );
       expect(ghost.body).toEqual(none.body);
       // not a partner token at all
       expect((await room(method, A.slug, path, platform)).status).toBe(404);
@@ -415,12 +587,26 @@ describe('content delivery to app-instances', () => {
     try {
       // a learner of inst-b1, known to the room once their first interaction is applied
       const learner = `s6-${run}`;
-      await post({ studentId: learner, instanceId: 'inst-b1', kind: 'quiz_answer', payload: { quizId: 'qz', correct: true, score: 1 } });
+      await post({
+        studentId: learner,
+        instanceId: 'inst-b1',
+        kind: 'quiz_answer',
+        payload: { quizId: 'qz', correct: true, score: 1 },
+      });
       const signalId = `cd-${run}-signal`;
-      await eventually(async () => {
-        const r = await publishContent({ contentId: signalId, kind: 'signal', studentId: learner, title: 'Try the next quiz' });
-        return r.status === 202 ? r : undefined;
-      }, 20_000, 'the learner to be known');
+      await eventually(
+        async () => {
+          const r = await publishContent({
+            contentId: signalId,
+            kind: 'signal',
+            studentId: learner,
+            title: 'Try the next quiz',
+          });
+          return r.status === 202 ? r : undefined;
+        },
+        20_000,
+        'the learner to be known',
+      );
 
       const onlyA = `cd-${run}-only-a1`;
       const everyone = `cd-${run}-all`;
@@ -430,13 +616,21 @@ describe('content delivery to app-instances', () => {
       const ours = (l: typeof a1) => new Set([...l.ids()].filter((id) => id.startsWith(`cd-${run}-`)));
       const wantA1 = new Set([`${onlyA}@1`, `${everyone}@1`]);
       const wantB1 = new Set([`${signalId}@1`, `${everyone}@1`]);
-      await eventually(async () => (a1.has(wantA1) && b1.has(wantB1) ? true : undefined), 30_000, 'the content on both instances');
+      await eventually(
+        async () => (a1.has(wantA1) && b1.has(wantB1) ? true : undefined),
+        30_000,
+        'the content on both instances',
+      );
       await quiet(() => a1.got.length + b1.got.length);
       expect(ours(a1)).toEqual(wantA1);
       expect(ours(b1)).toEqual(wantB1);
 
       const signal = b1.got.find((g) => g.id === `${signalId}@1`)!;
-      expect(signal.attributes).toMatchObject({ 'ldr-kind': 'signal', 'ldr-instance': 'inst-b1', 'ce-subject': `students/${learner}` });
+      expect(signal.attributes).toMatchObject({
+        'ldr-kind': 'signal',
+        'ldr-instance': 'inst-b1',
+        'ce-subject': `students/${learner}`,
+      });
       expect(signal.data).toMatchObject({ studentId: learner, audience: ['inst-b1'] });
       const all = a1.got.find((g) => g.id === `${everyone}@1`)!;
       expect(all.orderingKey).toBe(everyone);
@@ -449,7 +643,11 @@ describe('content delivery to app-instances', () => {
 
 describe('the registry CLI', () => {
   it('lists partners and instances without secrets; secrets are files of mode 0600 never printed', async () => {
-    const { stdout } = await promisify(execFile)('npm', ['run', '--silent', 'partner', '--', 'list', '--data-dir', suite().dataDir], { cwd: ROOT });
+    const { stdout } = await promisify(execFile)(
+      'npm',
+      ['run', '--silent', 'partner', '--', 'list', '--data-dir', suite().dataDir],
+      { cwd: ROOT },
+    );
     cliOutput.push(stdout);
     const partners = JSON.parse(stdout) as Array<Record<string, unknown>>;
     const a = partners.find((p) => p.slug === A.slug);
@@ -461,7 +659,11 @@ describe('the registry CLI', () => {
       eventTypes: [...mirroredTypes],
       shareContent: false,
     });
-    expect(partners.find((p) => p.slug === B.slug)).toMatchObject({ instances: B.instances, sponsors: [], shareContent: false });
+    expect(partners.find((p) => p.slug === B.slug)).toMatchObject({
+      instances: B.instances,
+      sponsors: [],
+      shareContent: false,
+    });
     const instances = JSON.parse(cli('instance', 'list')) as Array<{ id: string }>;
     expect(instances.map((i) => i.id)).toEqual(expect.arrayContaining(['inst-a1', 'inst-b1']));
 
@@ -498,8 +700,15 @@ describe('the registry CLI', () => {
     // until the mirror re-reads the records it may still try B: the real client's error for the missing
     // topic is the one the mirror skips (rather than failing the delivery for every partner)
     const err = await createBus(pubsub)
-      .publish(`partner.${B.slug}.events`, { id: `x-${run}`, source: '/test', type: 'learnflow.interaction.v1', time: iso(), data: {} }, 'k')
-      .then(() => undefined, (e: unknown) => e);
+      .publish(
+        `partner.${B.slug}.events`,
+        { id: `x-${run}`, source: '/test', type: 'learnflow.interaction.v1', time: iso(), data: {} },
+        'k',
+      )
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect(err).toBeInstanceOf(BusUnavailable);
     expect((err as Error).message).toMatch(/NOT_FOUND|not found/i);
   });

@@ -12,7 +12,8 @@ import { createMirror, type MirrorMarks, type PartnerDirectory } from './handler
 // In-memory fakes of the ports
 // ---------------------------------------------------------------------------------------------
 
-const partner = (over: Partial<Partner> & { slug: string }): Partner => partnerSchema.parse({ displayName: over.slug, ...over });
+const partner = (over: Partial<Partner> & { slug: string }): Partner =>
+  partnerSchema.parse({ displayName: over.slug, ...over });
 
 class FakeDirectory implements PartnerDirectory {
   constructor(public partners: Partner[]) {}
@@ -39,8 +40,10 @@ class FakeBus implements Bus {
   missing = new Set<string>();
   failing = new Set<string>();
   async publish(topic: string, event: LdrEvent, orderingKey?: string) {
-    if (this.missing.has(topic)) throw new BusUnavailable(`publish to ${topic} failed: 5 NOT_FOUND: Topic not found`);
-    if (this.failing.has(topic)) throw new BusUnavailable(`publish to ${topic} failed: 14 UNAVAILABLE: connection refused`);
+    if (this.missing.has(topic))
+      throw new BusUnavailable(`publish to ${topic} failed: 5 NOT_FOUND: Topic not found`);
+    if (this.failing.has(topic))
+      throw new BusUnavailable(`publish to ${topic} failed: 14 UNAVAILABLE: connection refused`);
     this.published.push({ topic, event, orderingKey });
     return String(this.published.length);
   }
@@ -110,16 +113,27 @@ describe('createMirror', () => {
     const ref = learnerRef(await secrets.get('acme'), 'stu-1');
     expect(p!.orderingKey).toBe(ref);
     expect(p!.event.id).toBe('evt-1');
-    expect(p!.event.data).toMatchObject({ learnerRef: ref, payload: { exerciseId: 'ex-1', codeQuality: 0.7 } });
+    expect(p!.event.data).toMatchObject({
+      learnerRef: ref,
+      payload: { exerciseId: 'ex-1', codeQuality: 0.7 },
+    });
     expect(JSON.stringify(p!.event)).not.toMatch(/stu-1|print/);
 
     // sponsored on B's instance: both A (sponsor) and B (instance); C takes progress only
-    expect((await mirror(interaction({ id: 'evt-2', instanceId: 'inst-b', sponsor: 'acme-edu' }))).sort()).toEqual(['acme', 'bravo']);
+    expect(
+      (await mirror(interaction({ id: 'evt-2', instanceId: 'inst-b', sponsor: 'acme-edu' }))).sort(),
+    ).toEqual(['acme', 'bravo']);
     // nobody's instance, no sponsor: nobody
     expect(await mirror(interaction({ id: 'evt-3', instanceId: 'inst-z' }))).toEqual([]);
     // C's instance, but C does not take interactions
     expect(await mirror(interaction({ id: 'evt-4', instanceId: 'inst-c' }))).toEqual([]);
-    expect(await mirror({ ...interaction({ id: 'evt-5', instanceId: 'inst-c' }), id: 'evt-5.progress', type: TYPES.progress })).toEqual(['charlie']);
+    expect(
+      await mirror({
+        ...interaction({ id: 'evt-5', instanceId: 'inst-c' }),
+        id: 'evt-5.progress',
+        type: TYPES.progress,
+      }),
+    ).toEqual(['charlie']);
     expect(bus.published).toHaveLength(4);
   });
 

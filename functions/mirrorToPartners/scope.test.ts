@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { LdrEvent } from '../../shared/cloudevents.ts';
-import { interactionEvent, TYPES } from '../../shared/events.ts';
 import type { Interaction } from '../../shared/domain/interaction.ts';
+import { interactionEvent, TYPES } from '../../shared/events.ts';
 import { learnerRef } from '../../shared/partner-secrets.ts';
 import { type Partner, partnerSchema } from '../../shared/registry.ts';
-import { entitled, scopedCopy } from './scope.ts';
+import { entitled, scopedCopy, scopedSchema } from './scope.ts';
 
 const STUDENT = 'stu-1@school';
 const SECRET_A = Buffer.alloc(32, 0xa1);
@@ -33,7 +33,10 @@ const interaction = (over: Partial<Interaction> = {}): LdrEvent =>
     NOW,
   );
 
-const content = (extensions: Record<string, string | undefined>, data: Record<string, unknown> = {}): LdrEvent => ({
+const content = (
+  extensions: Record<string, string | undefined>,
+  data: Record<string, unknown> = {},
+): LdrEvent => ({
   id: 'lesson-1@2',
   source: '/ldr/functions/publishContent',
   type: TYPES.content,
@@ -63,9 +66,15 @@ describe('entitled (SPEC §8)', () => {
   });
 
   it('a type outside the partner’s eventTypes is not mirrored, even on its own instance', () => {
-    const progressOnly = partner({ slug: 'progress-only', instances: ['inst-a'], eventTypes: [TYPES.progress] });
+    const progressOnly = partner({
+      slug: 'progress-only',
+      instances: ['inst-a'],
+      eventTypes: [TYPES.progress],
+    });
     expect(entitled(progressOnly, interaction())).toBe(false);
-    expect(entitled(progressOnly, { ...interaction(), type: TYPES.progress, id: 'evt-1.progress' })).toBe(true);
+    expect(entitled(progressOnly, { ...interaction(), type: TYPES.progress, id: 'evt-1.progress' })).toBe(
+      true,
+    );
     // types that are never mirrored (struggle, triage) never match
     expect(entitled(A, { ...interaction(), type: TYPES.struggle })).toBe(false);
     expect(entitled(A, { ...interaction(), type: TYPES.triage })).toBe(false);
@@ -122,7 +131,11 @@ describe('scopedCopy (SPEC §8)', () => {
       peers: [refA, 'someone-else'],
       mastery: 12.3,
     });
-    expect(event.extensions).toMatchObject({ 'ldr-instance': 'inst-a', 'ldr-owner': refA, 'ldr-partner': 'acme' });
+    expect(event.extensions).toMatchObject({
+      'ldr-instance': 'inst-a',
+      'ldr-owner': refA,
+      'ldr-partner': 'acme',
+    });
     expect(orderingKey).toBe(refA);
     expect(JSON.stringify(event)).not.toContain(STUDENT);
   });
@@ -134,14 +147,26 @@ describe('scopedCopy (SPEC §8)', () => {
     expect(event.type).toBe(ev.type);
     expect(event.time).toBe(ev.time);
     expect(event.source).toBe('/ldr/instances/-');
-    expect(event.extensions).toMatchObject({ 'ldr-sponsor': 'acme-edu', 'ldr-kind': 'help_request', 'ldr-partner': 'acme' });
+    expect(event.extensions).toMatchObject({
+      'ldr-sponsor': 'acme-edu',
+      'ldr-kind': 'help_request',
+      'ldr-partner': 'acme',
+    });
   });
 
   it.each([
     ['help_request', { text: 'Ich komme nicht weiter' }, {}],
     ['dialogue_turn', { text: 'how do loops work?', role: 'student' }, { role: 'student' }],
-    ['code_submission', { exerciseId: 'ex-1', code: 'print(1)', codeQuality: 0.5 }, { exerciseId: 'ex-1', codeQuality: 0.5 }],
-    ['code_execution', { ok: false, errorType: 'TypeError', errorMessage: 'x is undefined' }, { ok: false, errorType: 'TypeError' }],
+    [
+      'code_submission',
+      { exerciseId: 'ex-1', code: 'print(1)', codeQuality: 0.5 },
+      { exerciseId: 'ex-1', codeQuality: 0.5 },
+    ],
+    [
+      'code_execution',
+      { ok: false, errorType: 'TypeError', errorMessage: 'x is undefined' },
+      { ok: false, errorType: 'TypeError' },
+    ],
   ] as const)('drops free text and code of a %s unless shareContent', (kind, payload, scoped) => {
     const ev = interaction({ kind, payload } as Partial<Interaction>);
     const { event } = scopedCopy(A, SECRET_A, ev);
@@ -157,10 +182,19 @@ describe('scopedCopy (SPEC §8)', () => {
       type: TYPES.artifact,
       time: NOW.toISOString(),
       subject: `students/${STUDENT}`,
-      data: { artifactId: 'art-1', ownerId: STUDENT, filename: 'my-essay.pdf', meta: { detail: 'private', size: 3 } },
+      data: {
+        artifactId: 'art-1',
+        ownerId: STUDENT,
+        filename: 'my-essay.pdf',
+        meta: { detail: 'private', size: 3 },
+      },
       extensions: { 'ldr-instance': 'inst-a' },
     };
-    expect(scopedCopy(A, SECRET_A, ev).event.data).toEqual({ artifactId: 'art-1', ownerId: refA, meta: { size: 3 } });
+    expect(scopedCopy(A, SECRET_A, ev).event.data).toEqual({
+      artifactId: 'art-1',
+      ownerId: refA,
+      meta: { size: 3 },
+    });
     expect(scopedCopy({ ...A, shareContent: true }, SECRET_A, ev).event.data).toEqual({
       artifactId: 'art-1',
       ownerId: refA,
@@ -204,7 +238,11 @@ describe('scopedCopy (SPEC §8)', () => {
 
   it('learnerRef is stable for one partner and differs across partners with different secrets', () => {
     const first = scopedCopy(A, SECRET_A, interaction({ id: 'e1' }));
-    const second = scopedCopy(A, SECRET_A, interaction({ id: 'e2', kind: 'session', payload: { action: 'start' } }));
+    const second = scopedCopy(
+      A,
+      SECRET_A,
+      interaction({ id: 'e2', kind: 'session', payload: { action: 'start' } }),
+    );
     const atB = scopedCopy(B, SECRET_B, interaction({ id: 'e1', instanceId: 'inst-b' }));
     const refOf = (c: { event: LdrEvent }) => (c.event.data as { learnerRef: string }).learnerRef;
     expect(refOf(first)).toBe(refA);
@@ -222,5 +260,49 @@ describe('scopedCopy (SPEC §8)', () => {
     const before = JSON.stringify(ev);
     scopedCopy(A, SECRET_A, ev);
     expect(JSON.stringify(ev)).toBe(before);
+  });
+});
+
+describe('scopedSchema()', () => {
+  const raw = {
+    oneOf: [
+      {
+        type: 'object',
+        properties: {
+          studentId: { type: 'string', pattern: '^[a-z]+$' },
+          kind: { const: 'dialogue_turn' },
+          payload: {
+            type: 'object',
+            properties: { text: { type: 'string' }, role: { enum: ['student', 'tutor'] } },
+            required: ['text', 'role'],
+            additionalProperties: false,
+          },
+        },
+        required: ['studentId', 'kind', 'payload'],
+        additionalProperties: false,
+      },
+    ],
+  };
+
+  it('describes the partner’s copy: learnerRef instead of studentId, no free text', () => {
+    const s = scopedSchema(raw, false) as typeof raw;
+    const variant = s.oneOf[0]!;
+    expect(Object.keys(variant.properties)).toEqual(['learnerRef', 'kind', 'payload']);
+    expect(variant.required).toEqual(['learnerRef', 'kind', 'payload']);
+    expect(variant.properties.payload).toEqual({
+      type: 'object',
+      properties: { role: { enum: ['student', 'tutor'] } },
+      required: ['role'],
+      additionalProperties: false,
+    });
+    expect(JSON.stringify(s)).not.toContain('studentId');
+    // the input is left as it was
+    expect(raw.oneOf[0]!.required).toEqual(['studentId', 'kind', 'payload']);
+  });
+
+  it('keeps free text for a partner with shareContent', () => {
+    const s = scopedSchema(raw, true) as typeof raw;
+    expect(s.oneOf[0]!.properties.payload.required).toEqual(['text', 'role']);
+    expect(Object.keys(s.oneOf[0]!.properties)).toEqual(['learnerRef', 'kind', 'payload']);
   });
 });

@@ -4,7 +4,7 @@ import { learnerRef } from '../../shared/partner-secrets.ts';
 import type { Partner } from '../../shared/registry.ts';
 
 /** Fields that carry a learner's free text or code: dropped for partners without `shareContent`. */
-export const FREE_TEXT: ReadonlySet<string> = new Set(['text', 'code', 'errorMessage', 'detail', 'filename']);
+const FREE_TEXT: ReadonlySet<string> = new Set(['text', 'code', 'errorMessage', 'detail', 'filename']);
 
 export const studentOf = (ev: LdrEvent) => (ev.subject?.startsWith('students/') ? ev.subject.slice(9) : undefined);
 
@@ -67,4 +67,34 @@ export function scopedCopy(p: Partner, secret: Buffer, ev: LdrEvent): { event: L
     },
     orderingKey: ref ?? contentId,
   };
+}
+
+/**
+ * A JSON Schema of an event's data as the partner receives it: `studentId` is `learnerRef`, and free
+ * text and code are gone unless the partner has `shareContent` (what `scopedCopy` does to the data).
+ */
+export function scopedSchema(schema: unknown, shareContent: boolean): unknown {
+  const walk = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(walk);
+    if (!node || typeof node !== 'object') return node;
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(node)) out[k] = walk(v);
+    const props = out.properties;
+    if (props && typeof props === 'object' && !Array.isArray(props)) {
+      const renamed: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(props)) {
+        if (!shareContent && FREE_TEXT.has(k)) continue;
+        renamed[k === 'studentId' ? 'learnerRef' : k] =
+          k === 'studentId' ? { type: 'string', description: 'the learner, pseudonymised for this partner (HMAC-SHA256, base64url)' } : v;
+      }
+      out.properties = renamed;
+      if (Array.isArray(out.required)) {
+        out.required = out.required
+          .filter((k) => shareContent || !FREE_TEXT.has(k as string))
+          .map((k) => (k === 'studentId' ? 'learnerRef' : k));
+      }
+    }
+    return out;
+  };
+  return walk(schema);
 }

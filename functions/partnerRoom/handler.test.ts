@@ -6,7 +6,7 @@ import { HttpError, unauthorized } from '../../shared/errors.ts';
 import { TYPES } from '../../shared/events.ts';
 import type { Reply, RouteContext } from '../../shared/http.ts';
 import { type Partner, partnerSchema } from '../../shared/registry.ts';
-import { createPartnerRoom, type PartnerStream, type PulledMessage, scopedSchema, structured } from './handler.ts';
+import { createPartnerRoom, type PartnerStream, type PulledMessage, structured } from './handler.ts';
 
 // ---------------------------------------------------------------------------------------------
 // In-memory fakes of the ports
@@ -31,8 +31,18 @@ const verifier: Verifier = {
 };
 
 const partners: Record<string, Partner> = {
-  acme: partnerSchema.parse({ slug: 'acme', displayName: 'ACME Learning', instances: ['inst-a'], sponsors: ['acme-edu'] }),
-  bravo: partnerSchema.parse({ slug: 'bravo', displayName: 'Bravo', instances: ['inst-b'], eventTypes: [TYPES.progress] }),
+  acme: partnerSchema.parse({
+    slug: 'acme',
+    displayName: 'ACME Learning',
+    instances: ['inst-a'],
+    sponsors: ['acme-edu'],
+  }),
+  bravo: partnerSchema.parse({
+    slug: 'bravo',
+    displayName: 'Bravo',
+    instances: ['inst-b'],
+    eventTypes: [TYPES.progress],
+  }),
 };
 
 /** A queue per partner with Pub/Sub's lease semantics: pulled → outstanding until acked or nacked. */
@@ -74,7 +84,9 @@ function setup() {
     content: {
       async sponsoredBy(sponsors) {
         sponsoredQueries.push(sponsors);
-        return sponsors.includes('acme-edu') ? [{ contentId: 'lesson-1', version: 2, sponsor: 'acme-edu' }] : [];
+        return sponsors.includes('acme-edu')
+          ? [{ contentId: 'lesson-1', version: 2, sponsor: 'acme-edu' }]
+          : [];
       },
     },
     subscriptionOf: (slug) => `projects/demo-ldr/subscriptions/partner.${slug}.pull`,
@@ -84,7 +96,11 @@ function setup() {
 }
 
 type Handler = (ctx: RouteContext) => Promise<Reply>;
-async function call(handler: Handler, slug: string, opts: { token?: string; body?: unknown; query?: string } = {}): Promise<Reply> {
+async function call(
+  handler: Handler,
+  slug: string,
+  opts: { token?: string; body?: unknown; query?: string } = {},
+): Promise<Reply> {
   const headers: Record<string, string> = {};
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
   let raw: Buffer | undefined;
@@ -93,16 +109,26 @@ async function call(handler: Handler, slug: string, opts: { token?: string; body
     headers['content-type'] = 'application/json';
     headers['content-length'] = String(raw.length);
   }
-  const req = { method: 'POST', url: `/p/${slug}`, headers, body: opts.body, rawBody: raw } as unknown as Request;
+  const req = {
+    method: 'POST',
+    url: `/p/${slug}`,
+    headers,
+    body: opts.body,
+    rawBody: raw,
+  } as unknown as Request;
   try {
     return await handler({ req, params: { slug }, query: new URLSearchParams(opts.query ?? '') });
   } catch (err) {
-    if (err instanceof HttpError) return { status: err.status, body: err.toProblem(), headers: err.extra.headers };
+    if (err instanceof HttpError)
+      return { status: err.status, body: err.toProblem(), headers: err.extra.headers };
     throw err;
   }
 }
 
-const msg = (n: number): PulledMessage => ({ ackId: `ack-${n}`, event: { id: `evt-${n}`, specversion: '1.0' } });
+const msg = (n: number): PulledMessage => ({
+  ackId: `ack-${n}`,
+  event: { id: `evt-${n}`, specversion: '1.0' },
+});
 type Problem = { status: number; detail?: string; errors?: Array<{ path: string; message: string }> };
 
 // ---------------------------------------------------------------------------------------------
@@ -137,7 +163,9 @@ describe('partnerRoom: who is served', () => {
       for (const r of [other, unknown, noRecord, platform, app]) expect(r.status, name).toBe(404);
       expect(unknown.body, name).toEqual(other.body);
       // the body depends only on the slug asked for, never on whether that partner exists
-      expect(JSON.stringify(noRecord.body).replaceAll('ghost', 'bravo'), name).toBe(JSON.stringify(other.body));
+      expect(JSON.stringify(noRecord.body).replaceAll('ghost', 'bravo'), name).toBe(
+        JSON.stringify(other.body),
+      );
       expect(platform.body, name).toEqual(app.body);
     }
     expect(stream.pulls).toEqual([]);
@@ -157,9 +185,17 @@ describe('partnerRoom: manifest', () => {
       eventTypes: [TYPES.progress],
       shareContent: false,
       schemas: { [TYPES.progress]: `/p/bravo/schemas/${TYPES.progress}` },
-      endpoints: { pull: '/p/bravo/pull?max=N', ack: '/p/bravo/ack', nack: '/p/bravo/nack', content: '/p/bravo/content' },
+      endpoints: {
+        pull: '/p/bravo/pull?max=N',
+        ack: '/p/bravo/ack',
+        nack: '/p/bravo/nack',
+        content: '/p/bravo/content',
+      },
     });
-    const acme = (await call(room.manifest, 'acme', { token: 'acme' })).body as { eventTypes: string[]; schemas: object };
+    const acme = (await call(room.manifest, 'acme', { token: 'acme' })).body as {
+      eventTypes: string[];
+      schemas: object;
+    };
     expect(acme.eventTypes).toHaveLength(4);
     expect(Object.keys(acme.schemas)).toEqual(acme.eventTypes);
     // the manifest never carries instances, sponsors or secrets
@@ -174,7 +210,10 @@ describe('partnerRoom: pull, ack, nack', () => {
     stream.push('bravo', msg(9));
     const r = await call(room.pull, 'acme', { token: 'acme', query: 'max=2' });
     expect(r.status).toBe(200);
-    expect((r.body as { messages: PulledMessage[] }).messages.map((m) => m.ackId)).toEqual(['ack-1', 'ack-2']);
+    expect((r.body as { messages: PulledMessage[] }).messages.map((m) => m.ackId)).toEqual([
+      'ack-1',
+      'ack-2',
+    ]);
     await call(room.pull, 'acme', { token: 'acme' });
     expect(stream.pulls).toEqual([
       { slug: 'acme', max: 2 },
@@ -226,8 +265,15 @@ describe('partnerRoom: pull, ack, nack', () => {
 
   it('415 for an ack body that is not JSON', async () => {
     const { room } = setup();
-    const req = { method: 'POST', url: '/', headers: { authorization: 'Bearer acme', 'content-type': 'text/plain' }, body: 'ack-1' };
-    await expect(room.ack({ req: req as unknown as Request, params: { slug: 'acme' }, query: new URLSearchParams() })).rejects.toMatchObject({
+    const req = {
+      method: 'POST',
+      url: '/',
+      headers: { authorization: 'Bearer acme', 'content-type': 'text/plain' },
+      body: 'ack-1',
+    };
+    await expect(
+      room.ack({ req: req as unknown as Request, params: { slug: 'acme' }, query: new URLSearchParams() }),
+    ).rejects.toMatchObject({
       status: 415,
     });
   });
@@ -236,7 +282,9 @@ describe('partnerRoom: pull, ack, nack', () => {
 describe('partnerRoom: content', () => {
   it('lists the content sponsored by the partner’s sponsors only', async () => {
     const { room, sponsoredQueries } = setup();
-    expect((await call(room.content, 'acme', { token: 'acme' })).body).toEqual({ content: [{ contentId: 'lesson-1', version: 2, sponsor: 'acme-edu' }] });
+    expect((await call(room.content, 'acme', { token: 'acme' })).body).toEqual({
+      content: [{ contentId: 'lesson-1', version: 2, sponsor: 'acme-edu' }],
+    });
     expect((await call(room.content, 'bravo', { token: 'bravo' })).body).toEqual({ content: [] });
     expect(sponsoredQueries).toEqual([['acme-edu'], []]);
   });
@@ -273,50 +321,10 @@ describe('structured()', () => {
 
   it('keeps data that is not JSON as data_base64', () => {
     const ev = structured({ 'ce-id': 'x', 'ce-specversion': '1.0' }, Buffer.from([0xff, 0x00, 0x01]));
-    expect(ev).toEqual({ id: 'x', specversion: '1.0', data_base64: Buffer.from([0xff, 0x00, 0x01]).toString('base64') });
-  });
-});
-
-describe('scopedSchema()', () => {
-  const raw = {
-    oneOf: [
-      {
-        type: 'object',
-        properties: {
-          studentId: { type: 'string', pattern: '^[a-z]+$' },
-          kind: { const: 'dialogue_turn' },
-          payload: {
-            type: 'object',
-            properties: { text: { type: 'string' }, role: { enum: ['student', 'tutor'] } },
-            required: ['text', 'role'],
-            additionalProperties: false,
-          },
-        },
-        required: ['studentId', 'kind', 'payload'],
-        additionalProperties: false,
-      },
-    ],
-  };
-
-  it('describes the partner’s copy: learnerRef instead of studentId, no free text', () => {
-    const s = scopedSchema(raw, false) as typeof raw;
-    const variant = s.oneOf[0]!;
-    expect(Object.keys(variant.properties)).toEqual(['learnerRef', 'kind', 'payload']);
-    expect(variant.required).toEqual(['learnerRef', 'kind', 'payload']);
-    expect(variant.properties.payload).toEqual({
-      type: 'object',
-      properties: { role: { enum: ['student', 'tutor'] } },
-      required: ['role'],
-      additionalProperties: false,
+    expect(ev).toEqual({
+      id: 'x',
+      specversion: '1.0',
+      data_base64: Buffer.from([0xff, 0x00, 0x01]).toString('base64'),
     });
-    expect(JSON.stringify(s)).not.toContain('studentId');
-    // the input is left as it was
-    expect(raw.oneOf[0]!.required).toEqual(['studentId', 'kind', 'payload']);
-  });
-
-  it('keeps free text for a partner with shareContent', () => {
-    const s = scopedSchema(raw, true) as typeof raw;
-    expect(s.oneOf[0]!.properties.payload.required).toEqual(['text', 'role']);
-    expect(Object.keys(s.oneOf[0]!.properties)).toEqual(['learnerRef', 'kind', 'payload']);
   });
 });

@@ -3,7 +3,6 @@ import type { Verifier } from '../../shared/auth.ts';
 import { badRequest, notFound } from '../../shared/errors.ts';
 import { jsonBody, type Reply, type RouteContext } from '../../shared/http.ts';
 import type { Partner } from '../../shared/registry.ts';
-import { FREE_TEXT } from '../mirrorToPartners/scope.ts';
 
 export interface PulledMessage {
   ackId: string;
@@ -115,34 +114,4 @@ export function structured(attributes: Record<string, string>, data: Buffer): Re
     ev.data_base64 = data.toString('base64');
   }
   return ev;
-}
-
-/**
- * A JSON Schema of an event's data as the partner receives it: `studentId` is `learnerRef`, and free
- * text and code are gone unless the partner has `shareContent` (what `scopedCopy` does to the data).
- */
-export function scopedSchema(schema: unknown, shareContent: boolean): unknown {
-  const walk = (node: unknown): unknown => {
-    if (Array.isArray(node)) return node.map(walk);
-    if (!node || typeof node !== 'object') return node;
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(node)) out[k] = walk(v);
-    const props = out.properties;
-    if (props && typeof props === 'object' && !Array.isArray(props)) {
-      const renamed: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(props)) {
-        if (!shareContent && FREE_TEXT.has(k)) continue;
-        renamed[k === 'studentId' ? 'learnerRef' : k] =
-          k === 'studentId' ? { type: 'string', description: 'the learner, pseudonymised for this partner (HMAC-SHA256, base64url)' } : v;
-      }
-      out.properties = renamed;
-      if (Array.isArray(out.required)) {
-        out.required = out.required
-          .filter((k) => shareContent || !FREE_TEXT.has(k as string))
-          .map((k) => (k === 'studentId' ? 'learnerRef' : k));
-      }
-    }
-    return out;
-  };
-  return walk(schema);
 }

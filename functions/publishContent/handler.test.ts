@@ -6,7 +6,7 @@ import { type LdrEvent, type PubsubMessage, toMessage } from '../../shared/cloud
 import { HttpError, unauthorized } from '../../shared/errors.ts';
 import { TOPICS, TYPES } from '../../shared/events.ts';
 import type { Reply, RouteContext } from '../../shared/http.ts';
-import type { ArtifactRecord, Artifacts } from '../ingestInteraction/handler.ts';
+import type { ArtifactRecord, Artifacts } from '../../shared/ports.ts';
 import { type ContentStore, createPublishContent, type Learners } from './handler.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -88,14 +88,18 @@ function setup() {
   });
   const call = async (body: unknown, token: string | null = 'platform'): Promise<Reply> => {
     const raw = Buffer.from(JSON.stringify(body));
-    const headers: Record<string, string> = { 'content-type': 'application/json', 'content-length': String(raw.length) };
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      'content-length': String(raw.length),
+    };
     if (token) headers.authorization = `Bearer ${token}`;
     const req = { method: 'POST', url: '/', headers, body, rawBody: raw } as unknown as Request;
     const ctx: RouteContext = { req, params: {}, query: new URLSearchParams() };
     try {
       return await publish(ctx);
     } catch (err) {
-      if (err instanceof HttpError) return { status: err.status, body: err.toProblem(), headers: err.extra.headers };
+      if (err instanceof HttpError)
+        return { status: err.status, body: err.toProblem(), headers: err.extra.headers };
       throw err;
     }
   };
@@ -143,7 +147,15 @@ describe('publishContent: who may publish', () => {
 describe('publishContent: validation', () => {
   it('names every offending field, unknown ones included', async () => {
     const { call, bus } = setup();
-    const r = await call({ contentId: 'bad id!', version: 0, kind: 'podcast', title: '', topic: 'Python', color: 'red', extra: 1 });
+    const r = await call({
+      contentId: 'bad id!',
+      version: 0,
+      kind: 'podcast',
+      title: '',
+      topic: 'Python',
+      color: 'red',
+      extra: 1,
+    });
     expect(r.status).toBe(400);
     expect(paths(r)).toEqual(['/color', '/contentId', '/extra', '/kind', '/title', '/topic', '/version']);
     expect(problem(r).errors?.find((e) => e.path === '/color')?.message).toMatch(/unrecognized|unknown/i);
@@ -160,7 +172,9 @@ describe('publishContent: validation', () => {
   it('a signal needs studentId, no instances; other kinds take no studentId', async () => {
     const { call } = setup();
     expect(paths(await call(lesson({ kind: 'signal' })))).toEqual(['/studentId']);
-    expect(paths(await call(lesson({ kind: 'signal', studentId: 'stu-1', instances: ['inst-b'] })))).toEqual(['/instances']);
+    expect(paths(await call(lesson({ kind: 'signal', studentId: 'stu-1', instances: ['inst-b'] })))).toEqual([
+      '/instances',
+    ]);
     expect(paths(await call(lesson({ studentId: 'stu-1' })))).toEqual(['/studentId']);
   });
 
@@ -174,10 +188,14 @@ describe('publishContent: validation', () => {
 
   it('artifacts must exist and be stored', async () => {
     const { call, bus } = setup();
-    const r = await call(lesson({ artifacts: ['lfs://art-ok', 'lfs://art-pending', 'lfs://nope', 'lfs://art-bad', 'http://x'] }));
+    const r = await call(
+      lesson({ artifacts: ['lfs://art-ok', 'lfs://art-pending', 'lfs://nope', 'lfs://art-bad', 'http://x'] }),
+    );
     expect(r.status).toBe(400);
     expect(paths(r)).toEqual(['/artifacts/4']);
-    const r2 = await call(lesson({ artifacts: ['lfs://art-ok', 'lfs://art-pending', 'lfs://nope', 'lfs://art-bad'] }));
+    const r2 = await call(
+      lesson({ artifacts: ['lfs://art-ok', 'lfs://art-pending', 'lfs://nope', 'lfs://art-bad'] }),
+    );
     expect(r2.status).toBe(400);
     expect(problem(r2).errors).toEqual([
       { path: '/artifacts/1', message: 'artifact is pending, not stored' },
@@ -204,7 +222,13 @@ describe('publishContent: the event', () => {
     const { call, bus, store } = setup();
     const r = await call(lesson({ version: 3, sponsor: 'acme-edu', body: { markdown: '# loops' } }));
     expect(r.status).toBe(202);
-    expect(r.body).toEqual({ id: 'lesson-1@3', contentId: 'lesson-1', version: 3, audience: 'all', stored: true });
+    expect(r.body).toEqual({
+      id: 'lesson-1@3',
+      contentId: 'lesson-1',
+      version: 3,
+      audience: 'all',
+      stored: true,
+    });
     expect(bus.published).toHaveLength(1);
     const [p] = bus.published;
     expect(p!.topic).toBe(TOPICS.content);
@@ -222,8 +246,18 @@ describe('publishContent: the event', () => {
       'ldr-sponsor': 'acme-edu',
       'ldr-audience': 'all',
     });
-    expect(JSON.parse(msg.data.toString())).toMatchObject({ contentId: 'lesson-1', version: 3, audience: 'all', body: { markdown: '# loops' } });
-    expect(store.docs.get('lesson-1')).toMatchObject({ version: 3, audience: 'all', publishedBy: 'content-engine', publishedAt: NOW.toISOString() });
+    expect(JSON.parse(msg.data.toString())).toMatchObject({
+      contentId: 'lesson-1',
+      version: 3,
+      audience: 'all',
+      body: { markdown: '# loops' },
+    });
+    expect(store.docs.get('lesson-1')).toMatchObject({
+      version: 3,
+      audience: 'all',
+      publishedBy: 'content-engine',
+      publishedAt: NOW.toISOString(),
+    });
   });
 
   it('content for listed instances carries one ldr-to-<id> attribute per instance', async () => {

@@ -67,6 +67,11 @@ resource "terraform_data" "topology_checks" {
     }
 
     precondition {
+      condition     = alltrue([for p in values(var.partners) : p.hmac_version != null])
+      error_message = "Every partner needs hmac_version, its version of the partner-hmac secret (mirrorToPartners reads ${local.partner_secrets_dir}/<slug>). Missing for: ${join(", ", [for slug, p in var.partners : slug if p.hmac_version == null])}. Add the key with gcloud first (docs/terraform.md)."
+    }
+
+    precondition {
       condition     = alltrue(flatten([for p in values(var.partners) : [for t in p.event_types : contains(local.mirrored_event_types, t)]]))
       error_message = "Partner event_types must be among the types mirrorToPartners receives: ${join(", ", local.mirrored_event_types)}."
     }

@@ -66,10 +66,12 @@ module "secrets" {
   replica_locations = [var.region]
   labels            = local.labels
 
-  secrets = merge(
-    { (local.upstash_secret) = { description = "upstash-rest-token" } },
-    { for slug, id in local.partner_hmac_secrets : id => { description = "partner-hmac", labels = { partner = slug } } },
-  )
+  # partner-hmac holds one version per partner (partners[slug].hmac_version), mounted into
+  # mirrorToPartners as the file PARTNER_SECRETS_DIR/<slug>.
+  secrets = {
+    (local.upstash_secret)      = { description = "upstash-rest-token" }
+    (local.partner_hmac_secret) = { description = "partner-hmac-keys" }
+  }
 
   depends_on = [google_project_service.main]
 }

@@ -1,23 +1,24 @@
 # ---- what each function uses (least privilege, reviewed here in one table) ---------------
-# Topic publishing is not listed: it is derived from the topology (`publishedBy`), plus the
-# dead-letter topic for Pub/Sub-triggered functions (poison messages). Secrets follow from
-# `redis` (Upstash token) and `partner_hmac` (one key per partner).
+# Derived from the runtime clients each functions/<name>/index.ts uses (a test cross-checks it):
+# rt.pg() -> cloudsql; rt.redis() or rt.verifier() (JWT revocation list) -> redis. Topic
+# publishing is not listed: it is derived from the topology (`publishedBy`), plus the
+# dead-letter topic for Pub/Sub-triggered functions (poison messages).
 #
 #   firestore    project role on the Firestore database (conditioned on that database)
 #   cloudsql     IAM database user + cloudsql.client/instanceUser on the instance + VPC connector
-#   redis        Upstash REST URL + token (rate limits, dedup windows, jti deny-list)
+#   redis        the Upstash token secret (rate limits, dedup windows, mirror marks, jti deny-list)
 #   bucket_roles roles on the artifacts bucket only
-#   partner_hmac every partner's HMAC key (learnerRef pseudonymisation)
+#   partner_hmac the partners' HMAC keys, mounted as files (learnerRef pseudonymisation)
 #   sign_blob    Token Creator on its own service account (V4 signed URLs through signBlob)
 locals {
   function_access = {
     ingestInteraction = { firestore = "roles/datastore.viewer", cloudsql = false, redis = true, bucket_roles = [], partner_hmac = false, sign_blob = false }
     routeTriage       = { firestore = null, cloudsql = false, redis = false, bucket_roles = [], partner_hmac = false, sign_blob = false }
-    updateProgress    = { firestore = "roles/datastore.user", cloudsql = true, redis = true, bucket_roles = [], partner_hmac = false, sign_blob = false }
-    mirrorToPartners  = { firestore = "roles/datastore.viewer", cloudsql = false, redis = false, bucket_roles = [], partner_hmac = true, sign_blob = false }
+    updateProgress    = { firestore = "roles/datastore.user", cloudsql = true, redis = false, bucket_roles = [], partner_hmac = false, sign_blob = false }
+    mirrorToPartners  = { firestore = "roles/datastore.viewer", cloudsql = false, redis = true, bucket_roles = [], partner_hmac = true, sign_blob = false }
     lfsProxy          = { firestore = "roles/datastore.user", cloudsql = false, redis = true, bucket_roles = ["roles/storage.objectCreator", "roles/storage.objectViewer"], partner_hmac = false, sign_blob = true }
     finalizeArtifact  = { firestore = "roles/datastore.user", cloudsql = false, redis = false, bucket_roles = ["roles/storage.objectUser"], partner_hmac = false, sign_blob = false }
-    publishContent    = { firestore = "roles/datastore.user", cloudsql = false, redis = true, bucket_roles = [], partner_hmac = false, sign_blob = false }
+    publishContent    = { firestore = "roles/datastore.user", cloudsql = true, redis = true, bucket_roles = [], partner_hmac = false, sign_blob = false }
     partnerRoom       = { firestore = "roles/datastore.viewer", cloudsql = false, redis = true, bucket_roles = [], partner_hmac = false, sign_blob = false }
     progressApi       = { firestore = "roles/datastore.viewer", cloudsql = true, redis = true, bucket_roles = [], partner_hmac = false, sign_blob = false }
   }
@@ -42,8 +43,10 @@ locals {
     }
   }
 
-  partner_hmac_secrets = { for slug, p in var.partners : slug => "partner-${slug}-hmac" }
-  upstash_secret       = "upstash-redis-rest-token"
+  upstash_secret      = "upstash-redis-rest-token"
+  partner_hmac_secret = "partner-hmac"
+  # PARTNER_SECRETS_DIR: shared/partner-secrets.ts reads the file <dir>/<slug> for each partner.
+  partner_secrets_dir = "/secrets/partners"
 
   firestore_condition = {
     title      = "firestore-${module.firestore.name}"
@@ -54,40 +57,77 @@ locals {
     expression = "resource.name == \"projects/${var.project_id}/instances/${module.cloudsql.instance_name}\" && resource.type == \"sqladmin.googleapis.com/Instance\""
   }
 
+  # ---- environment: only names the code reads (shared/config.ts; LOG_LEVEL: shared/log.ts) ----
+  # A test checks every name below against the zod schema in shared/config.ts.
+  #
+  # shared/config.ts validates UPSTASH_*, JWKS_URL, JWT_ISSUER, JWT_AUDIENCE and
+  # (DATABASE_URL or CLOUD_SQL_INSTANCE + PGUSER) at every cold start, whatever the function
+  # uses, so every function gets them. Access still follows function_access: the Upstash token
+  # is the real secret only where `redis`, and Cloud SQL roles and the VPC connector only where
+  # `cloudsql`.
+  env_common = {
+    GOOGLE_CLOUD_PROJECT   = var.project_id
+    UPSTASH_REDIS_REST_URL = var.upstash_redis_rest_url
+    JWKS_URL               = var.identity.jwks_url
+    JWT_ISSUER             = var.identity.issuer
+    JWT_AUDIENCE           = var.identity.audience
+    LOG_LEVEL              = var.log_level
+  }
+
+  # Not a credential: satisfies the config schema in functions that never open Redis (they have
+  # no access to the token secret; a Redis call from them would be refused by Upstash).
+  upstash_token_placeholder = "unused-no-redis-access"
+
+  # Optional settings, each only on the functions whose code reads it.
+  function_settings = {
+    ingestInteraction = ["RATE_STUDENT_PER_MIN", "RATE_INSTANCE_EVENTS_PER_MIN", "DEDUP_TTL_SECONDS"]
+    routeTriage       = []
+    updateProgress    = []
+    mirrorToPartners  = ["PARTNER_SECRETS_DIR"]
+    lfsProxy          = ["LFS_MAX_BYTES", "LFS_SIGNER"]
+    finalizeArtifact  = []
+    publishContent    = []
+    partnerRoom       = []
+    progressApi       = []
+  }
+  setting_values = {
+    LFS_MAX_BYTES                = tostring(var.runtime_settings.lfs_max_bytes)
+    LFS_SIGNER                   = "iam"
+    RATE_STUDENT_PER_MIN         = tostring(var.runtime_settings.rate_student_per_min)
+    RATE_INSTANCE_EVENTS_PER_MIN = tostring(var.runtime_settings.rate_instance_events_per_min)
+    DEDUP_TTL_SECONDS            = tostring(var.runtime_settings.dedup_ttl_seconds)
+    PARTNER_SECRETS_DIR          = local.partner_secrets_dir
+  }
+
   function_env = {
     for name, f in local.functions : name => merge(
-      {
-        GOOGLE_CLOUD_PROJECT = var.project_id
-        LDR_ENVIRONMENT      = var.environment
-        LDR_REGION           = var.region
-        LDR_FUNCTION         = name
-        LOG_LEVEL            = var.log_level
-      },
-      { for k, v in module.firestore.env_vars : k => v if local.function_access[name].firestore != null },
+      local.env_common,
+      module.cloudsql.env_vars,
+      { PGUSER = trimsuffix(local.function_sa_emails[name], ".gserviceaccount.com") },
       { for k, v in module.storage.env_vars : k => v if length(local.function_access[name].bucket_roles) > 0 },
-      { for k, v in module.cloudsql.env_vars : k => v if local.function_access[name].cloudsql },
-      { for k, v in { PGUSER = trimsuffix(local.function_sa_emails[name], ".gserviceaccount.com") } : k => v if local.function_access[name].cloudsql },
-      { for k, v in { UPSTASH_REDIS_REST_URL = var.upstash_redis_rest_url } : k => v if local.function_access[name].redis },
-      { for k, v in { LFS_SIGNER_SERVICE_ACCOUNT = local.function_sa_emails[name] } : k => v if local.function_access[name].sign_blob },
-      {
-        for k, v in {
-          JWT_JWKS_URL = var.identity.jwks_url
-          JWT_ISSUER   = var.identity.issuer
-          JWT_AUDIENCE = var.identity.audience
-        } : k => v if f.trigger == "https"
-      },
+      { for k in local.function_settings[name] : k => local.setting_values[k] },
+      { for k, v in { UPSTASH_REDIS_REST_TOKEN = local.upstash_token_placeholder } : k => v if local.function_access[name].redis == false },
     )
   }
 
   function_secret_env = {
-    for name, f in local.functions : name => merge(
-      { for k, v in { UPSTASH_REDIS_REST_TOKEN = { secret = module.secrets.ids[local.upstash_secret] } } : k => v if local.function_access[name].redis },
-      {
-        for slug, secret in local.partner_hmac_secrets :
-        "PARTNER_HMAC_KEY_${upper(replace(slug, "-", "_"))}" => { secret = module.secrets.ids[secret] }
-        if local.function_access[name].partner_hmac
-      },
-    )
+    for name, f in local.functions : name => {
+      for k, v in { UPSTASH_REDIS_REST_TOKEN = { secret = module.secrets.ids[local.upstash_secret] } } : k => v if local.function_access[name].redis
+    }
+  }
+
+  # One volume at PARTNER_SECRETS_DIR: file <slug> = the partner's pinned version of the
+  # partner-hmac secret. Only one secret fits a mount path, hence one secret with a version per
+  # partner rather than one secret per partner.
+  function_secret_volumes = {
+    for name, f in local.functions : name => {
+      for dir, v in {
+        (local.partner_secrets_dir) = {
+          secret   = module.secrets.ids[local.partner_hmac_secret]
+          versions = { for slug, p in var.partners : slug => tostring(p.hmac_version) if p.hmac_version != null }
+        }
+      } : dir => v if local.function_access[name].partner_hmac && length(v.versions) > 0
+    }
   }
 }
 
@@ -127,6 +167,7 @@ module "function" {
 
   env_vars        = local.function_env[each.key]
   secret_env_vars = local.function_secret_env[each.key]
+  secret_volumes  = local.function_secret_volumes[each.key]
 
   publish_topics = {
     for t in local.topology.topics : t.name => module.topic[t.name].id

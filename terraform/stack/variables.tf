@@ -42,7 +42,7 @@ variable "deletion_protection" {
 }
 
 variable "log_level" {
-  description = "LOG_LEVEL of the functions."
+  description = "LOG_LEVEL of the functions (read by shared/log.ts, outside shared/config.ts)."
   type        = string
   default     = "info"
 
@@ -53,7 +53,7 @@ variable "log_level" {
 }
 
 variable "partners" {
-  description = "Sponsors / partners: slug => record. Adding one provisions its topic, pull subscription, access, HMAC secret, Firestore record and (optional) custom domain."
+  description = "Sponsors / partners: slug => record. Adding one provisions its topic, pull subscription, access, Firestore record and (optional) custom domain; hmac_version is the partner's version of the partner-hmac secret (required before a full plan)."
   type = map(object({
     display_name  = string
     principal     = string
@@ -62,6 +62,7 @@ variable "partners" {
     event_types   = optional(list(string), ["learnflow.interaction.v1", "learnflow.progress.updated.v1", "learnflow.content.published.v1", "learnflow.artifact.stored.v1"])
     share_content = optional(bool, false)
     domain        = optional(string)
+    hmac_version  = optional(number)
   }))
   default = {}
 
@@ -78,6 +79,16 @@ variable "partners" {
   validation {
     condition     = length(distinct(compact([for p in values(var.partners) : p.domain]))) == length(compact([for p in values(var.partners) : p.domain]))
     error_message = "Two partners cannot share a domain."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.partners) : p.hmac_version == null || try(p.hmac_version >= 1 && floor(p.hmac_version) == p.hmac_version, false)])
+    error_message = "partners[*].hmac_version is a version number (1, 2, …) of the partner-hmac secret."
+  }
+
+  validation {
+    condition     = length(distinct(compact([for p in values(var.partners) : p.hmac_version == null ? "" : tostring(p.hmac_version)]))) == length([for p in values(var.partners) : p if p.hmac_version != null])
+    error_message = "Two partners cannot share an hmac_version: their learnerRefs would be linkable."
   }
 }
 
@@ -122,6 +133,23 @@ variable "identity" {
   validation {
     condition     = startswith(var.identity.jwks_url, "https://")
     error_message = "identity.jwks_url must be an https:// URL."
+  }
+}
+
+variable "runtime_settings" {
+  description = "Tunable function settings, set as the env vars shared/config.ts reads (defaults = the code's defaults): LFS_MAX_BYTES, RATE_STUDENT_PER_MIN, RATE_INSTANCE_EVENTS_PER_MIN, DEDUP_TTL_SECONDS."
+  type = object({
+    lfs_max_bytes                = optional(number, 5368709120)
+    rate_student_per_min         = optional(number, 100)
+    rate_instance_events_per_min = optional(number, 6000)
+    dedup_ttl_seconds            = optional(number, 86400)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = alltrue([for v in values(var.runtime_settings) : v >= 1 && floor(v) == v])
+    error_message = "runtime_settings values are positive integers."
   }
 }
 

@@ -18,6 +18,7 @@ module "stack" {
   consumers               = var.consumers
   identity                = var.identity
   upstash_redis_rest_url  = var.upstash_redis_rest_url
+  runtime_settings        = var.runtime_settings
   cors_origins            = var.cors_origins
   function_source_archive = "${path.root}/${var.function_source_archive}"
   functions               = var.functions

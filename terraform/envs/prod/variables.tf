@@ -23,7 +23,7 @@ variable "region" {
 }
 
 variable "partners" {
-  description = "Partner slug => { display_name, principal (IAM member), instances, sponsors, event_types, share_content, domain }."
+  description = "Partner slug => { display_name, principal (IAM member), instances, sponsors, event_types, share_content, domain, hmac_version (the partner's version of the partner-hmac secret) }."
   type = map(object({
     display_name  = string
     principal     = string
@@ -32,6 +32,7 @@ variable "partners" {
     event_types   = optional(list(string), ["learnflow.interaction.v1", "learnflow.progress.updated.v1", "learnflow.content.published.v1", "learnflow.artifact.stored.v1"])
     share_content = optional(bool, false)
     domain        = optional(string)
+    hmac_version  = optional(number)
   }))
   default = {}
 
@@ -48,6 +49,11 @@ variable "partners" {
   validation {
     condition     = alltrue([for p in values(var.partners) : p.domain == null || can(regex("^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", p.domain))])
     error_message = "partners[*].domain must be a lower-case DNS name without scheme or path."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.partners) : p.hmac_version == null || try(p.hmac_version >= 1 && floor(p.hmac_version) == p.hmac_version, false)])
+    error_message = "partners[*].hmac_version is the number gcloud printed when the partner's key was added to the partner-hmac secret."
   }
 }
 
@@ -93,6 +99,18 @@ variable "upstash_redis_rest_url" {
     condition     = startswith(var.upstash_redis_rest_url, "https://")
     error_message = "upstash_redis_rest_url must be an https:// URL."
   }
+}
+
+variable "runtime_settings" {
+  description = "Optional function settings (LFS_MAX_BYTES, RATE_STUDENT_PER_MIN, RATE_INSTANCE_EVENTS_PER_MIN, DEDUP_TTL_SECONDS); unset fields keep the code's defaults."
+  type = object({
+    lfs_max_bytes                = optional(number)
+    rate_student_per_min         = optional(number)
+    rate_instance_events_per_min = optional(number)
+    dedup_ttl_seconds            = optional(number)
+  })
+  default  = {}
+  nullable = false
 }
 
 variable "cors_origins" {

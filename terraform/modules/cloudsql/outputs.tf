@@ -19,11 +19,9 @@ output "iam_users" {
 }
 
 output "env_vars" {
-  description = "Environment for functions that use Cloud SQL through @google-cloud/cloud-sql-connector (PGUSER is per function)."
+  description = "Environment read by shared/config.ts (createPgPool: Cloud SQL Node connector, private IP, IAM auth). PGUSER is per function."
   value = {
-    CLOUD_SQL_CONNECTION_NAME = google_sql_database_instance.main.connection_name
-    CLOUD_SQL_IP_TYPE         = "PRIVATE"
-    CLOUD_SQL_AUTH_TYPE       = "IAM"
-    PGDATABASE                = google_sql_database.app.name
+    CLOUD_SQL_INSTANCE = google_sql_database_instance.main.connection_name
+    PGDATABASE         = google_sql_database.app.name
   }
 }

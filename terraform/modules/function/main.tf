@@ -4,7 +4,11 @@ locals {
   source_hash   = filesha256(var.source_archive.path)
   source_object = "functions/${var.name}/${local.source_hash}.zip"
 
-  secret_ids = toset([for s in values(var.secret_env_vars) : s.secret])
+  # Every secret the function reads, as an environment variable or a mounted volume.
+  secret_ids = toset(concat(
+    [for s in values(var.secret_env_vars) : s.secret],
+    [for v in values(var.secret_volumes) : v.secret],
+  ))
 }
 
 # Every function runs as its own identity, so each grant below is visible per function.
@@ -65,6 +69,25 @@ resource "google_cloudfunctions2_function" "main" {
         project_id = var.project_id
         secret     = secret_environment_variables.value.secret
         version    = secret_environment_variables.value.version
+      }
+    }
+
+    # One volume per mount path (the platform shadows the whole directory with one secret);
+    # each `versions` entry becomes the file <mount_path>/<path>.
+    dynamic "secret_volumes" {
+      for_each = var.secret_volumes
+      content {
+        mount_path = secret_volumes.key
+        project_id = var.project_id
+        secret     = secret_volumes.value.secret
+
+        dynamic "versions" {
+          for_each = secret_volumes.value.versions
+          content {
+            path    = versions.key
+            version = versions.value
+          }
+        }
       }
     }
   }

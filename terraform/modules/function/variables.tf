@@ -194,6 +194,25 @@ variable "secret_env_vars" {
   }
 }
 
+variable "secret_volumes" {
+  description = "Secret Manager secrets mounted as files: mount path => { secret = <secret id>, versions = { <file name> = <version> } }. The file <mount path>/<file name> holds that version. One secret per mount path. The function gets secretAccessor on each secret."
+  type = map(object({
+    secret   = string
+    versions = map(string)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for p in keys(var.secret_volumes) : can(regex("^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$", p)) && !can(regex("^/(cloudsql|dev|pod|proc|sys|var/log)(/|$)", p))])
+    error_message = "secret_volumes keys are absolute mount paths, not under /cloudsql, /dev, /pod, /proc, /sys or /var/log."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for v in values(var.secret_volumes) : [for path, version in v.versions : can(regex("^[A-Za-z0-9._-]+$", path)) && can(regex("^([1-9][0-9]*|latest)$", version))]]))
+    error_message = "secret_volumes versions map plain file names to a version number or \"latest\"."
+  }
+}
+
 variable "publish_topics" {
   description = "Topics this function publishes to: topic name => topic id. Grants roles/pubsub.publisher on each topic only."
   type        = map(string)

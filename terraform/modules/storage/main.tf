@@ -20,7 +20,10 @@ resource "google_storage_bucket" "main" {
     max_age_seconds = var.cors.max_age_seconds
   }
 
-  # Uploads that never became `stored` (abandoned, or quarantined on rejection) are deleted.
+  # Optional age-based deletes for other prefixes. None by default: uploads and stored artifacts
+  # share `artifacts/<artifactId>/`, and lifecycle conditions cannot match custom metadata or the
+  # artifact's Firestore state. finalizeArtifact deletes rejected uploads itself; an upload URL
+  # that is never used leaves no object behind.
   dynamic "lifecycle_rule" {
     for_each = var.delete_after_days
     content {
@@ -40,6 +43,16 @@ resource "google_storage_bucket" "main" {
     }
     action {
       type = "AbortIncompleteMultipartUpload"
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition = alltrue([
+        for p in keys(var.delete_after_days) :
+        !startswith(p, var.finalize_notification.object_name_prefix) && !startswith(var.finalize_notification.object_name_prefix, p)
+      ])
+      error_message = "delete_after_days must not cover the upload prefix ${var.finalize_notification.object_name_prefix}: stored artifacts live there too, and a lifecycle rule would delete them."
     }
   }
 }

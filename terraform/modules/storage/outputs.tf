@@ -9,9 +9,8 @@ output "url" {
 }
 
 output "env_vars" {
-  description = "Environment for functions that use the artifacts bucket."
+  description = "Environment read by shared/config.ts, for functions that use the artifacts bucket."
   value = {
-    ARTIFACTS_BUCKET        = google_storage_bucket.main.name
-    ARTIFACTS_UPLOAD_PREFIX = coalesce(var.finalize_notification.object_name_prefix, "")
+    LFS_BUCKET = google_storage_bucket.main.name
   }
 }

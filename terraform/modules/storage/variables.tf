@@ -44,12 +44,9 @@ variable "cors" {
 }
 
 variable "delete_after_days" {
-  description = "Object-name prefix => age in days after which objects under it are deleted (pending / rejected uploads)."
+  description = "Object-name prefix => age in days after which objects under it are deleted. Empty by default: every upload lands under `artifacts/<artifactId>/`, where stored artifacts stay, and a lifecycle rule cannot tell stored from unverified objects. A prefix overlapping the upload prefix is refused."
   type        = map(number)
-  default = {
-    "pending/"  = 1
-    "rejected/" = 1
-  }
+  default     = {}
 
   validation {
     condition     = alltrue([for p, d in var.delete_after_days : endswith(p, "/") && d >= 1])
@@ -58,11 +55,16 @@ variable "delete_after_days" {
 }
 
 variable "finalize_notification" {
-  description = "Pub/Sub topic id receiving OBJECT_FINALIZE notifications, and the object prefix they are limited to (null for all objects)."
+  description = "Pub/Sub topic id receiving OBJECT_FINALIZE notifications, and the object prefix they are limited to (lfsProxy uploads to `artifacts/<artifactId>/<name>`, shared/artifacts.ts OBJECT_PREFIX)."
   type = object({
     topic              = string
-    object_name_prefix = optional(string, "pending/")
+    object_name_prefix = optional(string, "artifacts/")
   })
+
+  validation {
+    condition     = endswith(var.finalize_notification.object_name_prefix, "/")
+    error_message = "finalize_notification.object_name_prefix must be a folder prefix ending in '/' (default artifacts/)."
+  }
 }
 
 variable "gcs_service_agent" {
