@@ -3,7 +3,7 @@ import { type Bus, BusUnavailable } from '../../shared/clients.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { PartnerSecrets } from '../../shared/partner-secrets.ts';
 import { mirroredTypes, type Partner } from '../../shared/registry.ts';
-import { entitled, scopedCopy } from './scope.ts';
+import { entitled, scopedCopy } from '../../shared/partner-scope.ts';
 
 /** Port: the partner records (Firestore `partners`). */
 export interface PartnerDirectory {

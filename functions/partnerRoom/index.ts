@@ -7,7 +7,7 @@ import { httpFunction, route } from '../../shared/http.ts';
 import { PARTNERS, type Partner } from '../../shared/registry.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { loadTopology, partnerNames } from '../../shared/topology.ts';
-import { scopedSchema } from '../mirrorToPartners/scope.ts';
+import { scopedSchema } from '../../shared/partner-scope.ts';
 import { createPartnerRoom, structured } from './handler.ts';
 
 const rt = createRuntime('partnerRoom');

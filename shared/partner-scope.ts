@@ -1,7 +1,7 @@
-import type { LdrEvent } from '../../shared/cloudevents.ts';
-import { TYPES } from '../../shared/events.ts';
-import { learnerRef } from '../../shared/partner-secrets.ts';
-import type { Partner } from '../../shared/registry.ts';
+import type { LdrEvent } from './cloudevents.ts';
+import { TYPES } from './events.ts';
+import { learnerRef } from './partner-secrets.ts';
+import type { Partner } from './registry.ts';
 
 /** Fields that carry a learner's free text or code: dropped for partners without `shareContent`. */
 const FREE_TEXT: ReadonlySet<string> = new Set(['text', 'code', 'errorMessage', 'detail', 'filename']);
