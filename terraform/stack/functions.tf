@@ -106,7 +106,7 @@ locals {
       { PGUSER = trimsuffix(local.function_sa_emails[name], ".gserviceaccount.com") },
       { for k, v in module.storage.env_vars : k => v if length(local.function_access[name].bucket_roles) > 0 },
       { for k in local.function_settings[name] : k => local.setting_values[k] },
-      { for k, v in { UPSTASH_REDIS_REST_TOKEN = local.upstash_token_placeholder } : k => v if local.function_access[name].redis == false },
+      { for k, v in { UPSTASH_REDIS_REST_TOKEN = local.upstash_token_placeholder } : k => v if !local.function_access[name].redis },
     )
   }
 
