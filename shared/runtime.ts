@@ -46,11 +46,15 @@ export function createRuntime(name: string, env: Record<string, string | undefin
   const bus = once(() => createBus(pubsub()));
   const firestore = once(() => createFirestore(config));
   let resolvedPool: pg.Pool | undefined;
-  const ready = createPgPool(config).then((p) => {
-    p.on('error', (err) => log.warn({ err }, 'idle PostgreSQL client failed'));
-    resolvedPool = p;
+  // created on first use, so functions without a database never ask the Cloud SQL connector
+  const ready = once(() => {
+    const r = createPgPool(config).then((p) => {
+      p.on('error', (err) => log.warn({ err }, 'idle PostgreSQL client failed'));
+      resolvedPool = p;
+    });
+    r.catch((err) => log.error({ err: String(err) }, 'PostgreSQL connection options unavailable'));
+    return r;
   });
-  ready.catch((err) => log.error({ err: String(err) }, 'PostgreSQL connection options unavailable'));
   const pool = () => {
     if (!resolvedPool) throw new Error('PostgreSQL is not ready yet: await runtime.ready at cold start');
     return resolvedPool;
@@ -66,14 +70,23 @@ export function createRuntime(name: string, env: Record<string, string | undefin
     }),
   );
   const checks = {
-    pubsub: () => pubsub().getTopics({ pageSize: 1, gaxOpts: { timeout: 2000, retry: null } as never }),
+    // reachable is what counts: a permission error is an answer from the service (least privilege
+    // gives functions no project-wide list permission)
+    pubsub: () =>
+      pubsub()
+        .getTopics({ pageSize: 1, gaxOpts: { timeout: 2000, retry: null } as never })
+        .catch((err: { code?: number }) => {
+          if (err.code !== 7) throw err;
+        }),
     firestore: () => firestore().collection('_health').limit(1).get(),
-    postgres: () => pool().query('SELECT 1'),
+    postgres: () => ready().then(() => pool().query('SELECT 1')),
     redis: () => redis().ping(),
   };
   return {
     name,
-    ready,
+    get ready() {
+      return ready();
+    },
     config,
     log,
     pubsub,
