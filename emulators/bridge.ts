@@ -60,8 +60,8 @@ export function startBridge(opts: BridgeOptions): Bridge {
     const deliver = async (m: Message) => {
       for (let attempt = 1; ; attempt++) {
         if (stopping) return; // unacked: the emulator redelivers after restart
-        const failure = await post(m, attempt).catch(
-          (err: Error) => `request failed: ${err.message} ${String((err.cause as Error | undefined)?.message ?? "")}`.trim(),
+        const failure = await post(m, attempt).catch((err: Error) =>
+          `request failed: ${err.message} ${String((err.cause as Error | undefined)?.message ?? '')}`.trim(),
         );
         if (failure === null) {
           stats.delivered++;
@@ -73,7 +73,10 @@ export function startBridge(opts: BridgeOptions): Bridge {
           return;
         }
         stats.retried++;
-        log.warn({ fn, subscription: spec.name, messageId: m.id, attempt, failure }, 'delivery failed; retrying');
+        log.warn(
+          { fn, subscription: spec.name, messageId: m.id, attempt, failure },
+          'delivery failed; retrying',
+        );
         await sleep(Math.min(maxBackoff, minBackoff * 2 ** (attempt - 1)));
       }
     };
@@ -125,7 +128,10 @@ export function startBridge(opts: BridgeOptions): Bridge {
             },
           });
           stats.deadLettered++;
-          log.error({ fn, subscription: spec.name, messageId: m.id, attempts, reason }, 'message dead-lettered');
+          log.error(
+            { fn, subscription: spec.name, messageId: m.id, attempts, reason },
+            'message dead-lettered',
+          );
           m.ack();
           return;
         } catch (err) {
@@ -161,7 +167,9 @@ export function startBridge(opts: BridgeOptions): Bridge {
         void drain(m.orderingKey);
       }
     });
-    sub.on('error', (err) => log.warn({ subscription: spec.name, err: String(err) }, 'subscriber stream error'));
+    sub.on('error', (err) =>
+      log.warn({ subscription: spec.name, err: String(err) }, 'subscriber stream error'),
+    );
   }
 
   return {

@@ -10,7 +10,9 @@ export function sdkRoot(): string {
     const gcloud = execFileSync('sh', ['-c', 'command -v gcloud'], { encoding: 'utf8' }).trim();
     return dirname(dirname(realpathSync(gcloud)));
   } catch {
-    throw new Error('Google Cloud SDK not found: install it with its pubsub and firestore emulators, or set LDR_GCLOUD_SDK');
+    throw new Error(
+      'Google Cloud SDK not found: install it with its pubsub and firestore emulators, or set LDR_GCLOUD_SDK',
+    );
   }
 }
 
@@ -41,7 +43,11 @@ export async function startPubsubEmulator(port: number, dataDir: string): Promis
   return p;
 }
 
-export async function startFirestoreEmulator(port: number, dataDir: string, projectId: string): Promise<Managed> {
+export async function startFirestoreEmulator(
+  port: number,
+  dataDir: string,
+  projectId: string,
+): Promise<Managed> {
   const jar = join(sdkRoot(), 'platform/cloud-firestore-emulator/cloud-firestore-emulator.jar');
   requireFile(jar, 'Firestore emulator', 'install the Google Cloud SDK component cloud-firestore-emulator');
   const args = [
@@ -71,7 +77,8 @@ export function pgBinDir(): string | undefined {
   } catch {}
   const debian = '/usr/lib/postgresql';
   if (existsSync(debian)) {
-    for (const v of readdirSync(debian).sort((a, b) => Number(b) - Number(a))) candidates.push(join(debian, v, 'bin'));
+    for (const v of readdirSync(debian).sort((a, b) => Number(b) - Number(a)))
+      candidates.push(join(debian, v, 'bin'));
   }
   return candidates.find((d) => existsSync(join(d, 'initdb')) && existsSync(join(d, 'postgres')));
 }

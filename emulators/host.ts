@@ -47,7 +47,13 @@ export function startHost(opts: {
     let path = rest.slice(fn.length);
     if (!path.startsWith('/')) path = `/${path}`;
     const upstream = http.request(
-      { host: '127.0.0.1', port, method: req.method, path, headers: { ...req.headers, 'x-forwarded-prefix': `${prefix}${fn}` } },
+      {
+        host: '127.0.0.1',
+        port,
+        method: req.method,
+        path,
+        headers: { ...req.headers, 'x-forwarded-prefix': `${prefix}${fn}` },
+      },
       (up) => {
         res.writeHead(up.statusCode ?? 502, up.headers);
         up.pipe(res);

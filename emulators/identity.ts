@@ -19,7 +19,12 @@ export async function ensureIdentity(dataDir: string): Promise<DevIdentity> {
   if (!existsSync(file)) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const { privateKey } = await generateKeyPair('ES256', { extractable: true });
-    const jwk = { ...(await exportJWK(privateKey)), kid: `dev-${randomUUID().slice(0, 8)}`, alg: 'ES256', use: 'sig' };
+    const jwk = {
+      ...(await exportJWK(privateKey)),
+      kid: `dev-${randomUUID().slice(0, 8)}`,
+      alg: 'ES256',
+      use: 'sig',
+    };
     writeFileSync(file, JSON.stringify(jwk), { mode: 0o600 });
   }
   const privateJwk = JSON.parse(readFileSync(file, 'utf8')) as JWK;

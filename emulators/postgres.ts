@@ -9,7 +9,9 @@ import { type Managed, startProcess, waitFor } from './procs.ts';
 export async function startPostgres(port: number, dataDir: string): Promise<Managed & { url: string }> {
   const bin = pgBinDir();
   if (!bin) {
-    throw new Error('PostgreSQL server binaries (initdb, postgres) not found: install postgresql-15 or set LDR_PG_BIN');
+    throw new Error(
+      'PostgreSQL server binaries (initdb, postgres) not found: install postgresql-15 or set LDR_PG_BIN',
+    );
   }
   const root = join(dataDir, 'pg');
   const data = join(root, 'data');
@@ -29,18 +31,36 @@ export async function startPostgres(port: number, dataDir: string): Promise<Mana
     asRoot ? { cmd: prefix[0]!, args: [...prefix.slice(1), cmd, ...args] } : { cmd, args };
 
   if (!existsSync(join(data, 'PG_VERSION'))) {
-    const init = run(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8']);
+    const init = run(join(bin, 'initdb'), [
+      '-D',
+      data,
+      '-A',
+      'trust',
+      '-U',
+      'postgres',
+      '--no-sync',
+      '-E',
+      'UTF8',
+    ]);
     execFileSync(init.cmd, init.args, { stdio: ['ignore', 'ignore', 'pipe'] });
   }
   const server = run(join(bin, 'postgres'), [
-    '-D', data,
-    '-p', String(port),
-    '-k', sock,
-    '-c', 'listen_addresses=127.0.0.1',
-    '-c', 'fsync=off',
-    '-c', 'synchronous_commit=off',
-    '-c', 'full_page_writes=off',
-    '-c', 'max_connections=200',
+    '-D',
+    data,
+    '-p',
+    String(port),
+    '-k',
+    sock,
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    'fsync=off',
+    '-c',
+    'synchronous_commit=off',
+    '-c',
+    'full_page_writes=off',
+    '-c',
+    'max_connections=200',
   ]);
   const p = startProcess('postgres', server.cmd, server.args, { dataDir });
   const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;

@@ -3,8 +3,20 @@ import { join } from 'node:path';
 import type { Firestore } from '@google-cloud/firestore';
 import type { Message, PubSub, Subscription } from '@google-cloud/pubsub';
 import { ensurePartnerSecret } from '../shared/partner-secrets.ts';
-import { INSTANCES, type Instance, instanceSchema, PARTNERS, type Partner, partnerSchema } from '../shared/registry.ts';
-import { instanceSubscription, partnerNames, type SubscriptionSpec, type Topology } from '../shared/topology.ts';
+import {
+  INSTANCES,
+  type Instance,
+  instanceSchema,
+  PARTNERS,
+  type Partner,
+  partnerSchema,
+} from '../shared/registry.ts';
+import {
+  instanceSubscription,
+  partnerNames,
+  type SubscriptionSpec,
+  type Topology,
+} from '../shared/topology.ts';
 import { compileFilter } from './filter.ts';
 import { ensureSubscription, ensureTopic } from './provision.ts';
 
@@ -70,7 +82,12 @@ export class FilterRelays {
     await ensureTopic(this.pubsub, target);
     await ensureSubscription(this.pubsub, topology, { ...spec, topic: target, filter: undefined });
     const hidden = `local-relay.${spec.name}`;
-    await ensureSubscription(this.pubsub, topology, { name: hidden, topic: spec.topic, ordered: true, filter: spec.filter });
+    await ensureSubscription(this.pubsub, topology, {
+      name: hidden,
+      topic: spec.topic,
+      ordered: true,
+      filter: spec.filter,
+    });
     if (this.relays.has(spec.name)) return;
     const matches = compileFilter(spec.filter);
     const out = this.pubsub.topic(target, { messageOrdering: true });
@@ -78,7 +95,11 @@ export class FilterRelays {
     sub.on('message', (m: Message) => {
       if (!matches(m.attributes)) return m.ack();
       out
-        .publishMessage({ data: m.data, attributes: m.attributes, ...(m.orderingKey ? { orderingKey: m.orderingKey } : {}) })
+        .publishMessage({
+          data: m.data,
+          attributes: m.attributes,
+          ...(m.orderingKey ? { orderingKey: m.orderingKey } : {}),
+        })
         .then(
           () => m.ack(),
           () => {
@@ -95,8 +116,14 @@ export class FilterRelays {
     const sub = this.relays.get(name);
     this.relays.delete(name);
     await sub?.close();
-    await this.pubsub.subscription(`local-relay.${name}`).delete().catch(() => {});
-    await this.pubsub.subscription(name).delete().catch(() => {});
+    await this.pubsub
+      .subscription(`local-relay.${name}`)
+      .delete()
+      .catch(() => {});
+    await this.pubsub
+      .subscription(name)
+      .delete()
+      .catch(() => {});
   }
 
   async closeAll() {
@@ -130,8 +157,14 @@ export async function applyRegistry(opts: {
     if (reg.partners[doc.id]) continue;
     await doc.ref.delete();
     const names = partnerNames(topology, doc.id);
-    await pubsub.subscription(names.subscription.name).delete().catch(() => {});
-    await pubsub.topic(names.topic).delete().catch(() => {});
+    await pubsub
+      .subscription(names.subscription.name)
+      .delete()
+      .catch(() => {});
+    await pubsub
+      .topic(names.topic)
+      .delete()
+      .catch(() => {});
   }
   for (const doc of (await firestore.collection(INSTANCES).get()).docs) {
     if (reg.instances[doc.id]) continue;

@@ -16,7 +16,9 @@ try {
   say('endpoints:');
   const width = Math.max(...Object.keys(suite.endpoints).map((k) => k.length));
   for (const [name, url] of Object.entries(suite.endpoints)) say(`  ${name.padEnd(width)}  ${url}`);
-  say('tokens: npm run token -- --sub <id> --role student|teacher|app|platform|partner [--instance <id>] [--partner <slug>]');
+  say(
+    'tokens: npm run token -- --sub <id> --role student|teacher|app|platform|partner [--instance <id>] [--partner <slug>]',
+  );
   say(`logs: ${join('.ldr', 'logs')}/`);
   say(`ready in ${((Date.now() - t0) / 1000).toFixed(1)} s; Ctrl-C stops everything`);
   let stopping = false;

@@ -13,11 +13,19 @@ import { requireJava, startFirestoreEmulator, startPubsubEmulator } from './goog
 import { startHost } from './host.ts';
 import { type DevIdentity, ensureIdentity, LOCAL_AUDIENCE, LOCAL_ISSUER } from './identity.ts';
 import { startPostgres } from './postgres.ts';
-import { assertPortFree, freePort, type Managed, portOpen, reapStale, startProcess, waitFor } from './procs.ts';
+import {
+  assertPortFree,
+  freePort,
+  type Managed,
+  portOpen,
+  reapStale,
+  startProcess,
+  waitFor,
+} from './procs.ts';
 import { provisionTopology } from './provision.ts';
-import { applyRegistry, FilterRelays, partnerSecretsDir } from './registry.ts';
 import { startRedisServer } from './redis/redis-server.ts';
 import { startUpstashRest } from './redis/upstash-rest.ts';
+import { applyRegistry, FilterRelays, partnerSecretsDir } from './registry.ts';
 import { ensureServiceAccountKey } from './storage/keys.ts';
 import { startStorageEmulator } from './storage/server.ts';
 
@@ -86,7 +94,15 @@ export function defaultPorts(firebaseJson = new URL('../firebase.json', import.m
 }
 
 export async function freePorts(): Promise<SuitePorts> {
-  const keys: Array<keyof SuitePorts> = ['functions', 'pubsub', 'firestore', 'storage', 'postgres', 'redis', 'redisRest'];
+  const keys: Array<keyof SuitePorts> = [
+    'functions',
+    'pubsub',
+    'firestore',
+    'storage',
+    'postgres',
+    'redis',
+    'redisRest',
+  ];
   const ports = {} as SuitePorts;
   const taken = new Set<number>();
   for (const k of keys) {
@@ -189,12 +205,17 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     started.push({ stop: () => relays.closeAll().then(() => firestore.terminate()) });
     progress('topology provisioned, migrations applied');
 
-    let admin: (method: string, path: string) => Promise<{ status: number; body: unknown } | undefined> = async () =>
-      undefined;
+    let admin: (method: string, path: string) => Promise<{ status: number; body: unknown } | undefined> =
+      async () => undefined;
     const workers = new Map<string, Worker>();
     await Promise.all(
       topology.functions.map(async (f) => {
-        const w = await startWorker(f.name, await freePort(), { dataDir, env: { ...process.env, ...env } }, log);
+        const w = await startWorker(
+          f.name,
+          await freePort(),
+          { dataDir, env: { ...process.env, ...env } },
+          log,
+        );
         workers.set(f.name, w);
         started.push({ stop: () => w.current().stop() });
       }),
@@ -206,7 +227,10 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       port: ports.functions,
       projectId,
       region,
-      workerPort: (fn) => (topology.functions.some((f) => f.name === fn && f.trigger === 'https') ? workers.get(fn)?.port : undefined),
+      workerPort: (fn) =>
+        topology.functions.some((f) => f.name === fn && f.trigger === 'https')
+          ? workers.get(fn)?.port
+          : undefined,
       jwks: identity.jwks,
       log,
       admin: (method, path) => admin(method, path),
@@ -234,12 +258,18 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
         return { status: 200, body: { component: m[1], state: m[2] === 'stop' ? 'stopped' : 'running' } };
       }
       if (method === 'GET' && path === '/_ldr/workers') {
-        return { status: 200, body: Object.fromEntries([...workers].map(([n, w]) => [n, { pid: w.current().pid, port: w.port }])) };
+        return {
+          status: 200,
+          body: Object.fromEntries([...workers].map(([n, w]) => [n, { pid: w.current().pid, port: w.port }])),
+        };
       }
       if (method === 'GET' && path === '/_ldr/bridge') return { status: 200, body: bridge.stats() };
       if (method === 'POST' && path === '/_ldr/registry/apply') {
         const reg = await registry();
-        return { status: 200, body: { partners: Object.keys(reg.partners), instances: Object.keys(reg.instances) } };
+        return {
+          status: 200,
+          body: { partners: Object.keys(reg.partners), instances: Object.keys(reg.instances) },
+        };
       }
       return undefined;
     };
@@ -257,7 +287,8 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
         return;
       }
       if (!down.has(component)) return;
-      if (component === 'redis') redis = await startRedisServer({ port: ports.redis, dir: join(dataDir, 'redis') });
+      if (component === 'redis')
+        redis = await startRedisServer({ port: ports.redis, dir: join(dataDir, 'redis') });
       if (component === 'postgres') postgres = await startPostgres(ports.postgres, dataDir);
       if (component === 'pubsub') {
         pubsubEm = await startPubsubEmulator(ports.pubsub, dataDir);
@@ -271,7 +302,8 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     };
     started.push({ stop: () => pubsub.close() });
 
-    const functionUrl = (name: string) => `http://127.0.0.1:${ports.functions}/${projectId}/${region}/${name}`;
+    const functionUrl = (name: string) =>
+      `http://127.0.0.1:${ports.functions}/${projectId}/${region}/${name}`;
     const endpoints: Record<string, string> = {};
     for (const f of topology.functions) {
       endpoints[f.name] = f.trigger === 'https' ? functionUrl(f.name) : `pubsub ← ${f.topics?.join(', ')}`;
@@ -287,7 +319,10 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     });
     // what `npm run partner|instance|demo` need to find this running suite
     const suiteFile = join(dataDir, 'suite.json');
-    writeFileSync(suiteFile, JSON.stringify({ ports, env, projectId, functionsBase: functionUrl('').slice(0, -1) }, null, 2));
+    writeFileSync(
+      suiteFile,
+      JSON.stringify({ ports, env, projectId, functionsBase: functionUrl('').slice(0, -1) }, null, 2),
+    );
     started.unshift({ stop: async () => rmSync(suiteFile, { force: true }) });
     return {
       ports,

@@ -18,7 +18,10 @@ export interface DemoResult {
   partnerHttpCopy: Record<string, unknown>;
 }
 
-export async function runDemo(dataDir: string, say: (line: string) => void = console.log): Promise<DemoResult> {
+export async function runDemo(
+  dataDir: string,
+  say: (line: string) => void = console.log,
+): Promise<DemoResult> {
   const suite = JSON.parse(readFileSync(join(dataDir, 'suite.json'), 'utf8'));
   const base: string = suite.functionsBase;
   const admin = `http://127.0.0.1:${suite.ports.functions}/_ldr`;
@@ -72,16 +75,27 @@ export async function runDemo(dataDir: string, say: (line: string) => void = con
     });
 
   try {
-    await step(`register app-instance ${instance} and partner ${slug} (sponsor acme, instance ${instance})`, async () => {
-      upsertInstance(dataDir, { id: instance, displayName: 'School One' });
-      upsertPartner(dataDir, { slug, displayName: 'ACME Learning', instances: [instance], sponsors: ['acme'] });
-      const res = await fetch(`${admin}/registry/apply`, { method: 'POST' });
-      if (!res.ok) throw new Error(`registry apply → ${res.status}`);
-    });
+    await step(
+      `register app-instance ${instance} and partner ${slug} (sponsor acme, instance ${instance})`,
+      async () => {
+        upsertInstance(dataDir, { id: instance, displayName: 'School One' });
+        upsertPartner(dataDir, {
+          slug,
+          displayName: 'ACME Learning',
+          instances: [instance],
+          sponsors: ['acme'],
+        });
+        const res = await fetch(`${admin}/registry/apply`, { method: 'POST' });
+        if (!res.ok) throw new Error(`registry apply → ${res.status}`);
+      },
+    );
 
     const platform = await mintToken(identity, { sub: 'content-engine', role: 'platform' });
     const contentId = `lesson-${run}`;
-    const contentArrived = receive(`instance.${instance}.content`, (m) => m.attributes['ce-id'] === `${contentId}@1`);
+    const contentArrived = receive(
+      `instance.${instance}.content`,
+      (m) => m.attributes['ce-id'] === `${contentId}@1`,
+    );
     await step('the platform publishes a sponsored lesson to the instance', () =>
       http('POST', `${base}/publishContent`, platform, {
         contentId,
@@ -111,12 +125,17 @@ export async function runDemo(dataDir: string, say: (line: string) => void = con
         payload: { quizId: contentId, correct: true, score: 0.9 },
       }),
     );
-    await step('the interaction is published and the memory service receives it (memory.interactions)', () => memory);
+    await step(
+      'the interaction is published and the memory service receives it (memory.interactions)',
+      () => memory,
+    );
 
     const mastery = await step('progress is updated (progressApi)', async () => {
       const deadline = Date.now() + 20_000;
       for (;;) {
-        const res = await fetch(`${base}/progressApi/students/${studentId}`, { headers: { authorization: `Bearer ${student}` } });
+        const res = await fetch(`${base}/progressApi/students/${studentId}`, {
+          headers: { authorization: `Bearer ${student}` },
+        });
         if (res.ok) {
           const body = await res.json();
           const t = body.topics?.find((x: { topic: string }) => x.topic === 'python.loops');
@@ -129,26 +148,32 @@ export async function runDemo(dataDir: string, say: (line: string) => void = con
     say(`   mastery in python.loops: ${mastery}`);
 
     const partner = await mintToken(identity, { sub: `${slug}-site`, role: 'partner', partner: slug });
-    const partnerHttpCopy = await step(`the partner pulls its scoped copy through its custom URL /p/${slug}/pull`, async () => {
-      const deadline = Date.now() + 20_000;
-      const seen: string[] = [];
-      for (;;) {
-        const { messages } = await http('POST', `${base}/partnerRoom/p/${slug}/pull?max=50`, partner);
-        seen.push(...messages.map((m: { ackId: string }) => m.ackId));
-        const mine = messages.find((m: { event: { id: string } }) => m.event.id === interactionId);
-        if (mine) {
-          // released again, not acked, so the partner's Pub/Sub subscriber receives them next, in order
-          await http('POST', `${base}/partnerRoom/p/${slug}/nack`, partner, { ackIds: seen });
-          return mine.event as Record<string, unknown>;
+    const partnerHttpCopy = await step(
+      `the partner pulls its scoped copy through its custom URL /p/${slug}/pull`,
+      async () => {
+        const deadline = Date.now() + 20_000;
+        const seen: string[] = [];
+        for (;;) {
+          const { messages } = await http('POST', `${base}/partnerRoom/p/${slug}/pull?max=50`, partner);
+          seen.push(...messages.map((m: { ackId: string }) => m.ackId));
+          const mine = messages.find((m: { event: { id: string } }) => m.event.id === interactionId);
+          if (mine) {
+            // released again, not acked, so the partner's Pub/Sub subscriber receives them next, in order
+            await http('POST', `${base}/partnerRoom/p/${slug}/nack`, partner, { ackIds: seen });
+            return mine.event as Record<string, unknown>;
+          }
+          if (Date.now() > deadline) throw new Error('the partner copy did not arrive');
+          await new Promise((r) => setTimeout(r, 200));
         }
-        if (Date.now() > deadline) throw new Error('the partner copy did not arrive');
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    });
-    const copy = await step(`the partner receives it with the official Pub/Sub client on partner.${slug}.pull`, async () => {
-      const m = await receive(`partner.${slug}.pull`, (x) => x.attributes['ce-id'] === interactionId);
-      return { attributes: m.attributes, data: JSON.parse(m.data.toString()) } as Record<string, unknown>;
-    });
+      },
+    );
+    const copy = await step(
+      `the partner receives it with the official Pub/Sub client on partner.${slug}.pull`,
+      async () => {
+        const m = await receive(`partner.${slug}.pull`, (x) => x.attributes['ce-id'] === interactionId);
+        return { attributes: m.attributes, data: JSON.parse(m.data.toString()) } as Record<string, unknown>;
+      },
+    );
     await step('the copy is pseudonymised: no student id anywhere, learnerRef instead', async () => {
       const text = JSON.stringify([copy, partnerHttpCopy]);
       if (text.includes(studentId)) throw new Error('the raw student id reached the partner');

@@ -27,7 +27,13 @@ const { values, positionals } = parseArgs({
 });
 const [action, key] = positionals;
 const dataDir = values['data-dir'] ?? join(new URL('..', import.meta.url).pathname, '.ldr');
-const list = (s?: string) => (s ? s.split(',').map((x) => x.trim()).filter(Boolean) : undefined);
+const list = (s?: string) =>
+  s
+    ? s
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean)
+    : undefined;
 const fail = (msg: string): never => {
   console.error(`${kind}: ${msg}`);
   process.exit(2);
@@ -37,13 +43,16 @@ async function applyToRunningRoom() {
   const file = join(dataDir, 'suite.json');
   if (!existsSync(file)) return console.log('the room is not running: applied at the next npm start');
   const { ports } = JSON.parse(readFileSync(file, 'utf8'));
-  const res = await fetch(`http://127.0.0.1:${ports.functions}/_ldr/registry/apply`, { method: 'POST' }).catch(() => undefined);
+  const res = await fetch(`http://127.0.0.1:${ports.functions}/_ldr/registry/apply`, {
+    method: 'POST',
+  }).catch(() => undefined);
   if (!res?.ok) return console.log('the room did not answer: applied at the next npm start');
   console.log('provisioned in the running room');
 }
 
 try {
-  if (kind !== 'partner' && kind !== 'instance') fail('usage: registry.ts partner|instance add|list|remove …');
+  if (kind !== 'partner' && kind !== 'instance')
+    fail('usage: registry.ts partner|instance add|list|remove …');
   const reg = readRegistry(dataDir);
   if (action === 'list') {
     const rows = kind === 'partner' ? Object.values(reg.partners) : Object.values(reg.instances);
@@ -61,7 +70,9 @@ try {
         principal: values.principal,
         domain: values.domain,
       });
-      console.log(`partner ${p.slug}: topic partner.${p.slug}.events, subscription partner.${p.slug}.pull, secret stored`);
+      console.log(
+        `partner ${p.slug}: topic partner.${p.slug}.events, subscription partner.${p.slug}.pull, secret stored`,
+      );
     } else {
       const i = upsertInstance(dataDir, { id: key, displayName: values.name });
       console.log(`instance ${i.id}: subscription instance.${i.id}.content`);

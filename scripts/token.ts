@@ -1,8 +1,8 @@
 /** `npm run token -- --sub <id> --role <role> [--instance <id>] [--partner <slug>] [--permission <p>]… [--ttl <s>]` */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { roles, type Role } from '../shared/auth.ts';
 import { ensureIdentity, mintToken } from '../emulators/identity.ts';
+import { type Role, roles } from '../shared/auth.ts';
 
 const { values } = parseArgs({
   options: {
@@ -22,7 +22,8 @@ const fail = (msg: string): never => {
 };
 if (!values.sub) fail('--sub <id> is required');
 if (!values.role || !roles.includes(values.role as Role)) fail(`--role must be one of ${roles.join(', ')}`);
-if ((values.role === 'app' || values.role === 'teacher') && !values.instance) fail(`--instance is required for ${values.role} tokens`);
+if ((values.role === 'app' || values.role === 'teacher') && !values.instance)
+  fail(`--instance is required for ${values.role} tokens`);
 if (values.role === 'partner' && !values.partner) fail('--partner <slug> is required for partner tokens');
 
 const dataDir = values['data-dir'] ?? join(new URL('..', import.meta.url).pathname, '.ldr');

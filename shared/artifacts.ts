@@ -1,6 +1,6 @@
 import type { Firestore } from '@google-cloud/firestore';
-import type { ArtifactRecord, Artifacts } from './ports.ts';
 import type { Role } from './auth.ts';
+import type { ArtifactRecord, Artifacts } from './ports.ts';
 
 /** Artifact records in Firestore `artifacts/{id}` (written by lfsProxy and finalizeArtifact). */
 export const ARTIFACTS = 'artifacts';

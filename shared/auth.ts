@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, errors as joseErrors, type JWTVerifyGetKey, jwtVerify } from 'jose';
+import { createRemoteJWKSet, type JWTVerifyGetKey, errors as joseErrors, jwtVerify } from 'jose';
 import { z } from 'zod';
 import { forbidden, unauthorized } from './errors.ts';
 
@@ -37,7 +37,8 @@ export function createVerifier(opts: {
   revocations: RevocationList;
   onRevocationUnavailable?: (err: unknown) => void;
 }): Verifier {
-  const keys = opts.jwks instanceof URL ? createRemoteJWKSet(opts.jwks, { cooldownDuration: 30_000 }) : opts.jwks;
+  const keys =
+    opts.jwks instanceof URL ? createRemoteJWKSet(opts.jwks, { cooldownDuration: 30_000 }) : opts.jwks;
   return {
     async verify(authorization) {
       const m = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(authorization ?? '');
@@ -86,7 +87,8 @@ function describe(err: unknown): string {
   if (err instanceof joseErrors.JWKSNoMatchingKey) return 'unknown signing key';
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'algorithm not allowed';
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'signature verification failed';
-  if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JOSENotSupported) return 'token not verifiable';
+  if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JOSENotSupported)
+    return 'token not verifiable';
   return 'invalid token';
 }
 

@@ -12,7 +12,12 @@ const base = {
 describe('parseConfig', () => {
   it('accepts a local configuration and fills the defaults', () => {
     const c = parseConfig({ ...base, DATABASE_URL: 'postgres://u:secret@127.0.0.1:5433/ldr' });
-    expect(c).toMatchObject({ GOOGLE_CLOUD_PROJECT: 'demo-ldr', RATE_STUDENT_PER_MIN: 100, RATE_INSTANCE_EVENTS_PER_MIN: 6000, LFS_SIGNER: 'key' });
+    expect(c).toMatchObject({
+      GOOGLE_CLOUD_PROJECT: 'demo-ldr',
+      RATE_STUDENT_PER_MIN: 100,
+      RATE_INSTANCE_EVENTS_PER_MIN: 6000,
+      LFS_SIGNER: 'key',
+    });
   });
 
   it('accepts Cloud SQL through the connector instead of a URL', () => {
@@ -26,7 +31,10 @@ describe('parseConfig', () => {
     [{ ...base, DATABASE_URL: 'nope' }, /DATABASE_URL/],
     [{ ...base, DATABASE_URL: 'postgres://h/db', RATE_STUDENT_PER_MIN: '-1' }, /RATE_STUDENT_PER_MIN/],
     [{ ...base, DATABASE_URL: 'postgres://h/db', LFS_SIGNER: 'hsm' }, /LFS_SIGNER/],
-    [{ DATABASE_URL: 'postgres://h/db' }, /UPSTASH_REDIS_REST_URL.*UPSTASH_REDIS_REST_TOKEN.*JWKS_URL.*JWT_ISSUER.*JWT_AUDIENCE/],
+    [
+      { DATABASE_URL: 'postgres://h/db' },
+      /UPSTASH_REDIS_REST_URL.*UPSTASH_REDIS_REST_TOKEN.*JWKS_URL.*JWT_ISSUER.*JWT_AUDIENCE/,
+    ],
   ])('names every bad variable (%#)', (env, message) => {
     expect(() => parseConfig(env)).toThrow(message);
   });

@@ -9,7 +9,10 @@ const schema = z.object({
   /** local / direct connections; in production CLOUD_SQL_INSTANCE + PGUSER + PGDATABASE instead */
   DATABASE_URL: z.string().url().optional(),
   /** `project:region:instance`: connect through the Cloud SQL Node connector (private IP, IAM database auth) */
-  CLOUD_SQL_INSTANCE: z.string().regex(/^[^:]+:[^:]+:[^:]+$/).optional(),
+  CLOUD_SQL_INSTANCE: z
+    .string()
+    .regex(/^[^:]+:[^:]+:[^:]+$/)
+    .optional(),
   PGUSER: z.string().optional(),
   PGDATABASE: z.string().default('ldr'),
   UPSTASH_REDIS_REST_URL: z.string().url(),
@@ -18,7 +21,11 @@ const schema = z.object({
   JWT_ISSUER: z.string().min(1),
   JWT_AUDIENCE: z.string().min(1),
   LFS_BUCKET: z.string().min(3).default('ldr-artifacts'),
-  LFS_MAX_BYTES: z.coerce.number().int().positive().default(5 * 1024 ** 3),
+  LFS_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(5 * 1024 ** 3),
   LFS_SIGNER: z.enum(['key', 'iam']).default('key'),
   RATE_STUDENT_PER_MIN: z.coerce.number().int().positive().default(100),
   RATE_INSTANCE_EVENTS_PER_MIN: z.coerce.number().int().positive().default(6000),
@@ -31,7 +38,11 @@ export type Config = z.infer<typeof schema>;
 
 const checked = schema.superRefine((c, ctx) => {
   if (!c.DATABASE_URL && !(c.CLOUD_SQL_INSTANCE && c.PGUSER)) {
-    ctx.addIssue({ code: 'custom', path: ['DATABASE_URL'], message: 'set DATABASE_URL, or CLOUD_SQL_INSTANCE and PGUSER' });
+    ctx.addIssue({
+      code: 'custom',
+      path: ['DATABASE_URL'],
+      message: 'set DATABASE_URL, or CLOUD_SQL_INSTANCE and PGUSER',
+    });
   }
 });
 

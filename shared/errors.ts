@@ -16,7 +16,8 @@ export class HttpError extends Error {
 
   toProblem() {
     return {
-      type: this.extra.type ?? `https://ldr.dev/problems/${this.title.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`,
+      type:
+        this.extra.type ?? `https://ldr.dev/problems/${this.title.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`,
       title: this.title,
       status: this.status,
       ...(this.detail ? { detail: this.detail } : {}),
@@ -29,7 +30,9 @@ export const badRequest = (detail: string, errors?: FieldError[]) =>
   new HttpError(400, 'Bad Request', detail, { errors });
 export const unauthorized = (detail: string) =>
   new HttpError(401, 'Unauthorized', detail, {
-    headers: { 'WWW-Authenticate': `Bearer error="invalid_token", error_description="${detail.replace(/"/g, "'")}"` },
+    headers: {
+      'WWW-Authenticate': `Bearer error="invalid_token", error_description="${detail.replace(/"/g, "'")}"`,
+    },
   });
 export const forbidden = (detail: string) => new HttpError(403, 'Forbidden', detail);
 export const notFound = (detail = 'Not found') => new HttpError(404, 'Not Found', detail);

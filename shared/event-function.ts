@@ -27,7 +27,11 @@ export function registerEventFunction(
   handler: (ev: LdrEvent, delivery: Delivery) => Promise<void>,
   opts: { deadLetterTopic?: string } = {},
 ) {
-  registerMessageFunction(rt, (msg, delivery) => handler(fromMessage(msg.attributes, msg.data), delivery), opts);
+  registerMessageFunction(
+    rt,
+    (msg, delivery) => handler(fromMessage(msg.attributes, msg.data), delivery),
+    opts,
+  );
 }
 
 /**
@@ -52,13 +56,22 @@ export function registerMessageFunction(
       subscription: ce.data?.subscription ?? '',
     };
     try {
-      await handler({ data, attributes, ...(msg?.publishTime ? { publishTime: msg.publishTime } : {}) }, delivery);
+      await handler(
+        { data, attributes, ...(msg?.publishTime ? { publishTime: msg.publishTime } : {}) },
+        delivery,
+      );
     } catch (err) {
       if (!(err instanceof PoisonMessage)) {
-        rt.log.warn({ err: String(err), messageId: delivery.messageId, attempt: delivery.deliveryAttempt }, 'handler failed; will be retried');
+        rt.log.warn(
+          { err: String(err), messageId: delivery.messageId, attempt: delivery.deliveryAttempt },
+          'handler failed; will be retried',
+        );
         throw err;
       }
-      rt.log.error({ reason: err.message, messageId: delivery.messageId, ceId: attributes['ce-id'] }, 'poison message dead-lettered');
+      rt.log.error(
+        { reason: err.message, messageId: delivery.messageId, ceId: attributes['ce-id'] },
+        'poison message dead-lettered',
+      );
       await rt.bus().publishRaw(deadLetterTopic, {
         data,
         attributes: {

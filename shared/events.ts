@@ -46,6 +46,7 @@ export function readInteraction(ev: LdrEvent): Interaction {
     const where = parsed.error.issues.map((i) => `/${i.path.join('/')}: ${i.message}`).join('; ');
     throw new PoisonMessage(`invalid interaction: ${where}`.slice(0, 900));
   }
-  if (!parsed.data.id || parsed.data.id !== ev.id) throw new PoisonMessage('interaction id does not match ce-id');
+  if (!parsed.data.id || parsed.data.id !== ev.id)
+    throw new PoisonMessage('interaction id does not match ce-id');
   return parsed.data as Interaction;
 }

@@ -60,7 +60,10 @@ export function httpFunction(opts: { routes: Route[]; health: Health; log: Logge
       if (req.method === 'GET' && path === '/healthz') {
         const deps = await health();
         const down = Object.values(deps).includes('down');
-        return send(res, { status: down ? 503 : 200, body: { status: down ? 'down' : 'ok', dependencies: deps } });
+        return send(res, {
+          status: down ? 503 : 200,
+          body: { status: down ? 'down' : 'ok', dependencies: deps },
+        });
       }
       let pathMatched = false;
       for (const r of routes) {
@@ -73,19 +76,28 @@ export function httpFunction(opts: { routes: Route[]; health: Health; log: Logge
           try {
             params[k] = decodeURIComponent(m[i + 1]!);
           } catch {
-            throw new HttpError(400, 'Bad Request', `the path segment for ${k} is not valid percent-encoding`, {
-              errors: [{ path: `/params/${k}`, message: 'invalid percent-encoding' }],
-            });
+            throw new HttpError(
+              400,
+              'Bad Request',
+              `the path segment for ${k} is not valid percent-encoding`,
+              {
+                errors: [{ path: `/params/${k}`, message: 'invalid percent-encoding' }],
+              },
+            );
           }
         });
         return send(res, await r.handler({ req, params, query: url.searchParams }));
       }
-      if (pathMatched) throw new HttpError(405, 'Method Not Allowed', `${req.method} is not allowed on ${path}`);
+      if (pathMatched)
+        throw new HttpError(405, 'Method Not Allowed', `${req.method} is not allowed on ${path}`);
       throw notFound(`no route for ${req.method} ${path}`);
     } catch (err) {
       if (err instanceof HttpError) return send(res, problemReply(err));
       log.error({ err, path, method: req.method }, 'unhandled error');
-      return send(res, { status: 500, body: { type: 'about:blank', title: 'Internal Server Error', status: 500 } });
+      return send(res, {
+        status: 500,
+        body: { type: 'about:blank', title: 'Internal Server Error', status: 500 },
+      });
     }
   };
 }

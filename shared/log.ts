@@ -18,7 +18,10 @@ export function createLogger(name: string, level = process.env.LOG_LEVEL ?? 'inf
     base: { service: name },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ severity: severity[label] ?? 'DEFAULT' }) },
-    redact: { paths: ['token', 'authorization', '*.authorization', 'uploadUrl', 'downloadUrl', 'secret'], censor: '[redacted]' },
+    redact: {
+      paths: ['token', 'authorization', '*.authorization', 'uploadUrl', 'downloadUrl', 'secret'],
+      censor: '[redacted]',
+    },
   });
 }
 

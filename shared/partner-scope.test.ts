@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import type { LdrEvent } from './cloudevents.ts';
 import type { Interaction } from './domain/interaction.ts';
 import { interactionEvent, TYPES } from './events.ts';
+import { entitled, scopedCopy, scopedSchema } from './partner-scope.ts';
 import { learnerRef } from './partner-secrets.ts';
 import { type Partner, partnerSchema } from './registry.ts';
-import { entitled, scopedCopy, scopedSchema } from './partner-scope.ts';
 
 const STUDENT = 'stu-1@school';
 const SECRET_A = Buffer.alloc(32, 0xa1);

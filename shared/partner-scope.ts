@@ -6,7 +6,8 @@ import type { Partner } from './registry.ts';
 /** Fields that carry a learner's free text or code: dropped for partners without `shareContent`. */
 const FREE_TEXT: ReadonlySet<string> = new Set(['text', 'code', 'errorMessage', 'detail', 'filename']);
 
-export const studentOf = (ev: LdrEvent) => (ev.subject?.startsWith('students/') ? ev.subject.slice(9) : undefined);
+export const studentOf = (ev: LdrEvent) =>
+  ev.subject?.startsWith('students/') ? ev.subject.slice(9) : undefined;
 
 /** SPEC §8: instance or sponsor match, and the type among the partner's event types. */
 export function entitled(p: Partner, ev: LdrEvent): boolean {
@@ -25,7 +26,11 @@ export function entitled(p: Partner, ev: LdrEvent): boolean {
  * The partner's copy: same id, type and time; the student id replaced by the partner's learnerRef
  * wherever it appears; free text and code dropped unless the partner has `shareContent`.
  */
-export function scopedCopy(p: Partner, secret: Buffer, ev: LdrEvent): { event: LdrEvent; orderingKey?: string } {
+export function scopedCopy(
+  p: Partner,
+  secret: Buffer,
+  ev: LdrEvent,
+): { event: LdrEvent; orderingKey?: string } {
   const student = studentOf(ev);
   const ref = student ? learnerRef(secret, student) : undefined;
   const scrub = (v: unknown): unknown => {
@@ -51,7 +56,8 @@ export function scopedCopy(p: Partner, secret: Buffer, ev: LdrEvent): { event: L
   // content addressed to a list of instances names only the partner's own ones in its copy
   if (ev.type === TYPES.content && data && typeof data === 'object') {
     for (const k of ['instances', 'audience'] as const) {
-      if (Array.isArray(data[k])) data[k] = (data[k] as unknown[]).filter((i) => p.instances.includes(i as string));
+      if (Array.isArray(data[k]))
+        data[k] = (data[k] as unknown[]).filter((i) => p.instances.includes(i as string));
     }
   }
   const contentId = typeof data?.contentId === 'string' ? data.contentId : undefined;
@@ -85,7 +91,12 @@ export function scopedSchema(schema: unknown, shareContent: boolean): unknown {
       for (const [k, v] of Object.entries(props)) {
         if (!shareContent && FREE_TEXT.has(k)) continue;
         renamed[k === 'studentId' ? 'learnerRef' : k] =
-          k === 'studentId' ? { type: 'string', description: 'the learner, pseudonymised for this partner (HMAC-SHA256, base64url)' } : v;
+          k === 'studentId'
+            ? {
+                type: 'string',
+                description: 'the learner, pseudonymised for this partner (HMAC-SHA256, base64url)',
+              }
+            : v;
       }
       out.properties = renamed;
       if (Array.isArray(out.required)) {

@@ -53,7 +53,12 @@ export function redisDedupWindow(redis: Redis, ttlSeconds: number, pendingSecond
     async claim(ids) {
       if (!ids.length) return new Map();
       const res = (await redis.eval(CLAIM, ids.map(key), [String(pendingSeconds)])) as string[];
-      return new Map(ids.map((id, i) => [id, (res[i] === 'done' ? 'done' : res[i] === 'pending' ? 'pending' : 'new') as never]));
+      return new Map(
+        ids.map((id, i) => [
+          id,
+          (res[i] === 'done' ? 'done' : res[i] === 'pending' ? 'pending' : 'new') as never,
+        ]),
+      );
     },
     async confirm(ids) {
       if (!ids.length) return;

@@ -16,7 +16,10 @@ export const partnerSchema = z.strictObject({
   displayName: z.string().min(1).max(200),
   instances: z.array(z.string().regex(INSTANCE_RE)).default([]),
   sponsors: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/)).default([]),
-  eventTypes: z.array(z.enum(mirroredTypes)).min(1).default([...mirroredTypes]),
+  eventTypes: z
+    .array(z.enum(mirroredTypes))
+    .min(1)
+    .default([...mirroredTypes]),
   shareContent: z.boolean().default(false),
   /** the principal allowed to pull `partner.<slug>.pull` (production IAM member) */
   principal: z.string().max(300).optional(),

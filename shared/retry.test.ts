@@ -19,10 +19,13 @@ describe('retryTransient', () => {
   it('throws other errors at once', async () => {
     let calls = 0;
     await expect(
-      retryTransient(async () => {
-        calls++;
-        throw Object.assign(new Error('duplicate key'), { code: '23505' });
-      }, { budgetMs: 5000 }),
+      retryTransient(
+        async () => {
+          calls++;
+          throw Object.assign(new Error('duplicate key'), { code: '23505' });
+        },
+        { budgetMs: 5000 },
+      ),
     ).rejects.toThrow('duplicate key');
     expect(calls).toBe(1);
   });
@@ -30,9 +33,12 @@ describe('retryTransient', () => {
   it('gives up when the budget is spent', async () => {
     const started = Date.now();
     await expect(
-      retryTransient(async () => {
-        throw Object.assign(new Error('down'), { code: '57P01' });
-      }, { budgetMs: 300 }),
+      retryTransient(
+        async () => {
+          throw Object.assign(new Error('down'), { code: '57P01' });
+        },
+        { budgetMs: 300 },
+      ),
     ).rejects.toThrow('down');
     expect(Date.now() - started).toBeLessThan(1000);
   });

@@ -6,9 +6,16 @@
 export function isTransient(err: unknown): boolean {
   const e = err as { code?: string | number; message?: string };
   const code = String(e?.code ?? '');
-  if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', '57P01', '57P02', '57P03'].includes(code)) return true;
+  if (
+    ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', '57P01', '57P02', '57P03'].includes(
+      code,
+    )
+  )
+    return true;
   if (/^08/.test(code)) return true; // PostgreSQL connection exceptions
-  return /Connection terminated|connection timeout|timeout exceeded when trying to connect/i.test(e?.message ?? '');
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect/i.test(
+    e?.message ?? '',
+  );
 }
 
 export async function retryTransient<T>(

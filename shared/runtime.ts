@@ -66,7 +66,8 @@ export function createRuntime(name: string, env: Record<string, string | undefin
       issuer: config.JWT_ISSUER,
       audience: config.JWT_AUDIENCE,
       revocations: { isRevoked: async (jti) => (await redis().exists(`revoked:jti:${jti}`)) === 1 },
-      onRevocationUnavailable: (err) => log.warn({ err: String(err) }, 'revocation list unavailable; degraded'),
+      onRevocationUnavailable: (err) =>
+        log.warn({ err: String(err) }, 'revocation list unavailable; degraded'),
     }),
   );
   const checks = {

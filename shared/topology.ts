@@ -59,7 +59,11 @@ export function partnerNames(t: Topology, slug: string) {
   const p = t.patterns.partner;
   return {
     topic: fill(p.topic, { slug }),
-    subscription: { ...p.subscription, name: fill(p.subscription.name, { slug }), topic: fill(p.topic, { slug }) },
+    subscription: {
+      ...p.subscription,
+      name: fill(p.subscription.name, { slug }),
+      topic: fill(p.topic, { slug }),
+    },
   };
 }
 

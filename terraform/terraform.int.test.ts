@@ -46,7 +46,6 @@ interface Topology {
 }
 const topology: Topology = JSON.parse(readFileSync(TOPOLOGY_PATH, 'utf8'));
 
-// biome-ignore lint/suspicious/noExplicitAny: hcl2json returns untyped JSON
 type Body = Record<string, any>;
 interface Block {
   dir: string; // relative to terraform/, e.g. "modules/function"
@@ -85,7 +84,9 @@ function listDirs(dir: string): string[] {
 
 /** Whitespace-normalised text of an HCL value (expressions come back as "${...}" strings). */
 function text(v: unknown): string {
-  return (typeof v === 'string' ? v : JSON.stringify(v ?? null).replace(/\\"/g, '"')).replace(/\s+/g, ' ').trim();
+  return (typeof v === 'string' ? v : JSON.stringify(v ?? null).replace(/\\"/g, '"'))
+    .replace(/\s+/g, ' ')
+    .trim();
 }
 
 /** Deep copy without validation blocks and prose, so rules quoted in error messages don't count. */
@@ -151,7 +152,8 @@ beforeAll(async () => {
 describe('terraform fmt', () => {
   const probe = spawnSync('terraform', ['version'], { encoding: 'utf8' });
   const hasTerraform = !probe.error && probe.status === 0;
-  if (!hasTerraform) console.warn('terraform is not on PATH: skipping `terraform fmt -check -recursive terraform`');
+  if (!hasTerraform)
+    console.warn('terraform is not on PATH: skipping `terraform fmt -check -recursive terraform`');
 
   it.skipIf(!hasTerraform)(
     hasTerraform
@@ -172,7 +174,16 @@ describe('module layout', () => {
   const moduleDirs = listDirs(path.join(TF_ROOT, 'modules'));
 
   it('has the expected modules', () => {
-    for (const m of ['topic', 'subscription', 'function', 'partner', 'storage', 'cloudsql', 'firestore', 'secrets'])
+    for (const m of [
+      'topic',
+      'subscription',
+      'function',
+      'partner',
+      'storage',
+      'cloudsql',
+      'firestore',
+      'secrets',
+    ])
       expect(moduleDirs).toContain(m);
   });
 
@@ -238,7 +249,9 @@ describe('topology drives topics and subscriptions', () => {
   const stackLocals = () => localsByDir.get('stack') ?? {};
 
   it('the stack reads shared/topology.json with jsondecode(file(...))', () => {
-    const m = /^\$\{jsondecode\(file\("\$\{path\.module\}\/([^"]+)"\)\)\}$/.exec(text(stackLocals().topology));
+    const m = /^\$\{jsondecode\(file\("\$\{path\.module\}\/([^"]+)"\)\)\}$/.exec(
+      text(stackLocals().topology),
+    );
     expect(m, 'local.topology = jsondecode(file("${path.module}/…/shared/topology.json"))').not.toBeNull();
     expect(path.resolve(TF_ROOT, 'stack', m![1]!)).toBe(TOPOLOGY_PATH);
     expect(text(stackLocals().defaults)).toBe('${local.topology.defaults}');
@@ -287,14 +300,18 @@ describe('topology drives topics and subscriptions', () => {
     expect(text(partner.body.delivery.exactly_once)).toBe(
       '${try(local.topology.patterns.partner.subscription.exactlyOnce, true)}',
     );
-    expect(text(partner.body.delivery.ordered)).toBe('${local.topology.patterns.partner.subscription.ordered}');
+    expect(text(partner.body.delivery.ordered)).toBe(
+      '${local.topology.patterns.partner.subscription.ordered}',
+    );
     // and the partner module builds them with the shared modules
     const inPartner = find('module', { dir: 'modules/partner' });
     expect(inPartner.map((m) => `${m.name}:${m.body.source}`).sort()).toEqual([
       'subscription:../subscription',
       'topic:../topic',
     ]);
-    expect(text(one('module', { dir: 'modules/partner', name: 'topic' }).body.name)).toBe('${var.topic_name}');
+    expect(text(one('module', { dir: 'modules/partner', name: 'topic' }).body.name)).toBe(
+      '${var.topic_name}',
+    );
     expect(text(one('module', { dir: 'modules/partner', name: 'subscription' }).body.name)).toBe(
       '${var.subscription_name}',
     );
@@ -304,8 +321,12 @@ describe('topology drives topics and subscriptions', () => {
     const inst = one('module', { dir: 'stack', name: 'instance_subscription' });
     expect(path.resolve(TF_ROOT, 'stack', inst.body.source)).toBe(path.join(TF_ROOT, 'modules/subscription'));
     expect(text(inst.body.for_each)).toBe('${var.app_instances}');
-    expect(text(inst.body.name)).toBe('${replace(local.topology.patterns.instance.subscription.name, "{id}", each.key)}');
-    expect(text(inst.body.topic)).toBe('${module.topic[local.topology.patterns.instance.subscription.topic].id}');
+    expect(text(inst.body.name)).toBe(
+      '${replace(local.topology.patterns.instance.subscription.name, "{id}", each.key)}',
+    );
+    expect(text(inst.body.topic)).toBe(
+      '${module.topic[local.topology.patterns.instance.subscription.topic].id}',
+    );
     expect(text(inst.body.filter)).toBe(
       '${replace(local.topology.patterns.instance.subscription.filter, "{id}", each.key)}',
     );
@@ -346,7 +367,7 @@ describe('Pub/Sub functions are triggered by their topics', () => {
     const fnVar = /for \w+, (\w+) in local\.subscription_function/.exec(push)![1]!;
     const targets = [...push.matchAll(/module\.function\[([^\]]+)\]/g)].map((m) => m[1]);
     expect(targets.length).toBeGreaterThan(0);
-    expect(new Set(targets), 'every push endpoint/audience targets the subscription\'s own function').toEqual(
+    expect(new Set(targets), "every push endpoint/audience targets the subscription's own function").toEqual(
       new Set([fnVar]),
     );
     expect(push).toContain('topics%2F${local.subscriptions[name].topic}');
@@ -360,10 +381,15 @@ describe('Pub/Sub functions are triggered by their topics', () => {
     expect(text(fn.body.invokers)).toBe(
       '${{ for k, m in { pubsub-push = google_service_account.pubsub_push.member } : k => m if each.value.trigger == "pubsub" }}',
     );
-    const inv = one('resource', { dir: 'modules/function', type: 'google_cloud_run_service_iam_member', name: 'invoker' });
+    const inv = one('resource', {
+      dir: 'modules/function',
+      type: 'google_cloud_run_service_iam_member',
+      name: 'invoker',
+    });
     expect(inv.body.role).toBe('roles/run.invoker');
     expect(text(inv.body.for_each)).toBe('${var.invokers}');
-    for (const call of callsOf('modules/function')) expect(call.body.event_trigger, call.file).toBeUndefined();
+    for (const call of callsOf('modules/function'))
+      expect(call.body.event_trigger, call.file).toBeUndefined();
   });
 
   it('the function module keeps retries on for an (optional) Eventarc trigger', () => {
@@ -408,7 +434,8 @@ describe('retry policy and dead-lettering', () => {
       expect(c.body.retry, `${c.file} module.${c.name} retry`).toBeDefined();
       const dl = text(c.body.dead_letter);
       // null only for the dead-letter topic's own subscription (topology "deadLetter": false)
-      if (/\bnull\b/.test(dl)) expect(dl).toBe('${try(each.value.deadLetter, true) ? local.dead_letter : null}');
+      if (/\bnull\b/.test(dl))
+        expect(dl).toBe('${try(each.value.deadLetter, true) ? local.dead_letter : null}');
     }
   });
 
@@ -511,7 +538,11 @@ describe('functions and least privilege', () => {
     expect(holders).toEqual(['modules/function:google_cloud_run_service_iam_member.public']);
     for (const [dir, l] of localsByDir) expect(JSON.stringify(l), `locals in ${dir}`).not.toMatch(/allUsers/);
 
-    const pub = one('resource', { dir: 'modules/function', type: 'google_cloud_run_service_iam_member', name: 'public' });
+    const pub = one('resource', {
+      dir: 'modules/function',
+      type: 'google_cloud_run_service_iam_member',
+      name: 'public',
+    });
     expect(pub.body.role).toBe('roles/run.invoker');
     expect(text(pub.body.count)).toBe('${var.public ? 1 : 0}');
     expect(text(pub.body.lifecycle[0].precondition[0].condition)).toBe('${var.trigger == "https"}');
@@ -534,7 +565,9 @@ describe('functions and least privilege', () => {
     expect(having('cloudsql')).toEqual(['progressApi', 'publishContent', 'updateProgress']);
     for (const [n, a] of Object.entries(access)) {
       for (const role of [a.firestore, ...a.bucket_roles].filter(Boolean))
-        expect(String(role), n).toMatch(/^roles\/(datastore\.(user|viewer)|storage\.object(Viewer|Creator|User))$/);
+        expect(String(role), n).toMatch(
+          /^roles\/(datastore\.(user|viewer)|storage\.object(Viewer|Creator|User))$/,
+        );
     }
     const call = one('module', { dir: 'stack', name: 'function' });
     expect(text(call.body.publish_topics)).toContain('t.publishedBy == each.key');
@@ -545,7 +578,11 @@ describe('functions and least privilege', () => {
   });
 
   it('lfsProxy signs with Token Creator on its own service account only', () => {
-    const sb = one('resource', { dir: 'modules/function', type: 'google_service_account_iam_member', name: 'sign_blob' });
+    const sb = one('resource', {
+      dir: 'modules/function',
+      type: 'google_service_account_iam_member',
+      name: 'sign_blob',
+    });
     expect(sb.body.role).toBe('roles/iam.serviceAccountTokenCreator');
     expect(text(sb.body.service_account_id)).toBe('${google_service_account.runtime.name}');
     expect(text(sb.body.member)).toBe('${google_service_account.runtime.member}');
@@ -576,7 +613,9 @@ describe('functions and least privilege', () => {
     expect(text(svc.max_instance_request_concurrency)).toBe('${var.runtime_config.concurrency}');
     expect(text(svc.min_instance_count)).toBe('${var.runtime_config.min_instances}');
     expect(text(svc.environment_variables)).toBe('${var.env_vars}');
-    expect(text(localsByDir.get('modules/function')!.source_hash)).toContain('filesha256(var.source_archive.path)');
+    expect(text(localsByDir.get('modules/function')!.source_hash)).toContain(
+      'filesha256(var.source_archive.path)',
+    );
     const obj = one('resource', { dir: 'modules/function', type: 'google_storage_bucket_object' });
     expect(text(obj.body.name)).toBe('${local.source_object}');
     expect(text(localsByDir.get('modules/function')!.source_object)).toContain('${local.source_hash}');
@@ -601,7 +640,9 @@ function configSchema(): { keys: string[]; required: string[] } {
   const start = CONFIG_TS.indexOf('const schema = z.object({');
   const end = CONFIG_TS.indexOf('\n});', start);
   expect(start, 'shared/config.ts: const schema = z.object({').toBeGreaterThan(-1);
-  const body = CONFIG_TS.slice(start, end).replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
+  const body = CONFIG_TS.slice(start, end)
+    .replace(/\/\*[\s\S]*?\*\//g, '')
+    .replace(/\/\/.*$/gm, '');
   const matches = [...body.matchAll(/^\s+([A-Z][A-Z0-9_]+):/gm)];
   const keys = matches.map((m) => m[1]!);
   const required = matches
@@ -712,7 +753,10 @@ function functionEnvironment(): Map<string, { env: string[]; secret: string[] }>
   const envArgs = splitTopLevel(inside(envText, 'merge('));
   const secretText = text(locals.function_secret_env);
   const secretBody = /^\$\{\{ for name, f in local\.functions : name => (\{.*\}) \}\}$/.exec(secretText)?.[1];
-  expect(secretBody, 'local.function_secret_env = { for name, f in local.functions : name => {…} }').toBeDefined();
+  expect(
+    secretBody,
+    'local.function_secret_env = { for name, f in local.functions : name => {…} }',
+  ).toBeDefined();
   const result = new Map<string, { env: string[]; secret: string[] }>();
   for (const f of topology.functions) {
     const env = envArgs.flatMap((arg) => envPart(arg, f.name, locals, access));
@@ -745,7 +789,9 @@ describe('function environment = the code’s configuration (shared/config.ts)',
     expect(CONFIG_TS).toContain('!c.DATABASE_URL && !(c.CLOUD_SQL_INSTANCE && c.PGUSER)');
     for (const [name, file] of Object.entries(READ_OUTSIDE_CONFIG)) {
       expect(schema.keys, `${name} is not (yet) in the schema`).not.toContain(name);
-      expect(readFileSync(path.join(REPO_ROOT, file), 'utf8'), `${file} reads ${name}`).toContain(`process.env.${name}`);
+      expect(readFileSync(path.join(REPO_ROOT, file), 'utf8'), `${file} reads ${name}`).toContain(
+        `process.env.${name}`,
+      );
     }
   });
 
@@ -761,7 +807,9 @@ describe('function environment = the code’s configuration (shared/config.ts)',
     expect(text(call.body.secret_env_vars)).toBe('${local.function_secret_env[each.key]}');
     const fn = one('resource', { dir: 'modules/function', type: 'google_cloudfunctions2_function' });
     expect(text(fn.body.service_config[0].environment_variables)).toBe('${var.env_vars}');
-    expect(fn.body.service_config[0].dynamic.secret_environment_variables[0].for_each).toBe('${var.secret_env_vars}');
+    expect(fn.body.service_config[0].dynamic.secret_environment_variables[0].for_each).toBe(
+      '${var.secret_env_vars}',
+    );
   });
 
   it('every function gets every required config key, once (plain or from Secret Manager)', () => {
@@ -770,8 +818,13 @@ describe('function environment = the code’s configuration (shared/config.ts)',
     expect([...env.keys()].sort()).toEqual(topology.functions.map((f) => f.name).sort());
     for (const [fn, { env: plain, secret }] of env) {
       for (const k of required) expect([...plain, ...secret], `${fn} lacks ${k}`).toContain(k);
-      expect(plain.filter((k) => secret.includes(k)), `${fn}: both plain and secret`).toEqual([]);
-      expect(plain, `${fn}: production connects through the Cloud SQL connector`).not.toContain('DATABASE_URL');
+      expect(
+        plain.filter((k) => secret.includes(k)),
+        `${fn}: both plain and secret`,
+      ).toEqual([]);
+      expect(plain, `${fn}: production connects through the Cloud SQL connector`).not.toContain(
+        'DATABASE_URL',
+      );
     }
     const locals = localsByDir.get('stack')!;
     expect(text(locals.function_env)).toContain(
@@ -780,9 +833,17 @@ describe('function environment = the code’s configuration (shared/config.ts)',
   });
 
   it('optional settings go exactly to the functions whose code reads them', () => {
-    const always = new Set([...schema.required, 'CLOUD_SQL_INSTANCE', 'PGUSER', 'PGDATABASE', 'GOOGLE_CLOUD_PROJECT']);
+    const always = new Set([
+      ...schema.required,
+      'CLOUD_SQL_INSTANCE',
+      'PGUSER',
+      'PGDATABASE',
+      'GOOGLE_CLOUD_PROJECT',
+    ]);
     for (const [fn, { env }] of functionEnvironment()) {
-      const read = new Set([...functionSource(fn).matchAll(/\bconfig\.([A-Z][A-Z0-9_]+)/g)].map((m) => m[1]!));
+      const read = new Set(
+        [...functionSource(fn).matchAll(/\bconfig\.([A-Z][A-Z0-9_]+)/g)].map((m) => m[1]!),
+      );
       const extra = env.filter((k) => !always.has(k) && !(k in READ_OUTSIDE_CONFIG) && !read.has(k));
       expect(extra, `${fn} gets settings its code does not read`).toEqual([]);
       const missing = [...read].filter((k) => !env.includes(k));
@@ -801,7 +862,9 @@ describe('function environment = the code’s configuration (shared/config.ts)',
       const a = access()[f.name]!;
       expect(a.cloudsql, `${f.name}: cloudsql iff rt.pg()`).toBe(uses('pg'));
       // the verifier checks the jti revocation list in Redis
-      expect(a.redis, `${f.name}: redis iff rt.redis() or rt.verifier()`).toBe(uses('redis') || uses('verifier'));
+      expect(a.redis, `${f.name}: redis iff rt.redis() or rt.verifier()`).toBe(
+        uses('redis') || uses('verifier'),
+      );
       expect(a.firestore !== null, `${f.name}: firestore iff rt.firestore()`).toBe(uses('firestore'));
     }
   });
@@ -825,19 +888,25 @@ describe('function environment = the code’s configuration (shared/config.ts)',
     const locals = localsByDir.get('stack')!;
     expect(locals.partner_secrets_dir).toBe('/secrets/partners');
     expect((locals.setting_values as Body).PARTNER_SECRETS_DIR).toBe('${local.partner_secrets_dir}');
-    const withDir = [...functionEnvironment()].filter(([, e]) => e.env.includes('PARTNER_SECRETS_DIR')).map(([n]) => n);
+    const withDir = [...functionEnvironment()]
+      .filter(([, e]) => e.env.includes('PARTNER_SECRETS_DIR'))
+      .map(([n]) => n);
     const withHmac = Object.entries(access())
       .filter(([, a]) => a.partner_hmac)
       .map(([n]) => n);
     expect(withDir).toEqual(['mirrorToPartners']);
     expect(withHmac).toEqual(['mirrorToPartners']);
     // shared/partner-secrets.ts reads <dir>/<slug>
-    expect(readFileSync(path.join(REPO_ROOT, 'shared', 'partner-secrets.ts'), 'utf8')).toContain('join(dir, slug)');
+    expect(readFileSync(path.join(REPO_ROOT, 'shared', 'partner-secrets.ts'), 'utf8')).toContain(
+      'join(dir, slug)',
+    );
 
     const vols = text(locals.function_secret_volumes);
     expect(vols).toContain('(local.partner_secrets_dir) = {');
     expect(vols).toContain('secret = module.secrets.ids[local.partner_hmac_secret]');
-    expect(vols).toContain('versions = { for slug, p in var.partners : slug => tostring(p.hmac_version) if p.hmac_version != null }');
+    expect(vols).toContain(
+      'versions = { for slug, p in var.partners : slug => tostring(p.hmac_version) if p.hmac_version != null }',
+    );
     expect(vols).toContain('if local.function_access[name].partner_hmac');
     const call = one('module', { dir: 'stack', name: 'function' });
     expect(text(call.body.secret_volumes)).toBe('${local.function_secret_volumes[each.key]}');
@@ -859,7 +928,8 @@ describe('function environment = the code’s configuration (shared/config.ts)',
   });
 
   it('no old variable names are left in the Terraform code', () => {
-    const old = /JWT_JWKS_URL|PARTNER_HMAC_KEY|LFS_SIGNER_SERVICE_ACCOUNT|ARTIFACTS_BUCKET|ARTIFACTS_UPLOAD_PREFIX|CLOUD_SQL_CONNECTION_NAME|FIRESTORE_DATABASE_ID|"pending\/"/;
+    const old =
+      /JWT_JWKS_URL|PARTNER_HMAC_KEY|LFS_SIGNER_SERVICE_ACCOUNT|ARTIFACTS_BUCKET|ARTIFACTS_UPLOAD_PREFIX|CLOUD_SQL_CONNECTION_NAME|FIRESTORE_DATABASE_ID|"pending\/"/;
     expect(files.filter((f) => old.test(JSON.stringify(f.json))).map((f) => f.file)).toEqual([]);
   });
 
@@ -874,7 +944,8 @@ describe('function environment = the code’s configuration (shared/config.ts)',
     const names = [...table.matchAll(/`([A-Z][A-Z0-9_]{2,})(?:=[^`]*)?`/g)].map((m) => m[1]!);
     const known = new Set([...schema.keys, ...Object.keys(READ_OUTSIDE_CONFIG)]);
     expect(names.filter((n) => !known.has(n))).toEqual([]);
-    for (const k of schema.keys.filter((k) => k !== 'DATABASE_URL')) expect(names, `docs table: ${k}`).toContain(k);
+    for (const k of schema.keys.filter((k) => k !== 'DATABASE_URL'))
+      expect(names, `docs table: ${k}`).toContain(k);
   });
 });
 
@@ -902,7 +973,11 @@ describe('partner module', () => {
     expect(text(doc.body.document_id)).toBe('${var.slug}');
     const cert = one('resource', { dir: 'modules/partner', type: 'google_certificate_manager_certificate' });
     expect(text(cert.body.count)).toBe('${var.domain == null ? 0 : 1}');
-    const url = one('resource', { dir: 'modules/partner-gateway', type: 'google_compute_url_map', name: 'main' });
+    const url = one('resource', {
+      dir: 'modules/partner-gateway',
+      type: 'google_compute_url_map',
+      name: 'main',
+    });
     expect(text(url.body.dynamic.path_matcher[0].content)).toContain('/p/${path_matcher.key}/');
   });
 });
@@ -923,7 +998,9 @@ describe('storage, Cloud SQL, Firestore', () => {
     expect(guards.map((g) => text(g.condition)).join(' ')).toContain(
       '!startswith(p, var.finalize_notification.object_name_prefix) && !startswith(var.finalize_notification.object_name_prefix, p)',
     );
-    expect(b.body.lifecycle_rule.map((r: Body) => r.action[0].type)).toEqual(['AbortIncompleteMultipartUpload']);
+    expect(b.body.lifecycle_rule.map((r: Body) => r.action[0].type)).toEqual([
+      'AbortIncompleteMultipartUpload',
+    ]);
 
     // lfsProxy uploads to OBJECT_PREFIX (shared/artifacts.ts); the notification is limited to it.
     const objectPrefix = /export const OBJECT_PREFIX = '([^']+)'/.exec(
@@ -953,7 +1030,11 @@ describe('storage, Cloud SQL, Firestore', () => {
   });
 
   it('Cloud SQL: PostgreSQL 15, private IP, IAM auth, backups + PITR, IAM users, connection name env', () => {
-    const i = one('resource', { dir: 'modules/cloudsql', type: 'google_sql_database_instance', name: 'main' });
+    const i = one('resource', {
+      dir: 'modules/cloudsql',
+      type: 'google_sql_database_instance',
+      name: 'main',
+    });
     expect(i.body.database_version).toBe('POSTGRES_15');
     const s = i.body.settings[0];
     expect(s.ip_configuration[0].ipv4_enabled).toBe(false);
@@ -965,7 +1046,9 @@ describe('storage, Cloud SQL, Firestore', () => {
     expect(u.body.type).toBe('CLOUD_IAM_SERVICE_ACCOUNT');
     const env = one('output', { dir: 'modules/cloudsql', name: 'env_vars' });
     expect(Object.keys(env.body.value).sort()).toEqual(['CLOUD_SQL_INSTANCE', 'PGDATABASE']);
-    expect(text(env.body.value.CLOUD_SQL_INSTANCE)).toBe('${google_sql_database_instance.main.connection_name}');
+    expect(text(env.body.value.CLOUD_SQL_INSTANCE)).toBe(
+      '${google_sql_database_instance.main.connection_name}',
+    );
   });
 
   it('Firestore is a native-mode database', () => {
@@ -979,7 +1062,14 @@ describe('environments', () => {
 
   it('dev and prod are root modules with a gcs backend, examples and the shared stack', () => {
     for (const env of envs) {
-      for (const f of ['main.tf', 'variables.tf', 'outputs.tf', 'versions.tf', 'terraform.tfvars.example', 'backend.hcl.example'])
+      for (const f of [
+        'main.tf',
+        'variables.tf',
+        'outputs.tf',
+        'versions.tf',
+        'terraform.tfvars.example',
+        'backend.hcl.example',
+      ])
         expect(existsSync(path.join(TF_ROOT, 'envs', env, f)), `envs/${env}/${f}`).toBe(true);
       const versions = files.find((f) => f.file === `envs/${env}/versions.tf`)!;
       expect(versions.json.terraform[0].backend.gcs).toBeDefined();
@@ -991,7 +1081,9 @@ describe('environments', () => {
   it('dev and prod cannot drift: identical variables and the same stack arguments', () => {
     const vars = envs.map((env) => files.find((f) => f.file === `envs/${env}/variables.tf`)!.json);
     expect(vars[0]).toEqual(vars[1]);
-    const args = envs.map((env) => Object.keys(one('module', { dir: `envs/${env}`, name: 'stack' }).body).sort());
+    const args = envs.map((env) =>
+      Object.keys(one('module', { dir: `envs/${env}`, name: 'stack' }).body).sort(),
+    );
     expect(args[0]).toEqual(args[1]);
   });
 
@@ -1001,7 +1093,15 @@ describe('environments', () => {
     expect(v('region').body.default).toBe('europe-west3');
     const partners = text(v('partners').body.type);
     expect(partners).toMatch(/^\$\{map\(object\(/);
-    for (const field of ['display_name', 'principal', 'instances', 'sponsors', 'event_types', 'share_content', 'domain'])
+    for (const field of [
+      'display_name',
+      'principal',
+      'instances',
+      'sponsors',
+      'event_types',
+      'share_content',
+      'domain',
+    ])
       expect(partners).toContain(`${field} =`);
     expect((v('partners').body.validation ?? []).length).toBeGreaterThan(0);
     expect(text(v('app_instances').body.type)).toMatch(/^\$\{map\(object\(/);
@@ -1017,7 +1117,8 @@ describe('environments', () => {
         .map((b) => b.name);
       for (const name of required) expect(vars[name], `${env}: ${name}`).toBeDefined();
       for (const [slug, partner] of Object.entries<Body>(vars.partners ?? {}))
-        for (const i of partner.instances ?? []) expect(Object.keys(vars.app_instances ?? {}), `${env}/${slug}`).toContain(i);
+        for (const i of partner.instances ?? [])
+          expect(Object.keys(vars.app_instances ?? {}), `${env}/${slug}`).toContain(i);
     }
   });
 });

@@ -18,10 +18,14 @@ describe('functions host', () => {
     '%s answers /healthz with its dependencies',
     async (name) => {
       // a cold instance may need a moment for its first dependency checks
-      const res = await eventually(async () => {
-        const r = await fetch(fnUrl(name, '/healthz'));
-        return r.status === 200 ? r : undefined;
-      }, 30_000, `${name} healthy`);
+      const res = await eventually(
+        async () => {
+          const r = await fetch(fnUrl(name, '/healthz'));
+          return r.status === 200 ? r : undefined;
+        },
+        30_000,
+        `${name} healthy`,
+      );
       const body = await res.json();
       expect(body.status).toBe('ok');
       expect(Object.values(body.dependencies).every((s) => s === 'ok')).toBe(true);
@@ -105,17 +109,25 @@ describe('pub/sub bridge', () => {
     for (let i = 0; i < 20; i++) {
       const key = keys[i % 2]!;
       sent.push(`${key}:${i}`);
-      await t.publishMessage({ data: Buffer.from(`${key}:${i}`), orderingKey: key, attributes: { 'ce-id': `e${i}` } });
+      await t.publishMessage({
+        data: Buffer.from(`${key}:${i}`),
+        orderingKey: key,
+        attributes: { 'ce-id': `e${i}` },
+      });
     }
     await eventually(async () => (received.length >= 20 ? true : undefined), 20_000, '20 deliveries');
     for (const key of keys) {
-      const got = received.map((r) => Buffer.from(r.body.message.data, 'base64').toString()).filter((d) => d.startsWith(key));
+      const got = received
+        .map((r) => Buffer.from(r.body.message.data, 'base64').toString())
+        .filter((d) => d.startsWith(key));
       expect(got).toEqual(sent.filter((d) => d.startsWith(key)));
     }
     const first = received[0]!;
     expect(first.headers['ce-type']).toBe('google.cloud.pubsub.topic.v1.messagePublished');
     expect(first.headers['ce-specversion']).toBe('1.0');
-    expect(first.headers['ce-source']).toBe(`//pubsub.googleapis.com/projects/${suite().projectId}/topics/${topic}`);
+    expect(first.headers['ce-source']).toBe(
+      `//pubsub.googleapis.com/projects/${suite().projectId}/topics/${topic}`,
+    );
     expect(first.body.subscription).toBe(`projects/${suite().projectId}/subscriptions/${subName}`);
     expect(first.body.deliveryAttempt).toBe(1);
     expect(keys).toContain(first.body.message.orderingKey);
@@ -128,7 +140,9 @@ describe('pub/sub bridge', () => {
     try {
       const payload = `poison-${randomUUID()}`;
       failFor = new Set([payload]);
-      await pubsub.topic(topic, { messageOrdering: true }).publishMessage({ data: Buffer.from(payload), orderingKey: 'student-c' });
+      await pubsub
+        .topic(topic, { messageOrdering: true })
+        .publishMessage({ data: Buffer.from(payload), orderingKey: 'student-c' });
       const msg = await eventually(
         async () => dl.received.find((m) => m.data.toString() === payload),
         30_000,
@@ -144,7 +158,9 @@ describe('pub/sub bridge', () => {
       expect(msg.attributes['ldr-deadletter-ordering-key']).toBe('student-c');
       // the key is not stuck: a later message of the same key is delivered
       failFor = new Set();
-      await pubsub.topic(topic, { messageOrdering: true }).publishMessage({ data: Buffer.from('after'), orderingKey: 'student-c' });
+      await pubsub
+        .topic(topic, { messageOrdering: true })
+        .publishMessage({ data: Buffer.from('after'), orderingKey: 'student-c' });
       await eventually(
         async () => received.find((r) => Buffer.from(r.body.message.data, 'base64').toString() === 'after'),
         10_000,
@@ -160,7 +176,11 @@ describe('redis behind the Upstash REST endpoint', () => {
   it('@upstash/ratelimit denies past its limit', async () => {
     const env = suite().env;
     const redis = new Redis({ url: env.UPSTASH_REDIS_REST_URL!, token: env.UPSTASH_REDIS_REST_TOKEN! });
-    const limiter = new Ratelimit({ redis, limiter: Ratelimit.slidingWindow(3, '60 s'), prefix: `t-${randomUUID()}` });
+    const limiter = new Ratelimit({
+      redis,
+      limiter: Ratelimit.slidingWindow(3, '60 s'),
+      prefix: `t-${randomUUID()}`,
+    });
     const results = [];
     for (let i = 0; i < 4; i++) results.push(await limiter.limit('student-1'));
     expect(results.map((r) => r.success)).toEqual([true, true, true, false]);
@@ -180,7 +200,13 @@ describe('postgres', () => {
         `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`,
       );
       expect(tables.rows.map((r) => r.table_name)).toEqual(
-        expect.arrayContaining(['interactions', 'mastery_snapshots', 'struggle_alerts', 'topic_state', 'outbox']),
+        expect.arrayContaining([
+          'interactions',
+          'mastery_snapshots',
+          'struggle_alerts',
+          'topic_state',
+          'outbox',
+        ]),
       );
     } finally {
       await client.end();
@@ -210,7 +236,19 @@ describe('dev identity', () => {
     const { execFileSync } = await import('node:child_process');
     const out = execFileSync(
       process.execPath,
-      ['--import', 'tsx', 'scripts/token.ts', '--sub', 'app-1', '--role', 'app', '--instance', 'inst-1', '--data-dir', suite().dataDir],
+      [
+        '--import',
+        'tsx',
+        'scripts/token.ts',
+        '--sub',
+        'app-1',
+        '--role',
+        'app',
+        '--instance',
+        'inst-1',
+        '--data-dir',
+        suite().dataDir,
+      ],
       { encoding: 'utf8' },
     ).trim();
     const p = await verifier().verify(`Bearer ${out}`);

@@ -9,7 +9,12 @@ export default async function setup(project: TestProject) {
   process.env.METADATA_SERVER_DETECTION = 'none';
   const dataDir = mkdtempSync(join(tmpdir(), 'ldr-test-'));
   chmodSync(dataDir, 0o755);
-  const suite = await startSuite({ dataDir, ports: await freePorts(), bridgeMinBackoffMs: 500, bridgeMaxBackoffMs: 5000 });
+  const suite = await startSuite({
+    dataDir,
+    ports: await freePorts(),
+    bridgeMinBackoffMs: 500,
+    bridgeMaxBackoffMs: 5000,
+  });
   project.provide('suite', {
     dataDir,
     env: suite.env,

@@ -17,7 +17,11 @@ export async function token(req: TokenRequest) {
 export const fnUrl = (name: string, path = '') => `${suite().functionsBase}/${name}${path}`;
 
 /** Polls until `check` returns a value other than undefined, or throws after the deadline. */
-export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  timeoutMs = 20_000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -27,7 +31,8 @@ export async function eventually<T>(check: () => Promise<T | undefined>, timeout
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -35,8 +40,15 @@ export async function eventually<T>(check: () => Promise<T | undefined>, timeout
 /** A fresh subscription on a topic, to observe what gets published there. */
 export async function tap(pubsub: PubSub, topic: string, opts: { ordered?: boolean } = {}) {
   const name = `test.tap.${randomUUID()}`;
-  const [sub] = await pubsub.topic(topic).createSubscription(name, { enableMessageOrdering: opts.ordered ?? false });
-  const received: Array<{ id: string; data: Buffer; attributes: Record<string, string>; orderingKey?: string }> = [];
+  const [sub] = await pubsub
+    .topic(topic)
+    .createSubscription(name, { enableMessageOrdering: opts.ordered ?? false });
+  const received: Array<{
+    id: string;
+    data: Buffer;
+    attributes: Record<string, string>;
+    orderingKey?: string;
+  }> = [];
   sub.on('message', (m) => {
     received.push({ id: m.id, data: m.data, attributes: m.attributes, orderingKey: m.orderingKey });
     m.ack();
@@ -68,7 +80,9 @@ export async function postJson(url: string, body: unknown, bearer?: string): Pro
 }
 
 export async function control(component: 'redis' | 'pubsub' | 'postgres', action: 'stop' | 'start') {
-  const res = await fetch(`http://127.0.0.1:${suite().ports.functions}/_ldr/control/${component}/${action}`, { method: 'POST' });
+  const res = await fetch(`http://127.0.0.1:${suite().ports.functions}/_ldr/control/${component}/${action}`, {
+    method: 'POST',
+  });
   if (!res.ok) throw new Error(`control ${component} ${action}: ${res.status} ${await res.text()}`);
 }
 

@@ -17,7 +17,6 @@ import { eventually, fnUrl, iso, postJson, pubsubClient, suite, tap, token, work
  * through the bridge, ingestInteraction refusing what is not stored. Fresh learners and instances per test.
  */
 
-// biome-ignore lint/suspicious/noExplicitAny: JSON response bodies, checked by the assertions
 type Json = Record<string, any>;
 
 const uid = () => randomUUID().replace(/-/g, '').slice(0, 16);

@@ -2,7 +2,18 @@ import { randomUUID } from 'node:crypto';
 import { Firestore } from '@google-cloud/firestore';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { control, eventually, fnUrl, iso, postJson, pubsubClient, suite, tap, token, workers } from './helpers.ts';
+import {
+  control,
+  eventually,
+  fnUrl,
+  iso,
+  postJson,
+  pubsubClient,
+  suite,
+  tap,
+  token,
+  workers,
+} from './helpers.ts';
 
 const pubsub = pubsubClient();
 let db: pg.Pool;
@@ -22,7 +33,9 @@ const ingest = (body: unknown, t: string) => postJson(fnUrl('ingestInteraction')
 const topicDoc = (student: string, topic: string) =>
   fs.collection('students').doc(student).collection('topics').doc(topic).get();
 const historyCount = async (student: string) =>
-  Number((await db.query('SELECT count(*) FROM interactions WHERE student_id = $1', [student])).rows[0].count);
+  Number(
+    (await db.query('SELECT count(*) FROM interactions WHERE student_id = $1', [student])).rows[0].count,
+  );
 
 function quiz(student: string, score: number, extra: Record<string, unknown> = {}) {
   return {
@@ -47,7 +60,9 @@ describe('interaction → triage → progress → history', () => {
     const t = await token({ sub: student, role: 'student' });
     const taps = Object.fromEntries(
       await Promise.all(
-        ['debug', 'code-review', 'exercise', 'progress', 'concepts'].map(async (a) => [a, await tap(pubsub, `learnflow.agent.${a}`)] as const),
+        ['debug', 'code-review', 'exercise', 'progress', 'concepts'].map(
+          async (a) => [a, await tap(pubsub, `learnflow.agent.${a}`)] as const,
+        ),
       ),
     );
     const audit = await tap(pubsub, 'learnflow.triage.routed');
@@ -56,12 +71,42 @@ describe('interaction → triage → progress → history', () => {
     try {
       const base = { studentId: student, instanceId: 'inst-a', occurredAt: iso(), topic: 'python.loops' };
       const events = [
-        { ...base, id: `e-${randomUUID()}`, kind: 'code_execution', payload: { ok: false, errorType: 'TypeError', errorMessage: 'x is undefined' } },
-        { ...base, id: `e-${randomUUID()}`, kind: 'code_submission', payload: { exerciseId: 'ex-1', code: 'print(1)', codeQuality: 0.9 } },
-        { ...base, id: `e-${randomUUID()}`, kind: 'exercise_attempt', payload: { exerciseId: 'ex-1', passed: true } },
-        { ...base, id: `e-${randomUUID()}`, kind: 'exercise_attempt', payload: { exerciseId: 'ex-2', passed: false } },
-        { ...base, id: `e-${randomUUID()}`, kind: 'quiz_answer', payload: { quizId: 'qz', correct: true, score: 0.8 } },
-        { ...base, id: `e-${randomUUID()}`, kind: 'help_request', payload: { text: 'Ich komme nicht weiter mit den Schleifen' } },
+        {
+          ...base,
+          id: `e-${randomUUID()}`,
+          kind: 'code_execution',
+          payload: { ok: false, errorType: 'TypeError', errorMessage: 'x is undefined' },
+        },
+        {
+          ...base,
+          id: `e-${randomUUID()}`,
+          kind: 'code_submission',
+          payload: { exerciseId: 'ex-1', code: 'print(1)', codeQuality: 0.9 },
+        },
+        {
+          ...base,
+          id: `e-${randomUUID()}`,
+          kind: 'exercise_attempt',
+          payload: { exerciseId: 'ex-1', passed: true },
+        },
+        {
+          ...base,
+          id: `e-${randomUUID()}`,
+          kind: 'exercise_attempt',
+          payload: { exerciseId: 'ex-2', passed: false },
+        },
+        {
+          ...base,
+          id: `e-${randomUUID()}`,
+          kind: 'quiz_answer',
+          payload: { quizId: 'qz', correct: true, score: 0.8 },
+        },
+        {
+          ...base,
+          id: `e-${randomUUID()}`,
+          kind: 'help_request',
+          payload: { text: 'Ich komme nicht weiter mit den Schleifen' },
+        },
         { ...base, id: `e-${randomUUID()}`, kind: 'session', payload: { action: 'start' } },
       ];
       const res = await ingest({ events }, t);
@@ -69,7 +114,11 @@ describe('interaction → triage → progress → history', () => {
       expect(res.body.accepted).toBe(7);
       const expectedAgent = ['debug', 'code-review', 'exercise', 'exercise', 'progress', 'concepts', 'none'];
 
-      await eventually(async () => (audit.received.length >= 7 ? true : undefined), 20_000, 'seven triage decisions');
+      await eventually(
+        async () => (audit.received.length >= 7 ? true : undefined),
+        20_000,
+        'seven triage decisions',
+      );
       const decisions = audit.json().map((m) => m.body);
       events.forEach((e, i) => {
         const d = decisions.filter((x) => x.interactionId === e.id);
@@ -81,30 +130,52 @@ describe('interaction → triage → progress → history', () => {
       for (const [agent, tp] of Object.entries(taps)) {
         const ids = tp.json().map((m) => m.body.interactionId);
         const want = events.filter((_, i) => expectedAgent[i] === agent).map((e) => e.id);
-        await eventually(async () => (tp.received.length >= want.length ? true : undefined), 10_000, `${agent} topic`);
-        expect(tp.json().map((m) => m.body.interactionId).sort()).toEqual(want.sort());
+        await eventually(
+          async () => (tp.received.length >= want.length ? true : undefined),
+          10_000,
+          `${agent} topic`,
+        );
+        expect(
+          tp
+            .json()
+            .map((m) => m.body.interactionId)
+            .sort(),
+        ).toEqual(want.sort());
         expect(tp.received.every((m) => m.orderingKey === student)).toBe(true);
         expect(ids.length).toBeLessThanOrEqual(want.length);
       }
 
       // progress: exercise 1/2 passed, quiz 0.8, quality 0.9, one-day streak:
       // 100 × (0.4 × 0.5 + 0.3 × 0.8 + 0.2 × 0.9 + 0.1 × 1/7) = 20 + 24 + 18 + 1.43 = 63.4 → learning
-      const doc = await eventually(async () => {
-        const d = await topicDoc(student, 'python.loops');
-        return d.exists && d.get('interactions') === 7 ? d : undefined;
-      }, 20_000, 'progress in Firestore');
+      const doc = await eventually(
+        async () => {
+          const d = await topicDoc(student, 'python.loops');
+          return d.exists && d.get('interactions') === 7 ? d : undefined;
+        },
+        20_000,
+        'progress in Firestore',
+      );
       expect(doc.get('mastery')).toBe(63.4);
       expect(doc.get('level')).toBe('learning');
       expect(await historyCount(student)).toBe(7);
-      const snap = await db.query('SELECT mastery, level FROM mastery_snapshots WHERE student_id = $1', [student]);
+      const snap = await db.query('SELECT mastery, level FROM mastery_snapshots WHERE student_id = $1', [
+        student,
+      ]);
       expect(snap.rows).toEqual([{ mastery: '63.4', level: 'learning' }]);
 
-      const api = await fetch(fnUrl('progressApi', `/students/${student}`), { headers: { authorization: `Bearer ${t}` } });
+      const api = await fetch(fnUrl('progressApi', `/students/${student}`), {
+        headers: { authorization: `Bearer ${t}` },
+      });
       if (api.status !== 501) {
         expect(api.status).toBe(200);
         expect((await api.json()).topics[0].mastery).toBe(63.4);
       }
-      await eventually(async () => (progress.received.some((m) => JSON.parse(m.data.toString()).mastery === 63.4) ? true : undefined), 10_000, 'progress event');
+      await eventually(
+        async () =>
+          progress.received.some((m) => JSON.parse(m.data.toString()).mastery === 63.4) ? true : undefined,
+        10_000,
+        'progress event',
+      );
       await eventually(async () => (struggle.received.length ? true : undefined), 10_000, 'struggle event');
       const s = struggle.json().map((m) => m.body);
       expect(s.map((x) => x.reason)).toEqual(['stuck']);
@@ -122,7 +193,11 @@ describe('interaction → triage → progress → history', () => {
     const second = await ingest(ev, t);
     expect(first.body.results).toEqual([{ id: ev.id, status: 'accepted' }]);
     expect(second.body.results).toEqual([{ id: ev.id, status: 'duplicate' }]);
-    await eventually(async () => ((await historyCount(student)) === 1 ? true : undefined), 15_000, 'history row');
+    await eventually(
+      async () => ((await historyCount(student)) === 1 ? true : undefined),
+      15_000,
+      'history row',
+    );
     const doc = await eventually(async () => {
       const d = await topicDoc(student, 'python.loops');
       return d.exists ? d : undefined;
@@ -156,7 +231,13 @@ describe('interaction → triage → progress → history', () => {
           'ce-time': iso(),
         },
         body: JSON.stringify({
-          message: { data: Buffer.from(JSON.stringify(ev)).toString('base64'), attributes, messageId: `m-${attempt}`, publishTime: iso(), orderingKey: student },
+          message: {
+            data: Buffer.from(JSON.stringify(ev)).toString('base64'),
+            attributes,
+            messageId: `m-${attempt}`,
+            publishTime: iso(),
+            orderingKey: student,
+          },
           subscription: 'projects/demo-ldr/subscriptions/fn.updateProgress.interaction',
           deliveryAttempt: attempt,
         }),
@@ -185,12 +266,19 @@ describe('interaction → triage → progress → history', () => {
     const res = await ingest({ events }, app);
     expect(res.status).toBe(202);
     for (const s of students) {
-      const doc = await eventually(async () => {
-        const d = await topicDoc(s, 'python.loops');
-        return d.exists && d.get('interactions') === 12 ? d : undefined;
-      }, 30_000, `12 interactions of ${s}`);
+      const doc = await eventually(
+        async () => {
+          const d = await topicDoc(s, 'python.loops');
+          return d.exists && d.get('interactions') === 12 ? d : undefined;
+        },
+        30_000,
+        `12 interactions of ${s}`,
+      );
       expect(doc.get('mastery')).toBe(quizOnlyMastery(scores.get(s)!));
-      const rows = await db.query('SELECT payload FROM interactions WHERE student_id = $1 ORDER BY applied_at, event_id', [s]);
+      const rows = await db.query(
+        'SELECT payload FROM interactions WHERE student_id = $1 ORDER BY applied_at, event_id',
+        [s],
+      );
       expect(rows.rows.map((r) => r.payload.score)).toEqual(scores.get(s));
     }
   });
@@ -203,20 +291,39 @@ describe('interaction → triage → progress → history', () => {
     const before = (await workers()).updateProgress!.pid;
     const res = await ingest({ events }, t);
     expect(res.status).toBe(202);
-    await eventually(async () => ((await historyCount(student)) >= 5 ? true : undefined), 20_000, 'first applications');
+    await eventually(
+      async () => ((await historyCount(student)) >= 5 ? true : undefined),
+      20_000,
+      'first applications',
+    );
     process.kill(before, 'SIGKILL');
-    await eventually(async () => ((await workers()).updateProgress!.pid !== before ? true : undefined), 10_000, 'worker restart');
-    const doc = await eventually(async () => {
-      const d = await topicDoc(student, 'python.loops');
-      return d.exists && d.get('interactions') === 60 ? d : undefined;
-    }, 60_000, 'all 60 interactions applied');
+    await eventually(
+      async () => ((await workers()).updateProgress!.pid !== before ? true : undefined),
+      10_000,
+      'worker restart',
+    );
+    const doc = await eventually(
+      async () => {
+        const d = await topicDoc(student, 'python.loops');
+        return d.exists && d.get('interactions') === 60 ? d : undefined;
+      },
+      60_000,
+      'all 60 interactions applied',
+    );
     expect(await historyCount(student)).toBe(60);
     expect(doc.get('mastery')).toBe(quizOnlyMastery(scores));
     // every progress event decided in the ledger is eventually published (the outbox drains)
-    await eventually(async () => {
-      const outbox = await db.query(`SELECT count(*) FROM outbox WHERE ordering_key = $1 AND sent_at IS NULL`, [student]);
-      return Number(outbox.rows[0].count) === 0 ? true : undefined;
-    }, 20_000, 'the outbox to drain');
+    await eventually(
+      async () => {
+        const outbox = await db.query(
+          `SELECT count(*) FROM outbox WHERE ordering_key = $1 AND sent_at IS NULL`,
+          [student],
+        );
+        return Number(outbox.rows[0].count) === 0 ? true : undefined;
+      },
+      20_000,
+      'the outbox to drain',
+    );
   }, 120_000);
 });
 
@@ -249,12 +356,20 @@ describe('degraded dependencies', () => {
     expect(down.status).toBe(503);
     expect(down.headers.get('retry-after')).toBeTruthy();
     expect(down.headers.get('content-type')).toContain('application/problem+json');
-    const retry = await eventually(async () => {
-      const r = await ingest(ev, t);
-      return r.status === 202 ? r : undefined;
-    }, 30_000, 'ingest after Pub/Sub is back');
+    const retry = await eventually(
+      async () => {
+        const r = await ingest(ev, t);
+        return r.status === 202 ? r : undefined;
+      },
+      30_000,
+      'ingest after Pub/Sub is back',
+    );
     expect(retry.body.results).toEqual([{ id: ev.id, status: 'accepted' }]);
-    await eventually(async () => ((await historyCount(student)) === 1 ? true : undefined), 20_000, 'applied once');
+    await eventually(
+      async () => ((await historyCount(student)) === 1 ? true : undefined),
+      20_000,
+      'applied once',
+    );
   });
 });
 
@@ -264,24 +379,46 @@ describe('poison messages', () => {
     const student = `s-${randomUUID()}`;
     try {
       const topic = pubsub.topic('learnflow.interaction.received', { messageOrdering: true });
-      await topic.publishMessage({ data: Buffer.from('{not json'), orderingKey: student, attributes: { 'ce-id': 'p1', 'ce-type': 'learnflow.interaction.v1', 'ce-source': '/x' } });
+      await topic.publishMessage({
+        data: Buffer.from('{not json'),
+        orderingKey: student,
+        attributes: { 'ce-id': 'p1', 'ce-type': 'learnflow.interaction.v1', 'ce-source': '/x' },
+      });
       const invalid = { id: `bad-${randomUUID()}`, studentId: student, kind: 'quiz_answer', payload: {} };
       await topic.publishMessage({
         data: Buffer.from(JSON.stringify(invalid)),
         orderingKey: student,
-        attributes: { 'ce-id': invalid.id, 'ce-type': 'learnflow.interaction.v1', 'ce-source': '/x', 'ce-specversion': '1.0' },
+        attributes: {
+          'ce-id': invalid.id,
+          'ce-type': 'learnflow.interaction.v1',
+          'ce-source': '/x',
+          'ce-specversion': '1.0',
+        },
       });
       const t = await token({ sub: student, role: 'student' });
       expect((await ingest(quiz(student, 1), t)).status).toBe(202);
-      await eventually(async () => ((await historyCount(student)) === 1 ? true : undefined), 20_000, 'the good event after the poison');
-      const fromUpdate = await eventually(async () => {
-        const m = dl.received.filter((x) => x.attributes['ldr-deadletter-function'] === 'updateProgress');
-        return m.length >= 2 ? m : undefined;
-      }, 20_000, 'dead-lettered poison');
-      expect(fromUpdate.map((m) => m.attributes['ldr-deadletter-reason'])).toEqual(
-        expect.arrayContaining([expect.stringContaining('not JSON'), expect.stringContaining('invalid interaction')]),
+      await eventually(
+        async () => ((await historyCount(student)) === 1 ? true : undefined),
+        20_000,
+        'the good event after the poison',
       );
-      expect(fromUpdate.some((m) => m.attributes['ldr-deadletter-reason']!.includes('/occurredAt'))).toBe(true);
+      const fromUpdate = await eventually(
+        async () => {
+          const m = dl.received.filter((x) => x.attributes['ldr-deadletter-function'] === 'updateProgress');
+          return m.length >= 2 ? m : undefined;
+        },
+        20_000,
+        'dead-lettered poison',
+      );
+      expect(fromUpdate.map((m) => m.attributes['ldr-deadletter-reason'])).toEqual(
+        expect.arrayContaining([
+          expect.stringContaining('not JSON'),
+          expect.stringContaining('invalid interaction'),
+        ]),
+      );
+      expect(fromUpdate.some((m) => m.attributes['ldr-deadletter-reason']!.includes('/occurredAt'))).toBe(
+        true,
+      );
     } finally {
       await dl.close();
     }

@@ -13,7 +13,6 @@ const uid = () => randomUUID().replace(/-/g, '').slice(0, 12);
 const DAY = '2025-03-10';
 const at = (time: string, day = DAY) => `${day}T${time}Z`;
 
-// biome-ignore lint/suspicious/noExplicitAny: response bodies are asserted on, not typed
 type Json = Record<string, any>;
 
 async function get(path: string, tok?: string) {

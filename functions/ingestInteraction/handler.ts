@@ -1,5 +1,4 @@
 import type { Principal, Verifier } from '../../shared/auth.ts';
-import type { Artifacts, DedupWindow, RateLimiter } from '../../shared/ports.ts';
 import { requirePermission } from '../../shared/auth.ts';
 import { type Bus, BusUnavailable } from '../../shared/clients.ts';
 import { type Interaction, LIMITS, validateBatch } from '../../shared/domain/interaction.ts';
@@ -7,10 +6,17 @@ import { badRequest, type FieldError, forbidden, HttpError } from '../../shared/
 import { interactionEvent, TOPICS } from '../../shared/events.ts';
 import { jsonBody, type Reply, type RouteContext } from '../../shared/http.ts';
 import type { Logger } from '../../shared/log.ts';
+import type { Artifacts, DedupWindow, RateLimiter } from '../../shared/ports.ts';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
-export type { ArtifactRecord, Artifacts, DedupWindow, RateDecision, RateLimiter } from '../../shared/ports.ts';
+export type {
+  ArtifactRecord,
+  Artifacts,
+  DedupWindow,
+  RateDecision,
+  RateLimiter,
+} from '../../shared/ports.ts';
 
 export interface IngestDeps {
   verifier: Verifier;
@@ -39,7 +45,12 @@ export function createIngest(deps: IngestDeps) {
     const result = validateBatch(body, { now: now(), newId: deps.newId });
     if (!result.ok) {
       if (result.tooLarge) {
-        throw new HttpError(413, 'Content Too Large', 'a payload exceeds 32 KiB: upload large content through lfsProxy (POST /uploads) and reference it as an lfs:// URI in artifacts', { errors: result.errors });
+        throw new HttpError(
+          413,
+          'Content Too Large',
+          'a payload exceeds 32 KiB: upload large content through lfsProxy (POST /uploads) and reference it as an lfs:// URI in artifacts',
+          { errors: result.errors },
+        );
       }
       throw badRequest(`${result.errors.length} invalid field(s); nothing was published`, result.errors);
     }
@@ -52,25 +63,47 @@ export function createIngest(deps: IngestDeps) {
     try {
       seen = await deps.dedup.claim(ids);
     } catch (err) {
-      deps.log.warn({ err: String(err) }, 'de-duplication window unavailable; publishing without it (consumers are idempotent)');
+      deps.log.warn(
+        { err: String(err) },
+        'de-duplication window unavailable; publishing without it (consumers are idempotent)',
+      );
       seen = new Map(ids.map((id) => [id, 'new']));
     }
     const toPublish = events.filter((e) => seen.get(e.id) !== 'done');
     const receivedAt = now();
     try {
-      await Promise.all(toPublish.map((e) => deps.bus.publish(TOPICS.interaction, interactionEvent(e, receivedAt), e.studentId)));
+      await Promise.all(
+        toPublish.map((e) =>
+          deps.bus.publish(TOPICS.interaction, interactionEvent(e, receivedAt), e.studentId),
+        ),
+      );
     } catch (err) {
       if (!(err instanceof BusUnavailable)) throw err;
       deps.log.error({ err: err.message }, 'event bus unavailable');
-      await deps.dedup.release(toPublish.filter((e) => seen.get(e.id) === 'new').map((e) => e.id)).catch(() => {});
-      throw new HttpError(503, 'Service Unavailable', 'the event bus is unavailable; retry with the same event ids, which is safe', {
-        headers: { 'Retry-After': '2', ...rateHeaders },
-      });
+      await deps.dedup
+        .release(toPublish.filter((e) => seen.get(e.id) === 'new').map((e) => e.id))
+        .catch(() => {});
+      throw new HttpError(
+        503,
+        'Service Unavailable',
+        'the event bus is unavailable; retry with the same event ids, which is safe',
+        {
+          headers: { 'Retry-After': '2', ...rateHeaders },
+        },
+      );
     }
-    await deps.dedup.confirm(toPublish.map((e) => e.id)).catch((err) =>
-      deps.log.warn({ err: String(err) }, 'could not record published ids; a retry may republish (consumers are idempotent)'),
-    );
-    const results = events.map((e) => ({ id: e.id, status: seen.get(e.id) === 'done' ? 'duplicate' : 'accepted' }));
+    await deps.dedup
+      .confirm(toPublish.map((e) => e.id))
+      .catch((err) =>
+        deps.log.warn(
+          { err: String(err) },
+          'could not record published ids; a retry may republish (consumers are idempotent)',
+        ),
+      );
+    const results = events.map((e) => ({
+      id: e.id,
+      status: seen.get(e.id) === 'done' ? 'duplicate' : 'accepted',
+    }));
     const duplicates = results.filter((r) => r.status === 'duplicate').length;
     return {
       status: 202,
@@ -97,9 +130,10 @@ export function createIngest(deps: IngestDeps) {
   }
 
   async function rateLimit(p: Principal, body: unknown): Promise<Record<string, string>> {
-    const events = body && typeof body === 'object' && Array.isArray((body as { events?: unknown }).events)
-      ? Math.max(1, (body as { events: unknown[] }).events.length)
-      : 1;
+    const events =
+      body && typeof body === 'object' && Array.isArray((body as { events?: unknown }).events)
+        ? Math.max(1, (body as { events: unknown[] }).events.length)
+        : 1;
     const [key, cost, perMin] =
       p.role === 'app'
         ? [`instance:${p.instance ?? p.sub}`, events, deps.limits.instanceEventsPerMin]
@@ -117,9 +151,14 @@ export function createIngest(deps: IngestDeps) {
       'RateLimit-Policy': `${d.limit};w=60`,
     };
     if (!d.success) {
-      throw new HttpError(429, 'Too Many Requests', `rate limit of ${d.limit} ${p.role === 'app' ? 'events' : 'requests'} per minute exceeded`, {
-        headers: { ...headers, 'Retry-After': String(Math.max(1, resetSeconds)) },
-      });
+      throw new HttpError(
+        429,
+        'Too Many Requests',
+        `rate limit of ${d.limit} ${p.role === 'app' ? 'events' : 'requests'} per minute exceeded`,
+        {
+          headers: { ...headers, 'Retry-After': String(Math.max(1, resetSeconds)) },
+        },
+      );
     }
     return headers;
   }
@@ -154,7 +193,8 @@ export function createIngest(deps: IngestDeps) {
               rec.ownerId === p.sub ||
               (rec.instanceId !== undefined && rec.instanceId === p.instance));
           if (!rec || !readable) errors.push({ path, message: 'no such artifact' });
-          else if (rec.state !== 'stored') errors.push({ path, message: `artifact is ${rec.state}, not stored` });
+          else if (rec.state !== 'stored')
+            errors.push({ path, message: `artifact is ${rec.state}, not stored` });
         }),
       ),
     );

@@ -14,11 +14,18 @@ const ingest = createIngest({
   dedup: redisDedupWindow(rt.redis(), rt.config.DEDUP_TTL_SECONDS),
   artifacts: firestoreArtifacts(rt.firestore()),
   log: rt.log,
-  limits: { studentRequestsPerMin: rt.config.RATE_STUDENT_PER_MIN, instanceEventsPerMin: rt.config.RATE_INSTANCE_EVENTS_PER_MIN },
+  limits: {
+    studentRequestsPerMin: rt.config.RATE_STUDENT_PER_MIN,
+    instanceEventsPerMin: rt.config.RATE_INSTANCE_EVENTS_PER_MIN,
+  },
   newId: uuidv7,
 });
 
 ff.http(
   'ingestInteraction',
-  httpFunction({ log: rt.log, health: rt.health(['pubsub', 'firestore', 'redis']), routes: [route('POST', '/', ingest)] }),
+  httpFunction({
+    log: rt.log,
+    health: rt.health(['pubsub', 'firestore', 'redis']),
+    routes: [route('POST', '/', ingest)],
+  }),
 );

@@ -1,9 +1,9 @@
-import type { LdrEvent } from '../../shared/cloudevents.ts';
 import { type Bus, BusUnavailable } from '../../shared/clients.ts';
+import type { LdrEvent } from '../../shared/cloudevents.ts';
 import type { Logger } from '../../shared/log.ts';
+import { entitled, scopedCopy } from '../../shared/partner-scope.ts';
 import type { PartnerSecrets } from '../../shared/partner-secrets.ts';
 import { mirroredTypes, type Partner } from '../../shared/registry.ts';
-import { entitled, scopedCopy } from '../../shared/partner-scope.ts';
 
 /** Port: the partner records (Firestore `partners`). */
 export interface PartnerDirectory {

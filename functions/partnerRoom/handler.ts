@@ -67,7 +67,12 @@ export function createPartnerRoom(deps: PartnerRoomDeps) {
           eventTypes: p.eventTypes,
           shareContent: p.shareContent,
           schemas: Object.fromEntries(p.eventTypes.map((t) => [t, deps.schemaUrl(p.slug, t)])),
-          endpoints: { pull: `/p/${p.slug}/pull?max=N`, ack: `/p/${p.slug}/ack`, nack: `/p/${p.slug}/nack`, content: `/p/${p.slug}/content` },
+          endpoints: {
+            pull: `/p/${p.slug}/pull?max=N`,
+            ack: `/p/${p.slug}/ack`,
+            nack: `/p/${p.slug}/nack`,
+            content: `/p/${p.slug}/content`,
+          },
         },
       };
     },
@@ -76,7 +81,9 @@ export function createPartnerRoom(deps: PartnerRoomDeps) {
       const raw = ctx.query.get('max') ?? '100';
       const max = Number(raw);
       if (!/^\d+$/.test(raw) || max < 1 || max > 500) {
-        throw badRequest('max must be an integer from 1 to 500', [{ path: '/query/max', message: 'must be 1–500' }]);
+        throw badRequest('max must be an integer from 1 to 500', [
+          { path: '/query/max', message: 'must be 1–500' },
+        ]);
       }
       const messages = await deps.stream.pull(p.slug, max);
       return { status: 200, body: { messages } };

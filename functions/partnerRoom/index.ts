@@ -4,10 +4,10 @@ import { z } from 'zod';
 import { interactionSchema } from '../../shared/domain/interaction.ts';
 import { HttpError, notFound } from '../../shared/errors.ts';
 import { httpFunction, route } from '../../shared/http.ts';
+import { scopedSchema } from '../../shared/partner-scope.ts';
 import { PARTNERS, type Partner } from '../../shared/registry.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { loadTopology, partnerNames } from '../../shared/topology.ts';
-import { scopedSchema } from '../../shared/partner-scope.ts';
 import { createPartnerRoom, structured } from './handler.ts';
 
 const rt = createRuntime('partnerRoom');
@@ -15,8 +15,12 @@ const topology = loadTopology();
 const project = rt.config.GOOGLE_CLOUD_PROJECT;
 // the PubSub client works out the emulator or production endpoint; the v1 client reuses its settings
 const clientConfig = await rt.pubsub().getClientConfig();
-const subscriber = new v1.SubscriberClient({ ...clientConfig, port: clientConfig.port === undefined ? undefined : Number(clientConfig.port) });
-const subscriptionOf = (slug: string) => `projects/${project}/subscriptions/${partnerNames(topology, slug).subscription.name}`;
+const subscriber = new v1.SubscriberClient({
+  ...clientConfig,
+  port: clientConfig.port === undefined ? undefined : Number(clientConfig.port),
+});
+const subscriptionOf = (slug: string) =>
+  `projects/${project}/subscriptions/${partnerNames(topology, slug).subscription.name}`;
 const db = rt.firestore();
 
 /** The subscription is exactly-once: an ack id that expired or was already used is refused as a client error. */
@@ -44,21 +48,33 @@ const room = createPartnerRoom({
   },
   stream: {
     async pull(slug, max) {
-      const [res] = await subscriber.pull({ subscription: subscriptionOf(slug), maxMessages: max, returnImmediately: true });
+      const [res] = await subscriber.pull({
+        subscription: subscriptionOf(slug),
+        maxMessages: max,
+        returnImmediately: true,
+      });
       return (res.receivedMessages ?? []).map((m) => ({
         ackId: m.ackId!,
-        event: structured((m.message?.attributes ?? {}) as Record<string, string>, Buffer.from(m.message?.data ?? '')),
+        event: structured(
+          (m.message?.attributes ?? {}) as Record<string, string>,
+          Buffer.from(m.message?.data ?? ''),
+        ),
       }));
     },
-    ack: (slug, ackIds) => settle(() => subscriber.acknowledge({ subscription: subscriptionOf(slug), ackIds })),
+    ack: (slug, ackIds) =>
+      settle(() => subscriber.acknowledge({ subscription: subscriptionOf(slug), ackIds })),
     nack: (slug, ackIds) =>
-      settle(() => subscriber.modifyAckDeadline({ subscription: subscriptionOf(slug), ackIds, ackDeadlineSeconds: 0 })),
+      settle(() =>
+        subscriber.modifyAckDeadline({ subscription: subscriptionOf(slug), ackIds, ackDeadlineSeconds: 0 }),
+      ),
   },
   content: {
     async sponsoredBy(sponsors) {
       if (!sponsors.length) return [];
       const snap = await db.collection('content').where('sponsor', 'in', sponsors.slice(0, 30)).get();
-      return snap.docs.map((d) => d.data()).sort((a, b) => String(b.publishedAt).localeCompare(String(a.publishedAt)));
+      return snap.docs
+        .map((d) => d.data())
+        .sort((a, b) => String(b.publishedAt).localeCompare(String(a.publishedAt)));
     },
   },
   subscriptionOf,
@@ -81,9 +97,16 @@ ff.http(
       route('GET', '/p/:slug/schemas/:type', async (ctx) => {
         const manifest = await room.manifest(ctx); // same authorization as the manifest
         const { shareContent, eventTypes } = manifest.body as { shareContent: boolean; eventTypes: string[] };
-        if (!eventTypes.includes(ctx.params.type!)) throw notFound(`no schema ${ctx.params.type} for this partner`);
+        if (!eventTypes.includes(ctx.params.type!))
+          throw notFound(`no schema ${ctx.params.type} for this partner`);
         if (ctx.params.type !== 'learnflow.interaction.v1') {
-          return { status: 200, body: { $comment: 'see the manifest event type; JSON data, learner ids are learnerRef', type: 'object' } };
+          return {
+            status: 200,
+            body: {
+              $comment: 'see the manifest event type; JSON data, learner ids are learnerRef',
+              type: 'object',
+            },
+          };
         }
         // the data as this partner receives it, not as the app posts it
         return { status: 200, body: scopedSchema(interactionJsonSchema, shareContent) };

@@ -1,11 +1,11 @@
 import { z } from 'zod';
 import { requirePermission, type Verifier } from '../../shared/auth.ts';
-import type { Artifacts } from '../../shared/ports.ts';
 import { type Bus, BusUnavailable } from '../../shared/clients.ts';
 import type { LdrEvent } from '../../shared/cloudevents.ts';
 import { badRequest, type FieldError, forbidden, HttpError } from '../../shared/errors.ts';
 import { subjectOf, TOPICS, TYPES } from '../../shared/events.ts';
 import { jsonBody, type Reply, type RouteContext } from '../../shared/http.ts';
+import type { Artifacts } from '../../shared/ports.ts';
 import { INSTANCE_RE } from '../../shared/registry.ts';
 
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -15,18 +15,29 @@ export const contentSchema = z.strictObject({
   kind: z.enum(['lesson', 'exercise', 'quiz', 'signal']),
   title: z.string().min(1).max(300),
   topic: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,127}$/),
-  sponsor: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/).optional(),
+  sponsor: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/)
+    .optional(),
   instances: z.array(z.string().regex(INSTANCE_RE)).min(1).max(1000).optional(),
-  studentId: z.string().regex(/^[A-Za-z0-9._:@-]{1,128}$/).optional(),
+  studentId: z
+    .string()
+    .regex(/^[A-Za-z0-9._:@-]{1,128}$/)
+    .optional(),
   body: z.unknown().optional(),
-  artifacts: z.array(z.string().regex(/^lfs:\/\/[A-Za-z0-9_-]{1,64}$/, 'must be an lfs:// URI')).max(20).optional(),
+  artifacts: z
+    .array(z.string().regex(/^lfs:\/\/[A-Za-z0-9_-]{1,64}$/, 'must be an lfs:// URI'))
+    .max(20)
+    .optional(),
 });
 export type Content = z.infer<typeof contentSchema>;
 
 /** Port: the content catalogue (Firestore `content/{id}`), keeping the newest version. */
 export interface ContentStore {
   /** false when a newer or equal version is already stored */
-  putIfNewer(c: Content & { publishedAt: string; audience: string[] | 'all'; publishedBy: string }): Promise<boolean>;
+  putIfNewer(
+    c: Content & { publishedAt: string; audience: string[] | 'all'; publishedBy: string },
+  ): Promise<boolean>;
 }
 
 /** Port: where a learner belongs (their instance), for signals. */
@@ -62,17 +73,26 @@ export function createPublishContent(deps: {
     const c = parsed.data;
     const errors: FieldError[] = [];
     if (c.body !== undefined && Buffer.byteLength(JSON.stringify(c.body)) > 32 * 1024) {
-      throw new HttpError(413, 'Content Too Large', 'body exceeds 32 KiB: upload it through lfsProxy and reference it in artifacts', {
-        errors: [{ path: '/body', message: 'must be at most 32 KiB' }],
-      });
+      throw new HttpError(
+        413,
+        'Content Too Large',
+        'body exceeds 32 KiB: upload it through lfsProxy and reference it in artifacts',
+        {
+          errors: [{ path: '/body', message: 'must be at most 32 KiB' }],
+        },
+      );
     }
-    if (c.kind === 'signal' && !c.studentId) errors.push({ path: '/studentId', message: 'a signal needs the learner it is for' });
-    if (c.kind !== 'signal' && c.studentId) errors.push({ path: '/studentId', message: 'only signals address one learner' });
-    if (c.kind === 'signal' && c.instances) errors.push({ path: '/instances', message: 'a signal goes to its learner’s instance' });
+    if (c.kind === 'signal' && !c.studentId)
+      errors.push({ path: '/studentId', message: 'a signal needs the learner it is for' });
+    if (c.kind !== 'signal' && c.studentId)
+      errors.push({ path: '/studentId', message: 'only signals address one learner' });
+    if (c.kind === 'signal' && c.instances)
+      errors.push({ path: '/instances', message: 'a signal goes to its learner’s instance' });
     for (const [j, uri] of (c.artifacts ?? []).entries()) {
       const rec = await deps.artifacts.get(uri.slice('lfs://'.length));
       if (!rec) errors.push({ path: `/artifacts/${j}`, message: 'no such artifact' });
-      else if (rec.state !== 'stored') errors.push({ path: `/artifacts/${j}`, message: `artifact is ${rec.state}, not stored` });
+      else if (rec.state !== 'stored')
+        errors.push({ path: `/artifacts/${j}`, message: `artifact is ${rec.state}, not stored` });
     }
     let audience: string[] | 'all' = c.instances ?? 'all';
     if (c.kind === 'signal' && c.studentId) {
@@ -105,8 +125,13 @@ export function createPublishContent(deps: {
       await deps.bus.publish(TOPICS.content, event, c.contentId);
     } catch (err) {
       if (!(err instanceof BusUnavailable)) throw err;
-      throw new HttpError(503, 'Service Unavailable', 'the event bus is unavailable; retry, which is safe', { headers: { 'Retry-After': '2' } });
+      throw new HttpError(503, 'Service Unavailable', 'the event bus is unavailable; retry, which is safe', {
+        headers: { 'Retry-After': '2' },
+      });
     }
-    return { status: 202, body: { id: event.id, contentId: c.contentId, version: c.version, audience, stored: fresh } };
+    return {
+      status: 202,
+      body: { id: event.id, contentId: c.contentId, version: c.version, audience, stored: fresh },
+    };
   };
 }

@@ -30,10 +30,19 @@ const publish = createPublishContent({
     async instanceOf(studentId) {
       const { rows } = await rt
         .pg()
-        .query('SELECT instance_id FROM topic_state WHERE student_id = $1 ORDER BY updated_at DESC LIMIT 1', [studentId]);
+        .query('SELECT instance_id FROM topic_state WHERE student_id = $1 ORDER BY updated_at DESC LIMIT 1', [
+          studentId,
+        ]);
       return rows[0]?.instance_id;
     },
   },
 });
 
-ff.http('publishContent', httpFunction({ log: rt.log, health: rt.health(['pubsub', 'firestore', 'postgres']), routes: [route('POST', '/', publish)] }));
+ff.http(
+  'publishContent',
+  httpFunction({
+    log: rt.log,
+    health: rt.health(['pubsub', 'firestore', 'postgres']),
+    routes: [route('POST', '/', publish)],
+  }),
+);

@@ -1,5 +1,5 @@
-import type { LdrEvent } from '../../shared/cloudevents.ts';
 import type { Bus } from '../../shared/clients.ts';
+import type { LdrEvent } from '../../shared/cloudevents.ts';
 import type { Interaction } from '../../shared/domain/interaction.ts';
 import { type TriageDecision, type TriageRules, triage } from '../../shared/domain/triage.ts';
 import { readInteraction, subjectOf, TOPICS, TYPES } from '../../shared/events.ts';
@@ -37,9 +37,15 @@ export function createRouteTriage(deps: { bus: Bus; rules: TriageRules }) {
       time: ev.time,
       subject: subjectOf(i.studentId),
       data,
-      extensions: { 'ldr-instance': i.instanceId, 'ldr-sponsor': i.sponsor, 'ldr-kind': i.kind, 'ldr-agent': decision.agent },
+      extensions: {
+        'ldr-instance': i.instanceId,
+        'ldr-sponsor': i.sponsor,
+        'ldr-kind': i.kind,
+        'ldr-agent': decision.agent,
+      },
     };
-    const targets = decision.agent === 'none' ? [TOPICS.triageAudit] : [TOPICS.agent(decision.agent), TOPICS.triageAudit];
+    const targets =
+      decision.agent === 'none' ? [TOPICS.triageAudit] : [TOPICS.agent(decision.agent), TOPICS.triageAudit];
     await Promise.all(targets.map((t) => deps.bus.publish(t, routed, i.studentId)));
     return data;
   };

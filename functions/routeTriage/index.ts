@@ -5,7 +5,8 @@ import { createRuntime } from '../../shared/runtime.ts';
 import { createRouteTriage } from './handler.ts';
 
 const rt = createRuntime('routeTriage');
-const rulesFile = process.env.TRIAGE_RULES_FILE ?? new URL('../../shared/domain/triage-rules.json', import.meta.url);
+const rulesFile =
+  process.env.TRIAGE_RULES_FILE ?? new URL('../../shared/domain/triage-rules.json', import.meta.url);
 const rules = loadRules(JSON.parse(readFileSync(rulesFile, 'utf8')));
 const route = createRouteTriage({ bus: rt.bus(), rules });
 

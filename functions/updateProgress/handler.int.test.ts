@@ -94,9 +94,13 @@ describe('updateProgress handler', () => {
     const handle = createUpdateProgress({ pool, view: firestoreProgressView(db), bus });
     const events = [0.2, 0.9, 0.7].map((s) => quiz(student, s));
     for (const ev of events) await handle(ev);
-    const before = (await db.collection('students').doc(student).collection('topics').doc('general').get()).data();
+    const before = (
+      await db.collection('students').doc(student).collection('topics').doc('general').get()
+    ).data();
     for (const ev of events) expect((await handle(ev)).applied).toBe(false);
-    const after = (await db.collection('students').doc(student).collection('topics').doc('general').get()).data();
+    const after = (
+      await db.collection('students').doc(student).collection('topics').doc('general').get()
+    ).data();
     expect(after).toEqual(before);
     // 100 × (0.3 × 0.6 + 0.1 × 1/7) = 18 + 1.43 = 19.4
     expect(after?.mastery).toBe(19.4);

@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import type { LdrEvent } from '../../shared/cloudevents.ts';
 import type { Bus } from '../../shared/clients.ts';
+import type { LdrEvent } from '../../shared/cloudevents.ts';
 import { readInteraction } from '../../shared/events.ts';
 import { retryTransient } from '../../shared/retry.ts';
 import { applyInteraction, markSent, pendingOutbox } from './ledger.ts';

@@ -9,7 +9,8 @@ const update = createUpdateProgress({
   pool: rt.pg(),
   view: firestoreProgressView(rt.firestore()),
   bus: rt.bus(),
-  onRetry: (err, attempt) => rt.log.warn({ err: String(err), attempt }, 'PostgreSQL unavailable; waiting it out'),
+  onRetry: (err, attempt) =>
+    rt.log.warn({ err: String(err), attempt }, 'PostgreSQL unavailable; waiting it out'),
 });
 
 registerEventFunction(rt, async (ev, delivery) => {

@@ -1,7 +1,7 @@
 import type pg from 'pg';
+import type { LdrEvent } from '../../shared/cloudevents.ts';
 import type { Interaction } from '../../shared/domain/interaction.ts';
 import { apply, emptyState, type Mastery, mastery, type TopicState } from '../../shared/domain/mastery.ts';
-import type { LdrEvent } from '../../shared/cloudevents.ts';
 import { subjectOf, TOPICS, TYPES } from '../../shared/events.ts';
 
 export interface TopicRow extends Mastery {
@@ -26,7 +26,10 @@ export interface OutboxRow {
  * events to announce go to the outbox. A duplicate, concurrent or replayed delivery finds the id and
  * changes nothing.
  */
-export async function applyInteraction(pool: pg.Pool, i: Interaction): Promise<{ applied: boolean; row: TopicRow }> {
+export async function applyInteraction(
+  pool: pg.Pool,
+  i: Interaction,
+): Promise<{ applied: boolean; row: TopicRow }> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
@@ -53,7 +56,18 @@ export async function applyInteraction(pool: pg.Pool, i: Interaction): Promise<{
     await client.query(
       `INSERT INTO interactions (event_id, student_id, instance_id, topic, kind, sponsor, occurred_at, payload, artifacts, mastery_after)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-      [i.id, i.studentId, i.instanceId, i.topic, i.kind, i.sponsor ?? null, i.occurredAt, i.payload, i.artifacts ?? [], m.mastery],
+      [
+        i.id,
+        i.studentId,
+        i.instanceId,
+        i.topic,
+        i.kind,
+        i.sponsor ?? null,
+        i.occurredAt,
+        i.payload,
+        i.artifacts ?? [],
+        m.mastery,
+      ],
     );
     const updated = await client.query(
       `UPDATE topic_state SET state = $3, mastery = $4, level = $5, components = $6, version = $7, instance_id = $8, updated_at = now()
@@ -109,7 +123,15 @@ export async function applyInteraction(pool: pg.Pool, i: Interaction): Promise<{
           type: TYPES.struggle,
           time,
           subject: subjectOf(i.studentId),
-          data: { studentId: i.studentId, instanceId: i.instanceId, topic: i.topic, reason: s.reason, detail: s.detail, day, interactionId: i.id },
+          data: {
+            studentId: i.studentId,
+            instanceId: i.instanceId,
+            topic: i.topic,
+            reason: s.reason,
+            detail: s.detail,
+            day,
+            interactionId: i.id,
+          },
           extensions: ext,
         },
       });
@@ -141,7 +163,11 @@ export async function applyInteraction(pool: pg.Pool, i: Interaction): Promise<{
   }
 }
 
-export async function readRow(db: pg.Pool | pg.PoolClient, studentId: string, topic: string): Promise<TopicRow> {
+export async function readRow(
+  db: pg.Pool | pg.PoolClient,
+  studentId: string,
+  topic: string,
+): Promise<TopicRow> {
   const { rows } = await db.query(
     'SELECT instance_id, state, mastery, level, components, version, updated_at FROM topic_state WHERE student_id = $1 AND topic = $2',
     [studentId, topic],
@@ -166,9 +192,14 @@ export async function pendingOutbox(pool: pg.Pool, orderingKey: string): Promise
     'SELECT topic, ordering_key, attributes, data FROM outbox WHERE ordering_key = $1 AND sent_at IS NULL ORDER BY created_at, event_id',
     [orderingKey],
   );
-  return rows.map((r) => ({ topic: r.topic, orderingKey: r.ordering_key, event: { ...r.attributes, data: r.data } }));
+  return rows.map((r) => ({
+    topic: r.topic,
+    orderingKey: r.ordering_key,
+    event: { ...r.attributes, data: r.data },
+  }));
 }
 
 export async function markSent(pool: pg.Pool, eventIds: string[]) {
-  if (eventIds.length) await pool.query('UPDATE outbox SET sent_at = now() WHERE event_id = ANY($1)', [eventIds]);
+  if (eventIds.length)
+    await pool.query('UPDATE outbox SET sent_at = now() WHERE event_id = ANY($1)', [eventIds]);
 }

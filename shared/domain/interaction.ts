@@ -79,7 +79,10 @@ const envelope = {
     .string()
     .regex(PRINCIPAL_RE, 'must be 1–128 characters of A–Z, a–z, 0–9, . _ : @ or -')
     // the id names a Firestore document: '.', '..' and '__…__' are reserved there
-    .refine((s) => s !== '.' && s !== '..' && !/^__.*__$/.test(s), 'must not be ".", ".." or of the form __name__'),
+    .refine(
+      (s) => s !== '.' && s !== '..' && !/^__.*__$/.test(s),
+      'must not be ".", ".." or of the form __name__',
+    ),
   instanceId: z.string().regex(PRINCIPAL_RE, 'must be 1–128 characters of A–Z, a–z, 0–9, . _ : @ or -'),
   occurredAt: z.iso.datetime({
     offset: true,
