@@ -22,15 +22,23 @@ const bus = createBus(new PubSub({ projectId: process.env.GOOGLE_CLOUD_PROJECT ?
 ff.http('baseline', async (req, res) => {
   const body = req.body as { events?: Array<Record<string, unknown>> } & Record<string, unknown>;
   const raw = Array.isArray(body?.events) ? body.events : [body];
-  const events = raw.map((e) => ({ ...e, id: typeof e.id === 'string' ? e.id : randomUUID() }) as unknown as Interaction);
+  const events = raw.map(
+    (e) => ({ ...e, id: typeof e.id === 'string' ? e.id : randomUUID() }) as unknown as Interaction,
+  );
   const receivedAt = new Date();
   try {
-    await Promise.all(events.map((e) => bus.publish(TOPICS.interaction, interactionEvent(e, receivedAt), e.studentId)));
+    await Promise.all(
+      events.map((e) => bus.publish(TOPICS.interaction, interactionEvent(e, receivedAt), e.studentId)),
+    );
   } catch (err) {
     res.status(503).json({ status: 503, detail: (err as Error).message });
     return;
   }
-  res.status(202).json({ accepted: events.length, duplicates: 0, results: events.map((e) => ({ id: e.id, status: 'accepted' })) });
+  res.status(202).json({
+    accepted: events.length,
+    duplicates: 0,
+    results: events.map((e) => ({ id: e.id, status: 'accepted' })),
+  });
 });
 
 const server = getTestServer('baseline');

@@ -30,9 +30,11 @@ export interface ChartOptions {
   target?: { y: number; label: string };
 }
 
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const esc = (s: string) =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
-const fmt = (v: number) => (v >= 1000 ? `${+(v / 1000).toFixed(1)}k` : v >= 10 ? String(Math.round(v)) : String(+v.toFixed(1)));
+const fmt = (v: number) =>
+  v >= 1000 ? `${+(v / 1000).toFixed(1)}k` : v >= 10 ? String(Math.round(v)) : String(+v.toFixed(1));
 
 /** Tick values covering [lo, hi]: 1-2-5 steps on a log axis, "nice" linear steps otherwise. */
 export function ticks(lo: number, hi: number, log: boolean): number[] {
@@ -49,7 +51,7 @@ export function ticks(lo: number, hi: number, log: boolean): number[] {
   const span = hi - lo || 1;
   const raw = span / 6;
   const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = ([1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag);
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
   const out: number[] = [];
   for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) out.push(+v.toPrecision(12));
   return out;
@@ -79,15 +81,28 @@ export function lineChart(opts: ChartOptions): string {
   const ph = H - m.top - m.bottom;
   const pts = opts.series.flatMap((s) => s.points);
   const ys = pts.map((p) => p.y).concat(opts.target ? [opts.target.y] : []);
-  const [x0, x1] = domain(pts.map((p) => p.x), !!opts.logX);
+  const [x0, x1] = domain(
+    pts.map((p) => p.x),
+    !!opts.logX,
+  );
   const [y0, y1] = domain(ys, !!opts.logY);
   const sx = (x: number) =>
-    m.left + (opts.logX ? (Math.log10(x) - Math.log10(x0)) / (Math.log10(x1) - Math.log10(x0)) : (x - x0) / (x1 - x0)) * pw;
+    m.left +
+    (opts.logX
+      ? (Math.log10(x) - Math.log10(x0)) / (Math.log10(x1) - Math.log10(x0))
+      : (x - x0) / (x1 - x0)) *
+      pw;
   const sy = (y: number) =>
-    m.top + ph - (opts.logY ? (Math.log10(y) - Math.log10(y0)) / (Math.log10(y1) - Math.log10(y0)) : (y - y0) / (y1 - y0)) * ph;
+    m.top +
+    ph -
+    (opts.logY
+      ? (Math.log10(y) - Math.log10(y0)) / (Math.log10(y1) - Math.log10(y0))
+      : (y - y0) / (y1 - y0)) *
+      ph;
   const out: string[] = [];
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="12">`,
+    `<title>${esc(opts.title)}</title>`,
     `<rect width="${W}" height="${H}" fill="#ffffff"/>`,
     `<text x="${m.left}" y="24" font-size="16" font-weight="600">${esc(opts.title)}</text>`,
   );
@@ -119,10 +134,14 @@ export function lineChart(opts: ChartOptions): string {
     );
   }
   opts.series.forEach((s, i) => {
-    const points = s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y) && (!opts.logY || p.y > 0)).sort((a, b) => a.x - b.x);
+    const points = s.points
+      .filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y) && (!opts.logY || p.y > 0))
+      .sort((a, b) => a.x - b.x);
     if (points.length) {
       const d = points.map((p, j) => `${j ? 'L' : 'M'}${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(' ');
-      out.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`);
+      out.push(
+        `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`,
+      );
       for (const p of points) {
         out.push(
           `<circle cx="${sx(p.x).toFixed(1)}" cy="${sy(p.y).toFixed(1)}" r="3" fill="${s.color}"><title>${esc(s.name)}: ${fmt(p.x)} → ${p.y.toFixed(1)}</title></circle>`,

@@ -123,7 +123,10 @@ export async function shoot(opts: ShotOptions): Promise<ShotResult> {
           const body = opts.batch === 1 ? events[0] : { events };
           return {
             ...req,
-            headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+            headers: {
+              'content-type': 'application/json',
+              ...(token ? { authorization: `Bearer ${token}` } : {}),
+            },
             body: JSON.stringify(body),
           };
         },

@@ -102,7 +102,8 @@ export function suitePids(dataDir: string): Record<string, number> {
   }
   const redis = join(dataDir, 'redis');
   if (existsSync(redis)) {
-    for (const f of readdirSync(redis)) if (/^redis-\d+\.pid$/.test(f)) out['redis-server'] = read(join(redis, f));
+    for (const f of readdirSync(redis))
+      if (/^redis-\d+\.pid$/.test(f)) out['redis-server'] = read(join(redis, f));
   }
   return out;
 }
@@ -110,7 +111,9 @@ export function suitePids(dataDir: string): Record<string, number> {
 /** Busy CPU seconds of the whole machine so far (all cores; /proc/stat user+nice+system+irq+softirq+steal). */
 export function machineBusySeconds(): number | undefined {
   try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith('cpu '));
+    const line = readFileSync('/proc/stat', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('cpu '));
     const f = line!.trim().split(/\s+/).slice(1).map(Number);
     return ((f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0)) / clockTicks();
   } catch {
