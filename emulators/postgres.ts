@@ -56,13 +56,17 @@ export async function startPostgres(port: number, dataDir: string): Promise<Mana
     '-c',
     'fsync=off',
     '-c',
-    'synchronous_commit=off',
-    '-c',
     'full_page_writes=off',
     '-c',
     'max_connections=200',
   ]);
-  const p = startProcess('postgres', server.cmd, server.args, { dataDir });
+  // fast shutdown (SIGINT to the postmaster): committed transactions are on disk before it exits
+  const p = startProcess('postgres', server.cmd, server.args, {
+    dataDir,
+    stopSignal: 'SIGINT',
+    stopGroup: false,
+    stopGraceMs: 15_000,
+  });
   const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
   await Promise.race([
     waitFor(

@@ -51,7 +51,17 @@ export function startProcess(
   name: string,
   cmd: string,
   args: string[],
-  opts: { dataDir: string; env?: NodeJS.ProcessEnv; cwd?: string; logFile?: string; inheritOutput?: boolean },
+  opts: {
+    dataDir: string;
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    logFile?: string;
+    inheritOutput?: boolean;
+    /** how to ask it to stop: default SIGTERM to the whole group; PostgreSQL wants SIGINT to the postmaster */
+    stopSignal?: NodeJS.Signals;
+    stopGroup?: boolean;
+    stopGraceMs?: number;
+  },
 ): Managed {
   const logDir = join(opts.dataDir, 'logs');
   mkdirSync(logDir, { recursive: true });
@@ -86,8 +96,12 @@ export function startProcess(
           process.kill(-pid, sig);
         } catch {}
       };
-      kill('SIGTERM');
-      const timer = setTimeout(() => kill('SIGKILL'), 5_000);
+      if (opts.stopGroup === false) {
+        try {
+          process.kill(pid, opts.stopSignal ?? 'SIGTERM');
+        } catch {}
+      } else kill(opts.stopSignal ?? 'SIGTERM');
+      const timer = setTimeout(() => kill('SIGKILL'), opts.stopGraceMs ?? 5_000);
       await exited;
       clearTimeout(timer);
       kill('SIGKILL'); // leftovers in the group

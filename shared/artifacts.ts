@@ -7,7 +7,8 @@ export const ARTIFACTS = 'artifacts';
 
 /** Every object of an artifact lives under `artifacts/<artifactId>/`; the notification filter uses it too. */
 export const OBJECT_PREFIX = 'artifacts/';
-export const ARTIFACT_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+// Firestore reserves document ids of the form __name__
+export const ARTIFACT_ID_RE = /^(?!__.*__$)[A-Za-z0-9_-]{1,64}$/;
 export const LFS_SCHEME = 'lfs://';
 
 export const artifactUri = (id: string) => `${LFS_SCHEME}${id}`;

@@ -54,9 +54,11 @@ export function problemReply(err: HttpError): Reply {
 export function httpFunction(opts: { routes: Route[]; health: Health; log: Logger }) {
   const { routes, health, log } = opts;
   return async (req: Request, res: Response) => {
-    const url = new URL(req.url, 'http://local');
-    const path = url.pathname.replace(/\/+$/, '') || '/';
+    let path = req.url;
     try {
+      // prefixing (not resolving against a base) keeps '//x' and '/\\x' paths instead of throwing
+      const url = new URL(`http://local${req.url.startsWith('/') ? '' : '/'}${req.url}`);
+      path = url.pathname.replace(/\/+$/, '') || '/';
       if (req.method === 'GET' && path === '/healthz') {
         const deps = await health();
         const down = Object.values(deps).includes('down');
@@ -113,8 +115,39 @@ export function jsonBody(req: Request, maxBytes: number): unknown {
   if (size > maxBytes) {
     throw new HttpError(413, 'Content Too Large', `the body exceeds ${maxBytes} bytes`);
   }
-  if (req.body !== undefined && typeof req.body === 'object' && !Buffer.isBuffer(req.body)) return req.body;
+  if (req.body !== undefined && typeof req.body === 'object' && !Buffer.isBuffer(req.body)) {
+    const problem = unstorable(req.body);
+    if (problem) throw new HttpError(400, 'Bad Request', problem.message, { errors: [problem] });
+    return req.body;
+  }
   throw new HttpError(400, 'Bad Request', 'the body is not valid JSON', {
     errors: [{ path: '/', message: 'malformed JSON' }],
   });
+}
+
+export const MAX_JSON_DEPTH = 32;
+
+/**
+ * Finds what no store of the room can hold, without recursion (so a deeply nested body cannot
+ * overflow the stack): nesting deeper than MAX_JSON_DEPTH, and U+0000 in strings or keys, which
+ * PostgreSQL jsonb refuses.
+ */
+export function unstorable(value: unknown): { path: string; message: string } | undefined {
+  const stack: Array<{ v: unknown; path: string; depth: number }> = [{ v: value, path: '', depth: 0 }];
+  while (stack.length) {
+    const { v, path, depth } = stack.pop()!;
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) return { path: path || '/', message: 'must not contain U+0000' };
+      continue;
+    }
+    if (!v || typeof v !== 'object') continue;
+    if (depth >= MAX_JSON_DEPTH)
+      return { path: path || '/', message: `nests deeper than ${MAX_JSON_DEPTH} levels` };
+    for (const [k, child] of Object.entries(v)) {
+      const p = `${path}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+      if (k.includes('\u0000')) return { path: p, message: 'keys must not contain U+0000' };
+      stack.push({ v: child, path: p, depth: depth + 1 });
+    }
+  }
+  return undefined;
 }

@@ -8,7 +8,8 @@ import { jsonBody, type Reply, type RouteContext } from '../../shared/http.ts';
 import type { Artifacts } from '../../shared/ports.ts';
 import { INSTANCE_RE } from '../../shared/registry.ts';
 
-const ID = /^[A-Za-z0-9_-]{1,64}$/;
+// Firestore reserves document ids of the form __name__
+const ID = /^(?!__.*__$)[A-Za-z0-9_-]{1,64}$/;
 export const contentSchema = z.strictObject({
   contentId: z.string().regex(ID, 'must be 1–64 characters of A–Z, a–z, 0–9, _ or -'),
   version: z.number().int().min(1),
@@ -26,7 +27,7 @@ export const contentSchema = z.strictObject({
     .optional(),
   body: z.unknown().optional(),
   artifacts: z
-    .array(z.string().regex(/^lfs:\/\/[A-Za-z0-9_-]{1,64}$/, 'must be an lfs:// URI'))
+    .array(z.string().regex(/^lfs:\/\/(?!__.*__$)[A-Za-z0-9_-]{1,64}$/, 'must be an lfs:// URI'))
     .max(20)
     .optional(),
 });
@@ -82,6 +83,8 @@ export function createPublishContent(deps: {
         },
       );
     }
+    const unfit = firestoreUnfit(c.body, '/body');
+    if (unfit) errors.push(unfit);
     if (c.kind === 'signal' && !c.studentId)
       errors.push({ path: '/studentId', message: 'a signal needs the learner it is for' });
     if (c.kind !== 'signal' && c.studentId)
@@ -134,4 +137,27 @@ export function createPublishContent(deps: {
       body: { id: event.id, contentId: c.contentId, version: c.version, audience, stored: fresh },
     };
   };
+}
+
+/**
+ * What Firestore cannot store in the content document: an array directly inside an array, and map
+ * keys that are empty or of the reserved form __name__ (bodies are depth-limited by jsonBody).
+ */
+function firestoreUnfit(v: unknown, path: string): { path: string; message: string } | undefined {
+  if (Array.isArray(v)) {
+    for (const [i, x] of v.entries()) {
+      if (Array.isArray(x))
+        return { path: `${path}/${i}`, message: 'an array directly inside an array cannot be stored' };
+      const inner = firestoreUnfit(x, `${path}/${i}`);
+      if (inner) return inner;
+    }
+  } else if (v && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      if (k === '' || /^__.*__$/.test(k))
+        return { path: `${path}/${k}`, message: 'empty and __name__ keys cannot be stored' };
+      const inner = firestoreUnfit(x, `${path}/${k}`);
+      if (inner) return inner;
+    }
+  }
+  return undefined;
 }

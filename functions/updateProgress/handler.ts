@@ -1,7 +1,11 @@
 import type pg from 'pg';
 import type { Bus } from '../../shared/clients.ts';
 import type { LdrEvent } from '../../shared/cloudevents.ts';
+import { PoisonMessage } from '../../shared/cloudevents.ts';
 import { readInteraction } from '../../shared/events.ts';
+
+const UNSTORABLE = new Set(['22P05', '22021', '22P02', '54000']);
+
 import { retryTransient } from '../../shared/retry.ts';
 import { applyInteraction, markSent, pendingOutbox } from './ledger.ts';
 import type { ProgressView } from './projection.ts';
@@ -23,7 +27,14 @@ export function createUpdateProgress(deps: {
     retryTransient(op, { budgetMs: deps.outageBudgetMs ?? 45_000, onRetry: deps.onRetry });
   return async (ev: LdrEvent) => {
     const i = readInteraction(ev);
-    const { applied, row } = await retry(() => applyInteraction(deps.pool, i));
+    const { applied, row } = await retry(() => applyInteraction(deps.pool, i)).catch(
+      (err: { code?: string; message?: string }) => {
+        // data PostgreSQL can never store (e.g. U+0000 in jsonb): retrying cannot help
+        if (err.code && UNSTORABLE.has(err.code))
+          throw new PoisonMessage(`PostgreSQL refused the interaction: ${err.message}`);
+        throw err;
+      },
+    );
     await deps.view.project(row);
     const pending = await retry(() => pendingOutbox(deps.pool, i.studentId));
     const sent: string[] = [];

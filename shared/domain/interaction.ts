@@ -33,7 +33,7 @@ const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const PRINCIPAL_RE = /^[A-Za-z0-9._:@-]{1,128}$/;
 const TOPIC_RE = /^[a-z0-9][a-z0-9._-]{0,127}$/;
 const SLUG_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
-const LFS_RE = /^lfs:\/\/[A-Za-z0-9_-]{1,64}$/;
+const LFS_RE = /^lfs:\/\/(?!__.*__$)[A-Za-z0-9_-]{1,64}$/;
 
 export const utf8Bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
 
