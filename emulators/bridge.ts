@@ -24,7 +24,7 @@ export interface BridgeOptions {
 
 export interface Bridge {
   stop(): Promise<void>;
-  stats(): { delivered: number; retried: number; deadLettered: number };
+  stats(): { delivered: number; retried: number; deadLettered: number; inFlight: number };
 }
 
 export function startBridge(opts: BridgeOptions): Bridge {
@@ -33,7 +33,7 @@ export function startBridge(opts: BridgeOptions): Bridge {
   const minBackoff = opts.minBackoffMs ?? topology.defaults.minimumBackoffSeconds * 1000;
   const maxBackoff = opts.maxBackoffMs ?? topology.defaults.maximumBackoffSeconds * 1000;
   const deadLetter = pubsub.topic(topology.deadLetterTopic);
-  const stats = { delivered: 0, retried: 0, deadLettered: 0 };
+  const stats = { delivered: 0, retried: 0, deadLettered: 0, inFlight: 0 };
   const subs: Subscription[] = [];
   let stopping = false;
   const timers = new Set<NodeJS.Timeout>();
@@ -160,6 +160,7 @@ export function startBridge(opts: BridgeOptions): Bridge {
         const m = q[0]!;
         await deliver(m);
         seen.delete(m.id);
+        stats.inFlight--;
         q.shift();
       }
       queues.delete(key);
@@ -168,8 +169,12 @@ export function startBridge(opts: BridgeOptions): Bridge {
     sub.on('message', (m: Message) => {
       if (seen.has(m.id)) return; // a redelivery of something already queued here
       seen.add(m.id);
+      stats.inFlight++;
       if (!m.orderingKey) {
-        void deliver(m).finally(() => seen.delete(m.id));
+        void deliver(m).finally(() => {
+          seen.delete(m.id);
+          stats.inFlight--;
+        });
         return;
       }
       const q = queues.get(m.orderingKey);

@@ -357,10 +357,15 @@ async function startWorker(
   let stopped = false;
   const script = new URL('./function-worker.ts', import.meta.url).pathname;
   const spawnOne = (): Managed => {
-    const m = startProcess(`fn-${name}`, process.execPath, ['--import', 'tsx', script, name, String(port)], {
-      dataDir: opts.dataDir,
-      env: opts.env,
-    });
+    const m = startProcess(
+      `fn-${name}`,
+      process.execPath,
+      ['--max-old-space-size=256', '--import', 'tsx', script, name, String(port)],
+      {
+        dataDir: opts.dataDir,
+        env: opts.env,
+      },
+    );
     m.exited.then((code) => {
       if (stopped) return;
       log.warn({ fn: name, code }, 'function worker exited; restarting');

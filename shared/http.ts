@@ -126,11 +126,12 @@ export function jsonBody(req: Request, maxBytes: number): unknown {
 }
 
 export const MAX_JSON_DEPTH = 32;
+const LONE_SURROGATE = /\p{Surrogate}/u;
 
 /**
  * Finds what no store of the room can hold, without recursion (so a deeply nested body cannot
- * overflow the stack): nesting deeper than MAX_JSON_DEPTH, and U+0000 in strings or keys, which
- * PostgreSQL jsonb refuses.
+ * overflow the stack): nesting deeper than MAX_JSON_DEPTH, and U+0000 or lone surrogates in strings
+ * or keys, which PostgreSQL jsonb refuses.
  */
 export function unstorable(value: unknown): { path: string; message: string } | undefined {
   const stack: Array<{ v: unknown; path: string; depth: number }> = [{ v: value, path: '', depth: 0 }];
@@ -138,6 +139,8 @@ export function unstorable(value: unknown): { path: string; message: string } | 
     const { v, path, depth } = stack.pop()!;
     if (typeof v === 'string') {
       if (v.includes('\u0000')) return { path: path || '/', message: 'must not contain U+0000' };
+      if (LONE_SURROGATE.test(v))
+        return { path: path || '/', message: 'must be well-formed Unicode (no lone surrogates)' };
       continue;
     }
     if (!v || typeof v !== 'object') continue;
@@ -145,7 +148,8 @@ export function unstorable(value: unknown): { path: string; message: string } | 
       return { path: path || '/', message: `nests deeper than ${MAX_JSON_DEPTH} levels` };
     for (const [k, child] of Object.entries(v)) {
       const p = `${path}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`;
-      if (k.includes('\u0000')) return { path: p, message: 'keys must not contain U+0000' };
+      if (k.includes('\u0000') || LONE_SURROGATE.test(k))
+        return { path: p, message: 'keys must be well-formed Unicode without U+0000' };
       stack.push({ v: child, path: p, depth: depth + 1 });
     }
   }

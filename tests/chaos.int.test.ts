@@ -16,7 +16,7 @@ import { Firestore } from '@google-cloud/firestore';
 import type { PubSub } from '@google-cloud/pubsub';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { control, eventually, fnUrl, pubsubClient, suite, tap, token, workers } from './helpers.ts';
+import { control, eventually, fnUrl, pubsubClient, settle, suite, tap, token, workers } from './helpers.ts';
 
 const RESILIENCE = new URL('../RESILIENCE.md', import.meta.url);
 const BEGIN = '<!-- chaos:begin (written by tests/chaos.int.test.ts) -->';
@@ -37,6 +37,7 @@ beforeAll(() => {
 
 afterAll(async () => {
   writeResilience();
+  await settle(100_000); // leave no backlog behind for the next test file
   await db.end();
   await fs.terminate();
   await pubsub.close();

@@ -91,3 +91,15 @@ export async function workers(): Promise<Record<string, { pid: number; port: num
 }
 
 export const iso = (d = new Date()) => d.toISOString();
+
+/** Waits until the bridge has nothing in flight, so a test file leaves no backlog to the next one. */
+export async function settle(timeoutMs = 120_000) {
+  await eventually(
+    async () => {
+      const stats = await (await fetch(`http://127.0.0.1:${suite().ports.functions}/_ldr/bridge`)).json();
+      return stats.inFlight === 0 ? true : undefined;
+    },
+    timeoutMs,
+    'the bridge to drain its backlog',
+  );
+}
