@@ -63,10 +63,23 @@ const room = createPartnerRoom({
     },
     ack: (slug, ackIds) =>
       settle(() => subscriber.acknowledge({ subscription: subscriptionOf(slug), ackIds })),
-    nack: (slug, ackIds) =>
-      settle(() =>
-        subscriber.modifyAckDeadline({ subscription: subscriptionOf(slug), ackIds, ackDeadlineSeconds: 0 }),
-      ),
+    // Releasing is idempotent: an ack id whose deadline already expired is released already. The
+    // exactly-once subscription refuses the whole call for one such id, so the rest go one by one.
+    async nack(slug, ackIds) {
+      const release = (ids: string[]) =>
+        subscriber.modifyAckDeadline({
+          subscription: subscriptionOf(slug),
+          ackIds: ids,
+          ackDeadlineSeconds: 0,
+        });
+      try {
+        await release(ackIds);
+      } catch (err) {
+        const code = (err as { code?: number }).code;
+        if (code !== 3 && code !== 9) throw err;
+        for (const id of ackIds) await release([id]).catch(() => {});
+      }
+    },
   },
   content: {
     async sponsoredBy(sponsors) {
