@@ -162,6 +162,24 @@ describe('publishContent: validation', () => {
     expect(bus.published).toEqual([]);
   });
 
+  it('refuses bodies Firestore cannot store, naming the place', async () => {
+    const { call, bus } = setup();
+    let deep: unknown = 1;
+    for (let i = 0; i < 20; i++) deep = { a: deep };
+    const base = { contentId: 'c1', version: 1, kind: 'lesson', title: 'T', topic: 'python' };
+    const cases: Array<[unknown, string]> = [
+      [deep, '/body/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a'],
+      [{ list: [[1]] }, '/body/list/0'],
+      [{ __name__: 1 }, '/body/__name__'],
+    ];
+    for (const [body, path] of cases) {
+      const r = await call({ ...base, body });
+      expect(r.status).toBe(400);
+      expect(paths(r)).toEqual([path]);
+    }
+    expect(bus.published).toEqual([]);
+  });
+
   it('names missing required fields', async () => {
     const { call } = setup();
     const r = await call({ contentId: 'x' });

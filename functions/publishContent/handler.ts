@@ -140,22 +140,27 @@ export function createPublishContent(deps: {
 }
 
 /**
- * What Firestore cannot store in the content document: an array directly inside an array, and map
- * keys that are empty or of the reserved form __name__ (bodies are depth-limited by jsonBody).
+ * What Firestore cannot store in the content document: maps and arrays nested deeper than it allows
+ * (20 levels for the whole document; the body gets 16), an array directly inside an array, and map keys
+ * that are empty or of the reserved form __name__.
  */
-function firestoreUnfit(v: unknown, path: string): { path: string; message: string } | undefined {
+const MAX_BODY_DEPTH = 16;
+function firestoreUnfit(v: unknown, path: string, depth = 0): { path: string; message: string } | undefined {
+  if (v && typeof v === 'object' && depth >= MAX_BODY_DEPTH) {
+    return { path, message: `nests deeper than ${MAX_BODY_DEPTH} levels` };
+  }
   if (Array.isArray(v)) {
     for (const [i, x] of v.entries()) {
       if (Array.isArray(x))
         return { path: `${path}/${i}`, message: 'an array directly inside an array cannot be stored' };
-      const inner = firestoreUnfit(x, `${path}/${i}`);
+      const inner = firestoreUnfit(x, `${path}/${i}`, depth + 1);
       if (inner) return inner;
     }
   } else if (v && typeof v === 'object') {
     for (const [k, x] of Object.entries(v)) {
       if (k === '' || /^__.*__$/.test(k))
         return { path: `${path}/${k}`, message: 'empty and __name__ keys cannot be stored' };
-      const inner = firestoreUnfit(x, `${path}/${k}`);
+      const inner = firestoreUnfit(x, `${path}/${k}`, depth + 1);
       if (inner) return inner;
     }
   }
