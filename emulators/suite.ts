@@ -176,6 +176,14 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     });
     started.push({ stop: () => storage.stop().then(() => notifier.close()) });
     storage.addNotification(LFS_BUCKET, 'learnflow.storage.finalized');
+    // the artifacts bucket exists from the start, as Terraform creates it in production (lfsProxy's health checks it)
+    const bucket = await fetch(`${storage.url}/storage/v1/b?project=${projectId}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: LFS_BUCKET }),
+    });
+    if (!bucket.ok && bucket.status !== 409)
+      throw new Error(`could not create bucket ${LFS_BUCKET}: HTTP ${bucket.status}`);
 
     const env: Record<string, string> = {
       LFS_BUCKET,
