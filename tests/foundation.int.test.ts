@@ -32,13 +32,33 @@ describe('functions host', () => {
     },
   );
 
-  it('every Pub/Sub function has a worker listening', async () => {
+  it('every Pub/Sub function runs its handler on a production-shaped CloudEvent', async () => {
     const ports = suite().workerPorts;
     for (const f of topology.functions.filter((x) => x.trigger === 'pubsub')) {
       const port = ports[f.name];
       expect(port, f.name).toBeTypeOf('number');
-      const res = await fetch(`http://127.0.0.1:${port}/`, { method: 'GET' });
-      expect(res.status).toBeLessThan(600); // a CloudEvent function answers GET without a body; reachable is what counts
+      // unreadable data: the function's own code dead-letters it and acknowledges (2xx); a worker that
+      // did not load its function would answer 404, a crashing handler 500
+      const res = await fetch(`http://127.0.0.1:${port}/`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'ce-specversion': '1.0',
+          'ce-id': `probe-${f.name}`,
+          'ce-source': '//pubsub.googleapis.com/projects/demo-ldr/topics/probe',
+          'ce-type': 'google.cloud.pubsub.topic.v1.messagePublished',
+        },
+        body: JSON.stringify({
+          message: {
+            data: Buffer.from('not json').toString('base64'),
+            attributes: {},
+            messageId: `probe-${f.name}`,
+          },
+          subscription: 'projects/demo-ldr/subscriptions/probe',
+          deliveryAttempt: 1,
+        }),
+      });
+      expect(res.status, f.name).toBeLessThan(300);
     }
   });
 

@@ -128,7 +128,6 @@ describe('interaction → triage → progress → history', () => {
         expect(d[0].confidence).toBeGreaterThan(0);
       });
       for (const [agent, tp] of Object.entries(taps)) {
-        const ids = tp.json().map((m) => m.body.interactionId);
         const want = events.filter((_, i) => expectedAgent[i] === agent).map((e) => e.id);
         await eventually(
           async () => (tp.received.length >= want.length ? true : undefined),
@@ -142,7 +141,6 @@ describe('interaction → triage → progress → history', () => {
             .sort(),
         ).toEqual(want.sort());
         expect(tp.received.every((m) => m.orderingKey === student)).toBe(true);
-        expect(ids.length).toBeLessThanOrEqual(want.length);
       }
 
       // progress: exercise 1/2 passed, quiz 0.8, quality 0.9, one-day streak:
@@ -166,10 +164,8 @@ describe('interaction → triage → progress → history', () => {
       const api = await fetch(fnUrl('progressApi', `/students/${student}`), {
         headers: { authorization: `Bearer ${t}` },
       });
-      if (api.status !== 501) {
-        expect(api.status).toBe(200);
-        expect((await api.json()).topics[0].mastery).toBe(63.4);
-      }
+      expect(api.status).toBe(200);
+      expect((await api.json()).topics[0].mastery).toBe(63.4);
       await eventually(
         async () =>
           progress.received.some((m) => JSON.parse(m.data.toString()).mastery === 63.4) ? true : undefined,
