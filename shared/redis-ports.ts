@@ -12,7 +12,9 @@ export function upstashRateLimiter(redis: Redis, prefix = 'rl'): RateLimiter {
         redis,
         limiter: Ratelimit.slidingWindow(perMinute, '60 s'),
         prefix: `${prefix}:${perMinute}`,
-        timeout: 1000,
+        // generous: a slow answer under load must not let a request past its limit; a Redis that is down is
+        // reported at once by the REST endpoint (503), which also lets the request through
+        timeout: 3000,
         analytics: false,
       });
       limiters.set(perMinute, l);
