@@ -30,6 +30,8 @@ const topologySchema = z.object({
       trigger: z.enum(['https', 'pubsub']),
       public: z.boolean().optional(),
       topics: z.array(z.string()).optional(),
+      /** every environment variable the function reads: Terraform sets these, the boot test gives exactly these */
+      env: z.array(z.string().regex(/^[A-Z][A-Z0-9_]*$/)),
     }),
   ),
   subscriptions: z.array(subscription),
