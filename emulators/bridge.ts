@@ -3,18 +3,20 @@ import type { Logger } from '../shared/log.ts';
 import type { Topology } from '../shared/topology.ts';
 
 /**
- * The Eventarc stand-in: pulls every function subscription of the topology and posts each message to
- * its function as a binary-mode `google.cloud.pubsub.topic.v1.messagePublished` CloudEvent, with
- * `orderingKey`, `deliveryAttempt` and `subscription` as in production. At most one message per
- * ordering key is in flight; failures are retried with exponential backoff and, after the topology's
- * max attempts, the message goes to the dead-letter topic with its reason (the emulator crashes on
- * ordered dead-lettering, so the bridge does it).
+ * The push side of Pub/Sub, locally: pulls every function subscription of the topology and POSTs each
+ * message to its function's URL as the documented push body (SPEC §1) — exactly what a push
+ * subscription sends in production: `{message: {data, attributes, messageId, publishTime, orderingKey},
+ * subscription, deliveryAttempt}`. A 2xx acknowledges; anything else is retried with the topology's
+ * exponential backoff, at most one message per ordering key in flight. After max attempts the message is
+ * forwarded to the dead-letter topic as Pub/Sub does: data and attributes unchanged plus the
+ * `CloudPubSubDeadLetterSource*` attributes (the emulator crashes on ordered dead-lettering, so the
+ * bridge does it). Reasons are in the functions' logs and their own dead-letter publishes.
  */
 export interface BridgeOptions {
   pubsub: PubSub;
   topology: Topology;
   projectId: string;
-  /** function name → base URL of its worker */
+  /** function name → the URL its push subscription posts to */
   targetOf: (fn: string) => string;
   log: Logger;
   minBackoffMs?: number;
@@ -109,14 +111,7 @@ export function startBridge(opts: BridgeOptions): Bridge {
       };
       const res = await fetch(opts.targetOf(fn), {
         method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'ce-specversion': '1.0',
-          'ce-id': m.id,
-          'ce-source': `//pubsub.googleapis.com/projects/${opts.projectId}/topics/${spec.topic}`,
-          'ce-type': 'google.cloud.pubsub.topic.v1.messagePublished',
-          'ce-time': m.publishTime.toISOString(),
-        },
+        headers: { 'content-type': 'application/json' },
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(60_000),
       });
@@ -129,14 +124,13 @@ export function startBridge(opts: BridgeOptions): Bridge {
         try {
           await deadLetter.publishMessage({
             data: m.data,
+            // what Pub/Sub adds when it forwards to a dead-letter topic, nothing more
             attributes: {
               ...m.attributes,
-              'ldr-deadletter-reason': reason.slice(0, 1000),
-              'ldr-deadletter-subscription': subscriptionPath,
-              'ldr-deadletter-function': fn,
-              'ldr-deadletter-attempts': String(attempts),
-              'ldr-deadletter-message-id': m.id,
-              ...(m.orderingKey ? { 'ldr-deadletter-ordering-key': m.orderingKey } : {}),
+              CloudPubSubDeadLetterSourceDeliveryCount: String(attempts),
+              CloudPubSubDeadLetterSourceSubscription: spec.name,
+              CloudPubSubDeadLetterSourceSubscriptionProject: opts.projectId,
+              CloudPubSubDeadLetterSourceTopicPublishTime: m.publishTime.toISOString(),
             },
           });
           stats.deadLettered++;

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Firestore } from '@google-cloud/firestore';
 import { PubSub } from '@google-cloud/pubsub';
 import pg from 'pg';
@@ -30,6 +31,54 @@ import { ensureServiceAccountKey } from './storage/keys.ts';
 import { startStorageEmulator } from './storage/server.ts';
 
 const LFS_BUCKET = 'ldr-artifacts';
+/** any local page may call the room (SPEC §4); production lists its origins in Terraform */
+export const LOCAL_CORS_ORIGINS = 'http://localhost:*,http://127.0.0.1:*';
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+const frameworkMain = fileURLToPath(
+  new URL('../node_modules/@google-cloud/functions-framework/build/src/main.js', import.meta.url),
+);
+
+/**
+ * How the local suite and the boot test start a function: the built artifact (package.json `main`)
+ * under the Functions Framework's own CLI, selected by --target, as Cloud Run starts it. Instances are
+ * sized like production: a 256 MiB V8 heap, so a leak shows up as a crash.
+ */
+export const frameworkArgs = (name: string, port: number) => [
+  '--max-old-space-size=256',
+  '--enable-source-maps',
+  frameworkMain,
+  `--target=${name}`,
+  `--port=${port}`,
+];
+
+/** Variables that point the official clients at the emulators instead of Google (not the function's config). */
+const EMULATOR_VARS = [
+  'PUBSUB_EMULATOR_HOST',
+  'FIRESTORE_EMULATOR_HOST',
+  'STORAGE_EMULATOR_HOST',
+  'METADATA_SERVER_DETECTION',
+  'GCLOUD_PROJECT',
+];
+
+/**
+ * A function's environment: exactly the variables its topology `env` list names (what Terraform sets),
+ * the emulator hosts, FUNCTION_TARGET, and LISTEN_HOST (the framework has no --host flag; locally every
+ * server binds 127.0.0.1). Nothing else of this process leaks in.
+ */
+export function functionEnv(name: string, values: Record<string, string>): NodeJS.ProcessEnv {
+  const spec = loadTopology().functions.find((f) => f.name === name);
+  if (!spec) throw new Error(`no function ${name}`);
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    FUNCTION_TARGET: name,
+    LISTEN_HOST: '127.0.0.1',
+    NODE_ENV: 'production',
+  };
+  for (const k of [...spec.env, ...EMULATOR_VARS]) if (values[k] !== undefined) env[k] = values[k];
+  if (process.env.LOG_LEVEL && spec.env.includes('LOG_LEVEL')) env.LOG_LEVEL = process.env.LOG_LEVEL;
+  return env;
+}
 
 export interface SuitePorts {
   functions: number;
@@ -126,6 +175,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
   for (const [what, port] of Object.entries(ports)) await assertPortFree(port, what);
 
   const topology = loadTopology();
+  const functionUrl = (name: string) => `http://127.0.0.1:${ports.functions}/${projectId}/${region}/${name}`;
   const identity = await ensureIdentity(dataDir);
   const restToken = randomBytes(24).toString('hex');
   const started: Array<{ stop(): Promise<void> }> = [];
@@ -188,6 +238,8 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     const env: Record<string, string> = {
       LFS_BUCKET,
       LFS_SIGNER: 'key',
+      CORS_ORIGINS: LOCAL_CORS_ORIGINS,
+      PUBLIC_BASE_URL: functionUrl('partnerRoom'),
       GOOGLE_APPLICATION_CREDENTIALS: signer.keyFile,
       GOOGLE_CLOUD_PROJECT: projectId,
       GCLOUD_PROJECT: projectId,
@@ -218,12 +270,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     const workers = new Map<string, Worker>();
     await Promise.all(
       topology.functions.map(async (f) => {
-        const w = await startWorker(
-          f.name,
-          await freePort(),
-          { dataDir, env: { ...process.env, ...env } },
-          log,
-        );
+        const w = await startWorker(f.name, await freePort(), { dataDir, env: functionEnv(f.name, env) }, log);
         workers.set(f.name, w);
         started.push({ stop: () => w.current().stop() });
       }),
@@ -235,10 +282,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       port: ports.functions,
       projectId,
       region,
-      workerPort: (fn) =>
-        topology.functions.some((f) => f.name === fn && f.trigger === 'https')
-          ? workers.get(fn)?.port
-          : undefined,
+      workerPort: (fn) => workers.get(fn)?.port,
       jwks: identity.jwks,
       log,
       admin: (method, path) => admin(method, path),
@@ -252,7 +296,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
         topology,
         projectId,
         log,
-        targetOf: (fn) => `http://127.0.0.1:${workers.get(fn)!.port}/`,
+        targetOf: (fn) => `${functionUrl(fn)}/`,
         minBackoffMs: opts.bridgeMinBackoffMs,
         maxBackoffMs: opts.bridgeMaxBackoffMs,
       });
@@ -310,8 +354,6 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     };
     started.push({ stop: () => pubsub.close() });
 
-    const functionUrl = (name: string) =>
-      `http://127.0.0.1:${ports.functions}/${projectId}/${region}/${name}`;
     const endpoints: Record<string, string> = {};
     for (const f of topology.functions) {
       endpoints[f.name] = f.trigger === 'https' ? functionUrl(f.name) : `pubsub ← ${f.topics?.join(', ')}`;
@@ -363,17 +405,12 @@ async function startWorker(
   log: ReturnType<typeof createLogger>,
 ): Promise<Worker> {
   let stopped = false;
-  const script = new URL('./function-worker.ts', import.meta.url).pathname;
   const spawnOne = (): Managed => {
-    const m = startProcess(
-      `fn-${name}`,
-      process.execPath,
-      ['--max-old-space-size=256', '--import', 'tsx', script, name, String(port)],
-      {
-        dataDir: opts.dataDir,
-        env: opts.env,
-      },
-    );
+    const m = startProcess(`fn-${name}`, process.execPath, frameworkArgs(name, port), {
+      dataDir: opts.dataDir,
+      env: opts.env,
+      cwd: repoRoot,
+    });
     m.exited.then((code) => {
       if (stopped) return;
       log.warn({ fn: name, code }, 'function worker exited; restarting');

@@ -4,6 +4,7 @@ import { Redis } from '@upstash/redis';
 import pg from 'pg';
 import { type LdrEvent, type PubsubMessage, toMessage } from './cloudevents.ts';
 import type { Config } from './config.ts';
+import { currentContext } from './log.ts';
 
 /**
  * One factory per client. The official clients read the standard *_EMULATOR_HOST variables, so the
@@ -20,10 +21,16 @@ export const createFirestore = (config: Pick<Config, 'GOOGLE_CLOUD_PROJECT'>) =>
  * database authentication: no password, the function's service account is the database user).
  */
 export async function createPgPool(
-  config: Pick<Config, 'DATABASE_URL' | 'CLOUD_SQL_INSTANCE' | 'PGUSER' | 'PGDATABASE'>,
+  config: Pick<Config, 'DATABASE_URL' | 'CLOUD_SQL_INSTANCE' | 'PGUSER' | 'PGDATABASE'> &
+    Partial<Pick<Config, 'PG_STATEMENT_TIMEOUT_MS'>>,
   max = 10,
 ): Promise<pg.Pool> {
-  const common = { max, connectionTimeoutMillis: 5_000 };
+  const common = {
+    max,
+    connectionTimeoutMillis: 5_000,
+    // no statement may hold a connection (and its locks) longer than this
+    statement_timeout: config.PG_STATEMENT_TIMEOUT_MS ?? 10_000,
+  };
   if (config.DATABASE_URL) return new pg.Pool({ ...common, connectionString: config.DATABASE_URL });
   const { Connector, IpAddressTypes, AuthTypes } = await import('@google-cloud/cloud-sql-connector');
   const options = await new Connector().getOptions({
@@ -41,6 +48,27 @@ export const createRedis = (config: Pick<Config, 'UPSTASH_REDIS_REST_URL' | 'UPS
     retry: { retries: 1, backoff: () => 50 },
     enableTelemetry: false,
   });
+
+/** A pg.Pool stand-in that creates the real pool on first query or connect (and again after a failure). */
+export function lazyPool(make: () => Promise<pg.Pool>): pg.Pool {
+  let real: Promise<pg.Pool> | undefined;
+  const get = () => {
+    real ??= make().catch((err) => {
+      real = undefined;
+      throw err;
+    });
+    return real;
+  };
+  const lazy = {
+    query: (...args: unknown[]) => get().then((p) => (p.query as (...a: unknown[]) => unknown)(...args)),
+    connect: () => get().then((p) => p.connect()),
+    end: async () => {
+      if (real) await (await real).end();
+    },
+    on: () => lazy,
+  };
+  return lazy as unknown as pg.Pool;
+}
 
 /** Port: publishes CloudEvents to named topics with an ordering key. */
 export interface Bus {
@@ -66,7 +94,11 @@ export function createBus(pubsub: PubSub, timeoutMs = 10_000): Bus {
   };
   return {
     publish(topic, event, orderingKey) {
-      return this.publishRaw(topic, toMessage(event, orderingKey));
+      const message = toMessage(event, orderingKey);
+      // W3C trace context travels as the CloudEvents distributed-tracing extension
+      const trace = currentContext()?.traceparent;
+      if (trace && !message.attributes['ce-traceparent']) message.attributes['ce-traceparent'] = trace;
+      return this.publishRaw(topic, message);
     },
     async publishRaw(topic, message) {
       const t = topicFor(topic);

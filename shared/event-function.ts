@@ -1,6 +1,9 @@
-import * as ff from '@google-cloud/functions-framework';
-import { fromMessage, type LdrEvent, type MessagePublishedData, PoisonMessage } from './cloudevents.ts';
+import { z } from 'zod';
+import { fromMessage, type LdrEvent, PoisonMessage } from './cloudevents.ts';
+import { type Health, httpFunction, jsonBody, type Reply, type RouteContext, route } from './http.ts';
+import { currentContext, traceFrom, withContext } from './log.ts';
 import type { Runtime } from './runtime.ts';
+import { PUSH_BODY_LIMITS, serveHttp } from './serve.ts';
 
 export interface Delivery {
   messageId: string;
@@ -17,71 +20,154 @@ export interface RawMessage {
 }
 
 /**
- * Registers a Pub/Sub-triggered function. The Eventarc CloudEvent is unwrapped into the room's event;
- * a message that cannot be read, or that the handler rejects as PoisonMessage, goes to the dead-letter
- * topic with its reason and is acknowledged so the stream goes on. Any other error fails the delivery,
- * which makes Pub/Sub retry it.
+ * The documented Pub/Sub push body (SPEC §1): what a push subscription POSTs to the function's URL in
+ * production and what the local bridge posts. Pub/Sub sends both camelCase and snake_case ids.
+ */
+export const pushBodySchema = z.object({
+  message: z
+    .object({
+      data: z.string().optional(),
+      attributes: z.record(z.string(), z.string()).optional(),
+      messageId: z.string().min(1).optional(),
+      message_id: z.string().min(1).optional(),
+      publishTime: z.string().optional(),
+      publish_time: z.string().optional(),
+      orderingKey: z.string().optional(),
+    })
+    .refine((m) => m.messageId ?? m.message_id, { message: 'messageId is required', path: ['messageId'] }),
+  subscription: z.string().min(1),
+  deliveryAttempt: z.number().int().positive().optional(),
+});
+
+export type PushBody = z.infer<typeof pushBodySchema>;
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** Reads a push request into the message and its delivery; 400 naming each bad field otherwise. */
+export function readPush(body: unknown): { msg: RawMessage; delivery: Delivery } {
+  const { message, subscription, deliveryAttempt } = pushBodySchema.parse(body);
+  return {
+    msg: {
+      data: Buffer.from(message.data ?? '', 'base64'),
+      attributes: message.attributes ?? {},
+      ...(message.publishTime || message.publish_time
+        ? { publishTime: message.publishTime ?? message.publish_time }
+        : {}),
+    },
+    delivery: {
+      messageId: (message.messageId ?? message.message_id)!,
+      ...(message.orderingKey ? { orderingKey: message.orderingKey } : {}),
+      // Pub/Sub sets deliveryAttempt only on subscriptions with a dead-letter policy; absent means first
+      deliveryAttempt: deliveryAttempt ?? 1,
+      subscription,
+    },
+  };
+}
+
+/**
+ * Registers a Pub/Sub-triggered function as an HTTP function that reads the push body. A message that
+ * cannot be read, or that the handler rejects as PoisonMessage, goes to the dead-letter topic with its
+ * reason and is acknowledged (204) so the stream goes on. Any other error answers 500, which makes
+ * Pub/Sub retry it with the subscription's backoff, and dead-letter it after the subscription's max attempts.
  */
 export function registerEventFunction(
   rt: Runtime,
   handler: (ev: LdrEvent, delivery: Delivery) => Promise<void>,
-  opts: { deadLetterTopic?: string } = {},
+  opts: PushOptions = {},
 ) {
-  registerMessageFunction(
-    rt,
-    (msg, delivery) => handler(fromMessage(msg.attributes, msg.data), delivery),
-    opts,
-  );
+  registerMessageFunction(rt, (msg, delivery) => handler(fromMessage(msg.attributes, msg.data), delivery), opts);
 }
 
-/**
- * The raw variant of `registerEventFunction`, for topics whose messages are not the room's CloudEvents
- * (Cloud Storage notifications carry `eventType`, `bucketId`, `objectId` attributes and the object
- * resource as data). Same contract: PoisonMessage → dead-letter and ack, any other error → retry.
- */
+export interface PushOptions {
+  deadLetterTopic?: string;
+  health?: Health;
+  /** further routes of this function (e.g. a scheduler's relay endpoint) */
+  routes?: ReturnType<typeof route>[];
+}
+
+/** The raw variant, for topics whose messages are not the room's CloudEvents (Cloud Storage notifications). */
 export function registerMessageFunction(
   rt: Runtime,
   handler: (msg: RawMessage, delivery: Delivery) => Promise<void>,
-  opts: { deadLetterTopic?: string } = {},
+  opts: PushOptions = {},
 ) {
   const deadLetterTopic = opts.deadLetterTopic ?? 'learnflow.deadletter';
-  ff.cloudEvent<MessagePublishedData>(rt.name, async (ce: ff.CloudEvent<MessagePublishedData>) => {
-    const msg = ce.data?.message;
-    const attributes = msg?.attributes ?? {};
-    const data = Buffer.from(msg?.data ?? '', 'base64');
-    const delivery: Delivery = {
-      messageId: msg?.messageId ?? ce.id,
-      orderingKey: msg?.orderingKey,
-      deliveryAttempt: ce.data?.deliveryAttempt ?? 1,
-      subscription: ce.data?.subscription ?? '',
-    };
-    try {
-      await handler(
-        { data, attributes, ...(msg?.publishTime ? { publishTime: msg.publishTime } : {}) },
-        delivery,
-      );
-    } catch (err) {
-      if (!(err instanceof PoisonMessage)) {
-        rt.log.warn(
-          { err: String(err), messageId: delivery.messageId, attempt: delivery.deliveryAttempt },
-          'handler failed; will be retried',
-        );
-        throw err;
-      }
-      rt.log.error(
-        { reason: err.message, messageId: delivery.messageId, ceId: attributes['ce-id'] },
-        'poison message dead-lettered',
-      );
-      await rt.bus().publishRaw(deadLetterTopic, {
-        data,
-        attributes: {
-          ...attributes,
-          'ldr-deadletter-reason': err.message.slice(0, 1000),
-          'ldr-deadletter-function': rt.name,
-          'ldr-deadletter-subscription': delivery.subscription,
-          'ldr-deadletter-message-id': delivery.messageId,
+  const push = async ({ req }: RouteContext): Promise<Reply> => {
+    const body = jsonBody(req, PUSH_BODY_LIMITS.maxBytes);
+    const parsed = pushBodySchema.safeParse(body);
+    if (!parsed.success) {
+      const errors = parsed.error.issues.map((i) => ({ path: `/${i.path.join('/')}`, message: i.message }));
+      return {
+        status: 400,
+        body: {
+          type: 'https://ldr.dev/problems/bad-request',
+          title: 'Bad Request',
+          status: 400,
+          detail: 'the body is not a Pub/Sub push body {message: {data, attributes, messageId, publishTime, orderingKey}, subscription, deliveryAttempt}',
+          errors,
         },
-      });
+      };
     }
-  });
+    if (parsed.data.message.data && !BASE64.test(parsed.data.message.data)) {
+      return {
+        status: 400,
+        body: {
+          type: 'https://ldr.dev/problems/bad-request',
+          title: 'Bad Request',
+          status: 400,
+          detail: 'message.data must be base64',
+          errors: [{ path: '/message/data', message: 'not base64' }],
+        },
+      };
+    }
+    const { msg, delivery } = readPush(parsed.data);
+    const outer = currentContext();
+    const trace = traceFrom(msg.attributes['ce-traceparent'] ?? outer?.traceparent);
+    return withContext({ ...trace, ceId: msg.attributes['ce-id'] ?? delivery.messageId }, async () => {
+      try {
+        await handler(msg, delivery);
+        return { status: 204 };
+      } catch (err) {
+        if (!(err instanceof PoisonMessage)) {
+          rt.log.warn(
+            { err: String(err), messageId: delivery.messageId, attempt: delivery.deliveryAttempt },
+            'handler failed; Pub/Sub will retry',
+          );
+          return {
+            status: 500,
+            body: {
+              type: 'https://ldr.dev/problems/delivery-failed',
+              title: 'Delivery Failed',
+              status: 500,
+              detail: 'the function could not process the message now; Pub/Sub retries it',
+            },
+          };
+        }
+        rt.log.error(
+          { reason: err.message, messageId: delivery.messageId, subscription: delivery.subscription },
+          'poison message dead-lettered',
+        );
+        await rt.bus().publishRaw(deadLetterTopic, {
+          data: msg.data,
+          attributes: {
+            ...msg.attributes,
+            'ldr-deadletter-reason': err.message.slice(0, 1000),
+            'ldr-deadletter-function': rt.name,
+            'ldr-deadletter-subscription': delivery.subscription,
+            'ldr-deadletter-message-id': delivery.messageId,
+          },
+        });
+        return { status: 204 };
+      }
+    });
+  };
+  serveHttp(
+    rt.name,
+    httpFunction({
+      log: rt.log,
+      health: opts.health ?? rt.health(['pubsub']),
+      routes: [route('POST', '/', push), ...(opts.routes ?? [])],
+    }),
+    PUSH_BODY_LIMITS,
+  );
 }

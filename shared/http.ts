@@ -1,6 +1,7 @@
 import type { Request, Response } from '@google-cloud/functions-framework';
 import { HttpError, notFound } from './errors.ts';
-import type { Logger } from './log.ts';
+import { type Logger, traceFrom, withContext } from './log.ts';
+import { setCorsCheck } from './serve.ts';
 
 /** A tiny router for one HTTPS function: routes, problem+json errors, health. */
 export interface Reply {
@@ -20,6 +21,7 @@ export type Health = () => Promise<Record<string, 'ok' | 'down' | 'degraded'>>;
 
 interface Route {
   method: string;
+  path: string;
   pattern: RegExp;
   keys: string[];
   handler: RouteHandler;
@@ -31,7 +33,7 @@ export function route(method: string, path: string, handler: RouteHandler): Rout
     keys.push(k);
     return '/([^/]+)';
   });
-  return { method, pattern: new RegExp(`^${source}/?$`), keys, handler };
+  return { method, path, pattern: new RegExp(`^${source}/?$`), keys, handler };
 }
 
 export function send(res: Response, reply: Reply) {
@@ -51,57 +53,116 @@ export function problemReply(err: HttpError): Reply {
   return { status: err.status, body: err.toProblem(), headers: err.extra.headers };
 }
 
-export function httpFunction(opts: { routes: Route[]; health: Health; log: Logger }) {
+/** Browser access (SPEC §4): allowed origins exactly, or with `*` as the port (`http://localhost:*`). */
+export function corsPolicy(origins: readonly string[]) {
+  const exact = new Set(origins.filter((o) => !o.endsWith(':*')));
+  const anyPort = origins.filter((o) => o.endsWith(':*')).map((o) => o.slice(0, -2));
+  return (origin: string) =>
+    exact.has(origin) ||
+    anyPort.some((base) => origin === base || new RegExp(`^${base.replace(/[.]/g, '\\.')}:\\d{1,5}$`).test(origin));
+}
+
+export const CORS_ALLOW_HEADERS = 'Authorization, Content-Type, Content-Encoding, traceparent';
+export const CORS_EXPOSE_HEADERS =
+  'RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy, Retry-After, Location, WWW-Authenticate';
+
+export function httpFunction(opts: {
+  routes: Route[];
+  health: Health;
+  log: Logger;
+  /** allowed browser origins (CORS_ORIGINS) */
+  cors?: readonly string[];
+  /** this function's OpenAPI document, served at GET /openapi.json without a token */
+  openapi?: () => unknown;
+}) {
   const { routes, health, log } = opts;
+  const allowed = corsPolicy(opts.cors ?? []);
+  setCorsCheck(allowed);
   return async (req: Request, res: Response) => {
-    let path = req.url;
+    const ctx = traceFrom(
+      req.headers.traceparent as string | undefined,
+      req.headers['x-cloud-trace-context'] as string | undefined,
+    );
+    return withContext(ctx, () => handle(req, res));
+  };
+
+  async function handle(req: Request, res: Response) {
+    let routePath = '?';
+    const origin = req.headers.origin;
+    if (origin && allowed(origin)) {
+      res.setHeader('Access-Control-Allow-Origin', origin);
+      res.setHeader('Access-Control-Expose-Headers', CORS_EXPOSE_HEADERS);
+    }
+    if (origin) res.setHeader('Vary', 'Origin');
     try {
       // prefixing (not resolving against a base) keeps '//x' and '/\\x' paths instead of throwing
       const url = new URL(`http://local${req.url.startsWith('/') ? '' : '/'}${req.url}`);
-      path = url.pathname.replace(/\/+$/, '') || '/';
-      if (req.method === 'GET' && path === '/healthz') {
-        const deps = await health();
-        const down = Object.values(deps).includes('down');
-        return send(res, {
-          status: down ? 503 : 200,
-          body: { status: down ? 'down' : 'ok', dependencies: deps },
-        });
+      const path = url.pathname.replace(/\/+$/, '') || '/';
+      const method = req.method === 'HEAD' ? 'GET' : req.method;
+      const builtin: Array<{ path: string; run: () => Promise<Reply> }> = [
+        {
+          path: '/healthz',
+          run: async () => {
+            const deps = await health();
+            const down = Object.values(deps).includes('down');
+            return { status: down ? 503 : 200, body: { status: down ? 'down' : 'ok', dependencies: deps } };
+          },
+        },
+        ...(opts.openapi
+          ? [{ path: '/openapi.json', run: async () => ({ status: 200, body: opts.openapi!() }) }]
+          : []),
+      ];
+      const special = builtin.find((b) => b.path === path);
+      const matching = routes
+        .map((r) => ({ r, m: r.pattern.exec(path) }))
+        .filter((x): x is { r: Route; m: RegExpExecArray } => x.m !== null);
+      const methods = special ? ['GET'] : [...new Set(matching.map((x) => x.r.method))];
+      if (!special && !matching.length) throw notFound(`no route for ${req.method} ${path}`);
+      const allow = [...new Set([...methods, ...(methods.includes('GET') ? ['HEAD'] : []), 'OPTIONS'])].join(', ');
+      if (req.method === 'OPTIONS') {
+        const preflight = req.headers['access-control-request-method'];
+        if (preflight && origin && allowed(origin)) {
+          res.setHeader('Access-Control-Allow-Methods', allow);
+          res.setHeader('Access-Control-Allow-Headers', CORS_ALLOW_HEADERS);
+          res.setHeader('Access-Control-Max-Age', '600');
+        }
+        return send(res, { status: 204, headers: { Allow: allow } });
       }
-      let pathMatched = false;
-      for (const r of routes) {
-        const m = r.pattern.exec(path);
-        if (!m) continue;
-        pathMatched = true;
-        if (r.method !== req.method) continue;
-        const params: Record<string, string> = {};
-        r.keys.forEach((k, i) => {
-          try {
-            params[k] = decodeURIComponent(m[i + 1]!);
-          } catch {
-            throw new HttpError(
-              400,
-              'Bad Request',
-              `the path segment for ${k} is not valid percent-encoding`,
-              {
-                errors: [{ path: `/params/${k}`, message: 'invalid percent-encoding' }],
-              },
-            );
-          }
-        });
-        return send(res, await r.handler({ req, params, query: url.searchParams }));
+      if (special) {
+        routePath = special.path;
+        if (method !== 'GET')
+          throw new HttpError(405, 'Method Not Allowed', `${req.method} is not allowed on ${path}`, {
+            headers: { Allow: allow },
+          });
+        return send(res, await special.run());
       }
-      if (pathMatched)
-        throw new HttpError(405, 'Method Not Allowed', `${req.method} is not allowed on ${path}`);
-      throw notFound(`no route for ${req.method} ${path}`);
+      const hit = matching.find((x) => x.r.method === method);
+      if (!hit)
+        throw new HttpError(405, 'Method Not Allowed', `${req.method} is not allowed on ${path}`, {
+          headers: { Allow: allow },
+        });
+      routePath = hit.r.path;
+      const params: Record<string, string> = {};
+      hit.r.keys.forEach((k, i) => {
+        try {
+          params[k] = decodeURIComponent(hit.m[i + 1]!);
+        } catch {
+          throw new HttpError(400, 'Bad Request', `the path segment for ${k} is not valid percent-encoding`, {
+            errors: [{ path: `/params/${k}`, message: 'invalid percent-encoding' }],
+          });
+        }
+      });
+      return send(res, await hit.r.handler({ req, params, query: url.searchParams }));
     } catch (err) {
       if (err instanceof HttpError) return send(res, problemReply(err));
-      log.error({ err, path, method: req.method }, 'unhandled error');
+      // the route pattern, never the path: paths carry student ids
+      log.error({ err, route: routePath, method: req.method }, 'unhandled error');
       return send(res, {
         status: 500,
         body: { type: 'about:blank', title: 'Internal Server Error', status: 500 },
       });
     }
-  };
+  }
 }
 
 /** Parses the JSON body the framework left as text/buffer/object; 415 for non-JSON, 400 for bad JSON. */

@@ -3,7 +3,7 @@ import type { PubSub } from '@google-cloud/pubsub';
 import type { Redis } from '@upstash/redis';
 import type pg from 'pg';
 import { createVerifier, type Verifier } from './auth.ts';
-import { type Bus, createBus, createFirestore, createPgPool, createPubSub, createRedis } from './clients.ts';
+import { type Bus, createBus, lazyPool, createFirestore, createPgPool, createPubSub, createRedis } from './clients.ts';
 import { type Config, parseConfig, redacted } from './config.ts';
 import type { Health } from './http.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -14,8 +14,6 @@ import { createLogger, type Logger } from './log.ts';
  */
 export interface Runtime {
   name: string;
-  /** resolves once the database connection options are known (Cloud SQL connector); await it at cold start */
-  ready: Promise<void>;
   config: Config;
   log: Logger;
   pubsub(): PubSub;
@@ -39,26 +37,21 @@ const withTimeout = <T>(p: Promise<T>, ms: number) =>
   Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timeout')), ms).unref())]);
 
 export function createRuntime(name: string, env: Record<string, string | undefined> = process.env): Runtime {
-  const config = parseConfig(env);
-  const log = createLogger(name);
+  const config = parseConfig(name, env);
+  const log = createLogger(name, config.LOG_LEVEL);
   log.info({ config: redacted(config) }, 'configuration loaded');
   const pubsub = once(() => createPubSub(config));
   const bus = once(() => createBus(pubsub()));
   const firestore = once(() => createFirestore(config));
-  let resolvedPool: pg.Pool | undefined;
-  // created on first use, so functions without a database never ask the Cloud SQL connector
-  const ready = once(() => {
-    const r = createPgPool(config).then((p) => {
+  // a pool whose connection options are resolved on first use (the Cloud SQL connector asks the
+  // Cloud SQL Admin API), so no function opens or prepares a connection before its first request
+  const pool = once(() =>
+    lazyPool(async () => {
+      const p = await createPgPool(config);
       p.on('error', (err) => log.warn({ err }, 'idle PostgreSQL client failed'));
-      resolvedPool = p;
-    });
-    r.catch((err) => log.error({ err: String(err) }, 'PostgreSQL connection options unavailable'));
-    return r;
-  });
-  const pool = () => {
-    if (!resolvedPool) throw new Error('PostgreSQL is not ready yet: await runtime.ready at cold start');
-    return resolvedPool;
-  };
+      return p;
+    }),
+  );
   const redis = once(() => createRedis(config));
   const verifier = once(() =>
     createVerifier({
@@ -80,14 +73,11 @@ export function createRuntime(name: string, env: Record<string, string | undefin
           if (err.code !== 7) throw err;
         }),
     firestore: () => firestore().collection('_health').limit(1).get(),
-    postgres: () => ready().then(() => pool().query('SELECT 1')),
+    postgres: () => pool().query('SELECT 1'),
     redis: () => redis().ping(),
   };
   return {
     name,
-    get ready() {
-      return ready();
-    },
     config,
     log,
     pubsub,

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import topologyJson from './topology.json' with { type: 'json' };
 
 const subscription = z.object({
   name: z.string(),
@@ -50,8 +51,19 @@ export type SubscriptionSpec = z.infer<typeof subscription>;
 
 export const topologyPath = new URL('./topology.json', import.meta.url);
 
-export function loadTopology(path: URL | string = topologyPath): Topology {
-  return topologySchema.parse(JSON.parse(readFileSync(path, 'utf8')));
+let bundled: Topology | undefined;
+
+/** The topology: the one bundled with the code (no file read), or a file given explicitly (tests, tools). */
+export function loadTopology(path?: URL | string): Topology {
+  if (path) return topologySchema.parse(JSON.parse(readFileSync(path, 'utf8')));
+  bundled ??= topologySchema.parse(topologyJson);
+  return bundled;
+}
+
+export function functionSpec(name: string) {
+  const spec = loadTopology().functions.find((f) => f.name === name);
+  if (!spec) throw new Error(`no function ${name} in shared/topology.json`);
+  return spec;
 }
 
 const fill = (pattern: string, vars: Record<string, string>) =>

@@ -32,22 +32,13 @@ describe('functions host', () => {
     },
   );
 
-  it('every Pub/Sub function runs its handler on a production-shaped CloudEvent', async () => {
-    const ports = suite().workerPorts;
+  it('every Pub/Sub function takes a documented push body at its local URL', async () => {
     for (const f of topology.functions.filter((x) => x.trigger === 'pubsub')) {
-      const port = ports[f.name];
-      expect(port, f.name).toBeTypeOf('number');
-      // unreadable data: the function's own code dead-letters it and acknowledges (2xx); a worker that
-      // did not load its function would answer 404, a crashing handler 500
-      const res = await fetch(`http://127.0.0.1:${port}/`, {
+      // unreadable data: the function's own code dead-letters it and acknowledges (2xx); a function that
+      // did not load would answer 404/503, a crashing handler 500
+      const res = await fetch(`${fnUrl(f.name)}/`, {
         method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'ce-specversion': '1.0',
-          'ce-id': `probe-${f.name}`,
-          'ce-source': '//pubsub.googleapis.com/projects/demo-ldr/topics/probe',
-          'ce-type': 'google.cloud.pubsub.topic.v1.messagePublished',
-        },
+        headers: { 'content-type': 'application/json' },
         body: JSON.stringify({
           message: {
             data: Buffer.from('not json').toString('base64'),
@@ -122,7 +113,7 @@ describe('pub/sub bridge', () => {
     await pubsub.close();
   });
 
-  it('delivers ordered messages per key in order, as production-shaped CloudEvents', async () => {
+  it('delivers ordered messages per key in order, as the documented Pub/Sub push body', async () => {
     const t = pubsub.topic(topic, { messageOrdering: true });
     const keys = ['student-a', 'student-b'];
     const sent: string[] = [];
@@ -143,11 +134,11 @@ describe('pub/sub bridge', () => {
       expect(got).toEqual(sent.filter((d) => d.startsWith(key)));
     }
     const first = received[0]!;
-    expect(first.headers['ce-type']).toBe('google.cloud.pubsub.topic.v1.messagePublished');
-    expect(first.headers['ce-specversion']).toBe('1.0');
-    expect(first.headers['ce-source']).toBe(
-      `//pubsub.googleapis.com/projects/${suite().projectId}/topics/${topic}`,
-    );
+    // a plain push: JSON body, no CloudEvents headers, nothing undocumented
+    expect(first.headers['content-type']).toBe('application/json');
+    expect(Object.keys(first.headers).filter((h) => h.startsWith('ce-'))).toEqual([]);
+    expect(Object.keys(first.body).sort()).toEqual(['deliveryAttempt', 'message', 'subscription']);
+    expect(first.body.message.publishTime).toMatch(/^\d{4}-\d\d-\d\dT/);
     expect(first.body.subscription).toBe(`projects/${suite().projectId}/subscriptions/${subName}`);
     expect(first.body.deliveryAttempt).toBe(1);
     expect(keys).toContain(first.body.message.orderingKey);
@@ -155,14 +146,14 @@ describe('pub/sub bridge', () => {
     expect(first.body.message.messageId).toBeTruthy();
   });
 
-  it('retries a failing delivery with increasing attempts, then dead-letters it with the reason', async () => {
+  it('retries a failing delivery with increasing attempts, then forwards it to the dead-letter topic as Pub/Sub does', async () => {
     const dl = await tap(pubsub, topology.deadLetterTopic);
     try {
       const payload = `poison-${randomUUID()}`;
       failFor = new Set([payload]);
       await pubsub
         .topic(topic, { messageOrdering: true })
-        .publishMessage({ data: Buffer.from(payload), orderingKey: 'student-c' });
+        .publishMessage({ data: Buffer.from(payload), orderingKey: 'student-c', attributes: { a: '1' } });
       const msg = await eventually(
         async () => dl.received.find((m) => m.data.toString() === payload),
         30_000,
@@ -172,10 +163,14 @@ describe('pub/sub bridge', () => {
         .filter((r) => Buffer.from(r.body.message.data, 'base64').toString() === payload)
         .map((r) => r.body.deliveryAttempt);
       expect(attempts).toEqual([1, 2, 3, 4, 5]);
-      expect(msg.attributes['ldr-deadletter-reason']).toContain('HTTP 500');
-      expect(msg.attributes['ldr-deadletter-attempts']).toBe('5');
-      expect(msg.attributes['ldr-deadletter-subscription']).toContain(subName);
-      expect(msg.attributes['ldr-deadletter-ordering-key']).toBe('student-c');
+      // data and attributes unchanged, plus exactly Pub/Sub's own dead-letter attributes
+      expect(msg.attributes).toEqual({
+        a: '1',
+        CloudPubSubDeadLetterSourceDeliveryCount: '5',
+        CloudPubSubDeadLetterSourceSubscription: subName,
+        CloudPubSubDeadLetterSourceSubscriptionProject: suite().projectId,
+        CloudPubSubDeadLetterSourceTopicPublishTime: expect.stringMatching(/^\d{4}-/),
+      });
       // the key is not stuck: a later message of the same key is delivered
       failFor = new Set();
       await pubsub

@@ -3,10 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { freePorts, startSuite } from '../emulators/suite.ts';
+import { buildArtifact } from '../scripts/build.ts';
 
 /** Starts the whole local suite on free ports in a temporary data dir, so tests can run beside `npm start`. */
 export default async function setup(project: TestProject) {
   process.env.METADATA_SERVER_DETECTION = 'none';
+  // the suite runs what deploys: the built artifact
+  await buildArtifact({ quiet: true });
   const dataDir = mkdtempSync(join(tmpdir(), 'ldr-test-'));
   chmodSync(dataDir, 0o755);
   const suite = await startSuite({

@@ -1,9 +1,9 @@
-import * as ff from '@google-cloud/functions-framework';
 import { v7 as uuidv7 } from 'uuid';
 import { firestoreArtifacts } from '../../shared/artifacts.ts';
 import { httpFunction, route } from '../../shared/http.ts';
 import { redisDedupWindow, upstashRateLimiter } from '../../shared/redis-ports.ts';
 import { createRuntime } from '../../shared/runtime.ts';
+import { serveHttp } from '../../shared/serve.ts';
 import { createIngest } from './handler.ts';
 
 const rt = createRuntime('ingestInteraction');
@@ -21,10 +21,11 @@ const ingest = createIngest({
   newId: uuidv7,
 });
 
-ff.http(
+serveHttp(
   'ingestInteraction',
   httpFunction({
     log: rt.log,
+    cors: rt.config.CORS_ORIGINS,
     health: rt.health(['pubsub', 'firestore', 'redis']),
     routes: [route('POST', '/', ingest)],
   }),

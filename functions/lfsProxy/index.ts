@@ -1,8 +1,8 @@
-import * as ff from '@google-cloud/functions-framework';
 import { v7 as uuidv7 } from 'uuid';
 import { firestoreArtifactStore } from '../../shared/artifacts.ts';
 import { httpFunction, route } from '../../shared/http.ts';
 import { createRuntime } from '../../shared/runtime.ts';
+import { serveHttp } from '../../shared/serve.ts';
 import { createLfsProxy } from './handler.ts';
 import { parseLfsSettings } from './settings.ts';
 import { createStorage, gcsUrlSigner } from './storage.ts';
@@ -44,10 +44,11 @@ const health = async () => {
   return { ...deps, storage: storageState };
 };
 
-ff.http(
+serveHttp(
   'lfsProxy',
   httpFunction({
     log: rt.log,
+    cors: rt.config.CORS_ORIGINS,
     health,
     routes: [route('POST', '/uploads', lfs.upload), route('GET', '/objects/:artifactId', lfs.object)],
   }),

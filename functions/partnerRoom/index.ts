@@ -1,4 +1,3 @@
-import * as ff from '@google-cloud/functions-framework';
 import { v1 } from '@google-cloud/pubsub';
 import { z } from 'zod';
 import { interactionSchema } from '../../shared/domain/interaction.ts';
@@ -7,6 +6,7 @@ import { httpFunction, route } from '../../shared/http.ts';
 import { scopedSchema } from '../../shared/partner-scope.ts';
 import { PARTNERS, type Partner } from '../../shared/registry.ts';
 import { createRuntime } from '../../shared/runtime.ts';
+import { serveHttp } from '../../shared/serve.ts';
 import { loadTopology, partnerNames } from '../../shared/topology.ts';
 import { createPartnerRoom, structured } from './handler.ts';
 
@@ -14,11 +14,17 @@ const rt = createRuntime('partnerRoom');
 const topology = loadTopology();
 const project = rt.config.GOOGLE_CLOUD_PROJECT;
 // the PubSub client works out the emulator or production endpoint; the v1 client reuses its settings
-const clientConfig = await rt.pubsub().getClientConfig();
-const subscriber = new v1.SubscriberClient({
-  ...clientConfig,
-  port: clientConfig.port === undefined ? undefined : Number(clientConfig.port),
-});
+// (made on first use: working them out may ask the metadata server)
+let subscriberClient: Promise<v1.SubscriberClient> | undefined;
+const subscriber = () => {
+  subscriberClient ??= rt
+    .pubsub()
+    .getClientConfig()
+    .then(
+      (c) => new v1.SubscriberClient({ ...c, port: c.port === undefined ? undefined : Number(c.port) }),
+    );
+  return subscriberClient;
+};
 const subscriptionOf = (slug: string) =>
   `projects/${project}/subscriptions/${partnerNames(topology, slug).subscription.name}`;
 const db = rt.firestore();
@@ -48,7 +54,7 @@ const room = createPartnerRoom({
   },
   stream: {
     async pull(slug, max) {
-      const [res] = await subscriber.pull({
+      const [res] = await (await subscriber()).pull({
         subscription: subscriptionOf(slug),
         maxMessages: max,
         returnImmediately: true,
@@ -62,12 +68,13 @@ const room = createPartnerRoom({
       }));
     },
     ack: (slug, ackIds) =>
-      settle(() => subscriber.acknowledge({ subscription: subscriptionOf(slug), ackIds })),
+      settle(async () => (await subscriber()).acknowledge({ subscription: subscriptionOf(slug), ackIds })),
     // Releasing is idempotent: an ack id whose deadline already expired is released already. The
     // exactly-once subscription refuses the whole call for one such id, so the rest go one by one.
     async nack(slug, ackIds) {
+      const client = await subscriber();
       const release = (ids: string[]) =>
-        subscriber.modifyAckDeadline({
+        client.modifyAckDeadline({
           subscription: subscriptionOf(slug),
           ackIds: ids,
           ackDeadlineSeconds: 0,
@@ -96,10 +103,11 @@ const room = createPartnerRoom({
 
 const interactionJsonSchema = z.toJSONSchema(interactionSchema, { io: 'input', unrepresentable: 'any' });
 
-ff.http(
+serveHttp(
   'partnerRoom',
   httpFunction({
     log: rt.log,
+    cors: rt.config.CORS_ORIGINS,
     health: rt.health(['pubsub', 'firestore']),
     routes: [
       route('GET', '/p/:slug', room.manifest),

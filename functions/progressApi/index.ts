@@ -1,21 +1,21 @@
-import * as ff from '@google-cloud/functions-framework';
 import { httpFunction, route } from '../../shared/http.ts';
 import { createRuntime } from '../../shared/runtime.ts';
+import { serveHttp } from '../../shared/serve.ts';
 import { createProgressApi } from './handler.ts';
 import { progressReader } from './stores.ts';
 
 const rt = createRuntime('progressApi');
-await rt.ready;
 const api = createProgressApi({
   verifier: rt.verifier(),
   reader: progressReader(rt.firestore(), rt.pg()),
   log: rt.log,
 });
 
-ff.http(
+serveHttp(
   'progressApi',
   httpFunction({
     log: rt.log,
+    cors: rt.config.CORS_ORIGINS,
     health: rt.health(['firestore', 'postgres']),
     routes: [
       route('GET', '/students/:id', api.progress),

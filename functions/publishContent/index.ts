@@ -1,16 +1,15 @@
-import * as ff from '@google-cloud/functions-framework';
 import { firestoreArtifacts } from '../../shared/artifacts.ts';
 import { httpFunction, route } from '../../shared/http.ts';
 import { createRuntime } from '../../shared/runtime.ts';
+import { serveHttp } from '../../shared/serve.ts';
 import { type Content, type ContentStore, createPublishContent } from './handler.ts';
 
 const rt = createRuntime('publishContent');
-await rt.ready;
-const db = rt.firestore();
 
 export const CONTENT = 'content';
 const store: ContentStore = {
   async putIfNewer(c) {
+    const db = rt.firestore();
     const ref = db.collection(CONTENT).doc(c.contentId);
     return db.runTransaction(async (tx) => {
       const snap = await tx.get(ref);
@@ -25,7 +24,7 @@ const publish = createPublishContent({
   verifier: rt.verifier(),
   bus: rt.bus(),
   store,
-  artifacts: firestoreArtifacts(db),
+  artifacts: firestoreArtifacts(rt.firestore()),
   learners: {
     async instanceOf(studentId) {
       const { rows } = await rt
@@ -38,10 +37,11 @@ const publish = createPublishContent({
   },
 });
 
-ff.http(
+serveHttp(
   'publishContent',
   httpFunction({
     log: rt.log,
+    cors: rt.config.CORS_ORIGINS,
     health: rt.health(['pubsub', 'firestore', 'postgres']),
     routes: [route('POST', '/', publish)],
   }),

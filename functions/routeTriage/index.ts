@@ -1,16 +1,22 @@
 import { readFileSync } from 'node:fs';
 import { loadRules } from '../../shared/domain/triage.ts';
+import defaultRules from '../../shared/domain/triage-rules.json' with { type: 'json' };
 import { registerEventFunction } from '../../shared/event-function.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { createRouteTriage } from './handler.ts';
 
 const rt = createRuntime('routeTriage');
-const rulesFile =
-  process.env.TRIAGE_RULES_FILE ?? new URL('../../shared/domain/triage-rules.json', import.meta.url);
-const rules = loadRules(JSON.parse(readFileSync(rulesFile, 'utf8')));
-const route = createRouteTriage({ bus: rt.bus(), rules });
+// the bundled table, or TRIAGE_RULES_FILE (read on first use: no I/O at import)
+let rules: ReturnType<typeof loadRules> | undefined;
+const rulesNow = () => {
+  const file = rt.config.TRIAGE_RULES_FILE;
+  rules ??= loadRules(file ? JSON.parse(readFileSync(file, 'utf8')) : defaultRules);
+  return rules;
+};
+let route: ReturnType<typeof createRouteTriage> | undefined;
 
 registerEventFunction(rt, async (ev) => {
+  route ??= createRouteTriage({ bus: rt.bus(), rules: rulesNow() });
   const d = await route(ev);
   rt.log.info({ interactionId: d.interactionId, agent: d.agent, ruleId: d.ruleId }, 'interaction routed');
 });

@@ -4,7 +4,6 @@ import { createUpdateProgress } from './handler.ts';
 import { firestoreProgressView } from './projection.ts';
 
 const rt = createRuntime('updateProgress');
-await rt.ready;
 const update = createUpdateProgress({
   pool: rt.pg(),
   view: firestoreProgressView(rt.firestore()),
