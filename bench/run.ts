@@ -165,6 +165,8 @@ function spawnReady<T>(
 
 interface Target {
   functionsBase: string;
+  /** the suite's bearer token for /_ldr/* */
+  adminToken?: string;
   dataDir: string;
   projectId: string;
   pubsubHost: string;
@@ -176,6 +178,8 @@ interface Target {
   stop(): Promise<void>;
 }
 
+const admin = (t: Target) => ({ headers: { authorization: `Bearer ${t.adminToken ?? ''}` } });
+
 async function startTarget(cfg: BenchConfig, log: string[]): Promise<Target> {
   if (cfg.externalUrl) {
     // a running suite describes itself in <dataDir>/suite.json; the ports of firebase.json otherwise
@@ -186,6 +190,7 @@ async function startTarget(cfg: BenchConfig, log: string[]): Promise<Target> {
     const p = defaultPorts();
     return {
       functionsBase: cfg.externalUrl,
+      adminToken: described.env?.LDR_ADMIN_TOKEN,
       dataDir: cfg.externalDataDir,
       projectId: described.projectId ?? 'demo-ldr',
       pubsubHost:
@@ -213,6 +218,7 @@ async function startTarget(cfg: BenchConfig, log: string[]): Promise<Target> {
   const s = await spawnReady<SuiteReady>('./suite-process.ts', [], env, 180_000, log);
   return {
     functionsBase: `http://127.0.0.1:${s.ready.ports.functions}`,
+    adminToken: s.ready.env.LDR_ADMIN_TOKEN,
     dataDir: s.ready.dataDir,
     projectId: s.ready.projectId,
     pubsubHost: s.ready.env.PUBSUB_EMULATOR_HOST!,
@@ -296,7 +302,7 @@ const cpuDelta = (a: CpuSnapshot, b: CpuSnapshot): Record<string, number> => {
 };
 
 async function getWorkers(t: Target): Promise<Workers> {
-  const res = await fetch(`${t.functionsBase}/_ldr/workers`);
+  const res = await fetch(`${t.functionsBase}/_ldr/workers`, admin(t));
   if (!res.ok) throw new Error(`GET /_ldr/workers: ${res.status}`);
   return (await res.json()) as Workers;
 }
@@ -346,7 +352,7 @@ export function othersShare(cpu: Record<string, number>): number {
 
 type BridgeStats = { delivered: number; retried: number; deadLettered: number };
 async function bridgeStats(t: Target): Promise<BridgeStats> {
-  return fetch(`${t.functionsBase}/_ldr/bridge`)
+  return fetch(`${t.functionsBase}/_ldr/bridge`, admin(t))
     .then((r) => r.json() as Promise<BridgeStats>)
     .catch(() => ({ delivered: Number.NaN, retried: Number.NaN, deadLettered: Number.NaN }));
 }
@@ -359,7 +365,10 @@ async function bridgeStats(t: Target): Promise<BridgeStats> {
 async function freshPubsub(t: Target) {
   if (!t.owned) return false;
   for (const action of ['stop', 'start']) {
-    const res = await fetch(`${t.functionsBase}/_ldr/control/pubsub/${action}`, { method: 'POST' });
+    const res = await fetch(`${t.functionsBase}/_ldr/control/pubsub/${action}`, {
+      method: 'POST',
+      ...admin(t),
+    });
     if (!res.ok) throw new Error(`pubsub ${action}: ${res.status} ${await res.text()}`);
   }
   return true;
@@ -566,7 +575,10 @@ async function main() {
         instances: instances.map((i) => i.id),
         eventTypes: ['learnflow.interaction.v1'],
       });
-      const applied = await fetch(`${target.functionsBase}/_ldr/registry/apply`, { method: 'POST' });
+      const applied = await fetch(`${target.functionsBase}/_ldr/registry/apply`, {
+        method: 'POST',
+        ...admin(target),
+      });
       if (applied.ok) partnerTopic = `partner.${partnerSlug}.events`;
       else notes.push(`partner provisioning failed (${applied.status}); partner copies not measured`);
     }

@@ -6,6 +6,10 @@ import type { Logger } from '../shared/log.ts';
  * function's worker with the prefix stripped, as Cloud Functions does; `/.well-known/jwks.json` serves
  * the dev identity's public keys.
  */
+const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
+/** how long a request waits for a function instance that is starting */
+const START_WAIT_MS = 30_000;
+
 export function startHost(opts: {
   port: number;
   projectId: string;
@@ -15,6 +19,8 @@ export function startHost(opts: {
   log: Logger;
   /** the suite's admin routes under /_ldr/ (fault injection, worker pids) */
   admin?: (method: string, path: string) => Promise<{ status: number; body: unknown } | undefined>;
+  /** bearer token the admin routes require */
+  adminToken?: string;
 }): Promise<http.Server> {
   const prefix = `/${opts.projectId}/${opts.region}/`;
   const problem = (res: http.ServerResponse, status: number, detail: string) => {
@@ -29,6 +35,15 @@ export function startHost(opts: {
       return;
     }
     if (url.startsWith('/_ldr/') && opts.admin) {
+      const given = /^bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+      if (!opts.adminToken || given !== opts.adminToken) {
+        res.setHeader('www-authenticate', 'Bearer realm="ldr-suite"');
+        return problem(
+          res,
+          401,
+          'the suite admin routes need the bearer token printed at start (LDR_ADMIN_TOKEN)',
+        );
+      }
       opts.admin(req.method ?? 'GET', url).then(
         (r) => {
           if (!r) return problem(res, 404, `no admin route ${url}`);
@@ -46,25 +61,52 @@ export function startHost(opts: {
     if (!port) return problem(res, 404, `no function named ${fn}`);
     let path = rest.slice(fn.length);
     if (!path.startsWith('/')) path = `/${path}`;
-    const upstream = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        method: req.method,
-        path,
-        headers: { ...req.headers, 'x-forwarded-prefix': `${prefix}${fn}` },
-      },
-      (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      },
-    );
-    upstream.on('error', (err) => {
-      opts.log.warn({ fn, err: err.message }, 'function unreachable');
-      if (!res.headersSent) problem(res, 503, `function ${fn} is not available; retry`);
-      else res.destroy();
+    // Like Cloud Run's front end: the request is held while the function's instance (re)starts, and the
+    // body is capped at Cloud Run's 32 MiB request limit before the function ever sees it.
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let refused = false;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_REQUEST_BYTES) {
+        if (!refused) problem(res, 413, 'the request exceeds 32 MiB');
+        refused = true;
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
     });
-    req.pipe(upstream);
+    req.on('end', () => {
+      if (refused) return;
+      const body = Buffer.concat(chunks);
+      const deadline = Date.now() + START_WAIT_MS;
+      const attempt = () => {
+        const upstream = http.request(
+          {
+            host: '127.0.0.1',
+            port: opts.workerPort(fn) ?? port,
+            method: req.method,
+            path,
+            headers: { ...req.headers, 'x-forwarded-prefix': `${prefix}${fn}` },
+          },
+          (up) => {
+            res.writeHead(up.statusCode ?? 502, up.headers);
+            up.pipe(res);
+          },
+        );
+        upstream.on('error', (err: NodeJS.ErrnoException) => {
+          if (err.code === 'ECONNREFUSED' && Date.now() < deadline && !res.headersSent) {
+            setTimeout(attempt, 100);
+            return;
+          }
+          opts.log.warn({ fn, err: err.message }, 'function unreachable');
+          if (!res.headersSent) problem(res, 503, `function ${fn} is not available; retry`);
+          else res.destroy();
+        });
+        upstream.end(body);
+      };
+      attempt();
+    });
   });
   server.keepAliveTimeout = 65_000;
   return new Promise((resolve, reject) => {

@@ -99,6 +99,8 @@ export interface SuiteOptions {
   bridgeMinBackoffMs?: number;
   bridgeMaxBackoffMs?: number;
   onProgress?: (line: string) => void;
+  /** configuration values for the functions beyond the local ones (e.g. the bench's rate limits) */
+  functionConfig?: Record<string, string>;
 }
 
 export interface Suite {
@@ -178,6 +180,9 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
   const functionUrl = (name: string) => `http://127.0.0.1:${ports.functions}/${projectId}/${region}/${name}`;
   const identity = await ensureIdentity(dataDir);
   const restToken = randomBytes(24).toString('hex');
+  // the suite's own credential: /_ldr/* and the storage emulator's JSON API require it, as the real
+  // services require credentials
+  const adminToken = randomBytes(24).toString('hex');
   const started: Array<{ stop(): Promise<void> }> = [];
   const processes: Record<string, Managed> = {};
   const stopAll = async () => {
@@ -254,6 +259,8 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       JWT_ISSUER: LOCAL_ISSUER,
       JWT_AUDIENCE: LOCAL_AUDIENCE,
       PARTNER_SECRETS_DIR: partnerSecretsDir(dataDir),
+      LDR_ADMIN_TOKEN: adminToken,
+      ...opts.functionConfig,
     };
     const pubsub = new PubSub({ projectId, apiEndpoint: env.PUBSUB_EMULATOR_HOST });
     const pool = new pg.Pool({ connectionString: postgres.url, max: 2 });
@@ -270,7 +277,12 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     const workers = new Map<string, Worker>();
     await Promise.all(
       topology.functions.map(async (f) => {
-        const w = await startWorker(f.name, await freePort(), { dataDir, env: functionEnv(f.name, env) }, log);
+        const w = await startWorker(
+          f.name,
+          await freePort(),
+          { dataDir, env: functionEnv(f.name, env) },
+          log,
+        );
         workers.set(f.name, w);
         started.push({ stop: () => w.current().stop() });
       }),
@@ -286,6 +298,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       jwks: identity.jwks,
       log,
       admin: (method, path) => admin(method, path),
+      adminToken,
     });
     started.push({ stop: () => new Promise<void>((r) => host.close(() => r())) });
     host.closeIdleConnections?.();

@@ -42,9 +42,10 @@ const fail = (msg: string): never => {
 async function applyToRunningRoom() {
   const file = join(dataDir, 'suite.json');
   if (!existsSync(file)) return console.log('the room is not running: applied at the next npm start');
-  const { ports } = JSON.parse(readFileSync(file, 'utf8'));
+  const { ports, env } = JSON.parse(readFileSync(file, 'utf8'));
   const res = await fetch(`http://127.0.0.1:${ports.functions}/_ldr/registry/apply`, {
     method: 'POST',
+    headers: { authorization: `Bearer ${env.LDR_ADMIN_TOKEN}` },
   }).catch(() => undefined);
   if (!res?.ok) return console.log('the room did not answer: applied at the next npm start');
   console.log('provisioned in the running room');

@@ -18,7 +18,11 @@ describe('parseConfig (per function, from its topology env list)', () => {
       ...redis,
       DATABASE_URL: 'postgres://u:secret@127.0.0.1:5433/ldr',
     });
-    expect(c).toMatchObject({ GOOGLE_CLOUD_PROJECT: 'p', PGDATABASE: 'ldr', PG_STATEMENT_TIMEOUT_MS: 10_000 });
+    expect(c).toMatchObject({
+      GOOGLE_CLOUD_PROJECT: 'p',
+      PGDATABASE: 'ldr',
+      PG_STATEMENT_TIMEOUT_MS: 10_000,
+    });
     expect(c.CORS_ORIGINS).toEqual([]);
   });
 
@@ -40,7 +44,9 @@ describe('parseConfig (per function, from its topology env list)', () => {
   it('has no local default: the project, bucket, signer and secrets dir must be given', () => {
     expect(() => parseConfig('routeTriage', {})).toThrow(/GOOGLE_CLOUD_PROJECT: required/);
     expect(() => parseConfig('finalizeArtifact', project)).toThrow(/LFS_BUCKET: required/);
-    expect(() => parseConfig('mirrorToPartners', { ...project, ...redis })).toThrow(/PARTNER_SECRETS_DIR: required/);
+    expect(() => parseConfig('mirrorToPartners', { ...project, ...redis })).toThrow(
+      /PARTNER_SECRETS_DIR: required/,
+    );
     expect(() => parseConfig('lfsProxy', { ...project, ...jwt, ...redis, LFS_BUCKET: 'bkt' })).toThrow(
       /LFS_SIGNER: required/,
     );
@@ -49,7 +55,11 @@ describe('parseConfig (per function, from its topology env list)', () => {
   it.each([
     ['updateProgress', { ...project }, /DATABASE_URL: set DATABASE_URL, or CLOUD_SQL_INSTANCE and PGUSER/],
     ['updateProgress', { ...project, DATABASE_URL: 'nope' }, /DATABASE_URL/],
-    ['ingestInteraction', { ...project, ...jwt, ...redis, RATE_STUDENT_PER_MIN: '-1' }, /RATE_STUDENT_PER_MIN/],
+    [
+      'ingestInteraction',
+      { ...project, ...jwt, ...redis, RATE_STUDENT_PER_MIN: '-1' },
+      /RATE_STUDENT_PER_MIN/,
+    ],
     ['ingestInteraction', { ...project, ...jwt, ...redis, CORS_ORIGINS: 'localhost' }, /CORS_ORIGINS/],
     [
       'progressApi',
@@ -76,7 +86,12 @@ describe('parseConfig (per function, from its topology env list)', () => {
 
   it('redacts secrets for the cold-start log line', () => {
     const r = redacted(
-      parseConfig('publishContent', { ...project, ...jwt, ...redis, DATABASE_URL: 'postgres://u:secret@h:5433/ldr' }),
+      parseConfig('publishContent', {
+        ...project,
+        ...jwt,
+        ...redis,
+        DATABASE_URL: 'postgres://u:secret@h:5433/ldr',
+      }),
     );
     expect(JSON.stringify(r)).not.toContain('secret');
     expect(r.UPSTASH_REDIS_REST_TOKEN).toBe('[redacted]');

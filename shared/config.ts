@@ -72,7 +72,8 @@ export const CONFIG_VARS = Object.keys(vars.shape) as ConfigVar[];
 export function parseConfig(fn: string, env: Record<string, string | undefined>): Config {
   const spec = functionSpec(fn);
   const unknown = spec.env.filter((v) => !(v in vars.shape));
-  if (unknown.length) throw new Error(`${fn} declares unknown configuration variables: ${unknown.join(', ')}`);
+  if (unknown.length)
+    throw new Error(`${fn} declares unknown configuration variables: ${unknown.join(', ')}`);
   const picked = vars.pick(Object.fromEntries(spec.env.map((k) => [k, true])) as Record<ConfigVar, true>);
   const usesDatabase = spec.env.includes('DATABASE_URL');
   const checked = picked.superRefine((c: Partial<Config>, ctx) => {
@@ -103,6 +104,8 @@ export function redacted(config: Partial<Config>): Record<string, unknown> {
   return {
     ...config,
     ...(config.UPSTASH_REDIS_REST_TOKEN ? { UPSTASH_REDIS_REST_TOKEN: '[redacted]' } : {}),
-    ...(config.DATABASE_URL ? { DATABASE_URL: config.DATABASE_URL.replace(/\/\/[^@]*@/, '//[redacted]@') } : {}),
+    ...(config.DATABASE_URL
+      ? { DATABASE_URL: config.DATABASE_URL.replace(/\/\/[^@]*@/, '//[redacted]@') }
+      : {}),
   };
 }

@@ -75,7 +75,11 @@ export function registerEventFunction(
   handler: (ev: LdrEvent, delivery: Delivery) => Promise<void>,
   opts: PushOptions = {},
 ) {
-  registerMessageFunction(rt, (msg, delivery) => handler(fromMessage(msg.attributes, msg.data), delivery), opts);
+  registerMessageFunction(
+    rt,
+    (msg, delivery) => handler(fromMessage(msg.attributes, msg.data), delivery),
+    opts,
+  );
 }
 
 export interface PushOptions {
@@ -103,7 +107,8 @@ export function registerMessageFunction(
           type: 'https://ldr.dev/problems/bad-request',
           title: 'Bad Request',
           status: 400,
-          detail: 'the body is not a Pub/Sub push body {message: {data, attributes, messageId, publishTime, orderingKey}, subscription, deliveryAttempt}',
+          detail:
+            'the body is not a Pub/Sub push body {message: {data, attributes, messageId, publishTime, orderingKey}, subscription, deliveryAttempt}',
           errors,
         },
       };

@@ -59,7 +59,9 @@ export function corsPolicy(origins: readonly string[]) {
   const anyPort = origins.filter((o) => o.endsWith(':*')).map((o) => o.slice(0, -2));
   return (origin: string) =>
     exact.has(origin) ||
-    anyPort.some((base) => origin === base || new RegExp(`^${base.replace(/[.]/g, '\\.')}:\\d{1,5}$`).test(origin));
+    anyPort.some(
+      (base) => origin === base || new RegExp(`^${base.replace(/[.]/g, '\\.')}:\\d{1,5}$`).test(origin),
+    );
 }
 
 export const CORS_ALLOW_HEADERS = 'Authorization, Content-Type, Content-Encoding, traceparent';
@@ -118,7 +120,9 @@ export function httpFunction(opts: {
         .filter((x): x is { r: Route; m: RegExpExecArray } => x.m !== null);
       const methods = special ? ['GET'] : [...new Set(matching.map((x) => x.r.method))];
       if (!special && !matching.length) throw notFound(`no route for ${req.method} ${path}`);
-      const allow = [...new Set([...methods, ...(methods.includes('GET') ? ['HEAD'] : []), 'OPTIONS'])].join(', ');
+      const allow = [...new Set([...methods, ...(methods.includes('GET') ? ['HEAD'] : []), 'OPTIONS'])].join(
+        ', ',
+      );
       if (req.method === 'OPTIONS') {
         const preflight = req.headers['access-control-request-method'];
         if (preflight && origin && allowed(origin)) {

@@ -3,7 +3,15 @@ import type { PubSub } from '@google-cloud/pubsub';
 import type { Redis } from '@upstash/redis';
 import type pg from 'pg';
 import { createVerifier, type Verifier } from './auth.ts';
-import { type Bus, createBus, lazyPool, createFirestore, createPgPool, createPubSub, createRedis } from './clients.ts';
+import {
+  type Bus,
+  createBus,
+  createFirestore,
+  createPgPool,
+  createPubSub,
+  createRedis,
+  lazyPool,
+} from './clients.ts';
 import { type Config, parseConfig, redacted } from './config.ts';
 import type { Health } from './http.ts';
 import { createLogger, type Logger } from './log.ts';

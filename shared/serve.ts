@@ -69,7 +69,11 @@ const decoders: Record<string, () => zlib.Gunzip | zlib.Inflate | zlib.BrotliDec
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json$/i;
 
 /** Reads, limits and parses the body; false when it has answered the request itself. */
-export function readBody(req: RequestWithBody, res: http.ServerResponse, limits: BodyLimits): Promise<boolean> {
+export function readBody(
+  req: RequestWithBody,
+  res: http.ServerResponse,
+  limits: BodyLimits,
+): Promise<boolean> {
   const hasBody =
     req.headers['transfer-encoding'] !== undefined ||
     (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
@@ -115,7 +119,15 @@ export function readBody(req: RequestWithBody, res: http.ServerResponse, limits:
       resolve(ok);
     };
     const timer = setTimeout(() => {
-      refuse(req, res, 408, 'Request Timeout', `the body did not arrive within ${limits.timeoutMs / 1000} s`, undefined, true);
+      refuse(
+        req,
+        res,
+        408,
+        'Request Timeout',
+        `the body did not arrive within ${limits.timeoutMs / 1000} s`,
+        undefined,
+        true,
+      );
       finish(false);
     }, limits.timeoutMs);
     stream.on('data', (chunk: Buffer) => {
@@ -152,9 +164,14 @@ export function readBody(req: RequestWithBody, res: http.ServerResponse, limits:
           ?.replace(/"/g, '')
           .toLowerCase();
         if (charset && charset !== 'utf-8' && charset !== 'utf8') {
-          refuse(req, res, 415, 'Unsupported Media Type', `charset "${charset.slice(0, 40)}" is not supported; send UTF-8 JSON`, [
-            { path: '/headers/content-type', message: 'charset must be utf-8' },
-          ]);
+          refuse(
+            req,
+            res,
+            415,
+            'Unsupported Media Type',
+            `charset "${charset.slice(0, 40)}" is not supported; send UTF-8 JSON`,
+            [{ path: '/headers/content-type', message: 'charset must be utf-8' }],
+          );
           finish(false);
           return;
         }
@@ -163,7 +180,9 @@ export function readBody(req: RequestWithBody, res: http.ServerResponse, limits:
           try {
             req.body = JSON.parse(raw.toString('utf8'));
           } catch {
-            refuse(req, res, 400, 'Bad Request', 'the body is not valid JSON', [{ path: '/', message: 'malformed JSON' }]);
+            refuse(req, res, 400, 'Bad Request', 'the body is not valid JSON', [
+              { path: '/', message: 'malformed JSON' },
+            ]);
             finish(false);
             return;
           }
@@ -216,7 +235,11 @@ function installServerGuard() {
 }
 
 /** Registers one HTTP function with the Functions Framework, behind the body guard. */
-export function serveHttp(name: string, handler: ff.HttpFunction, bodyLimits: BodyLimits = HTTPS_BODY_LIMITS) {
+export function serveHttp(
+  name: string,
+  handler: ff.HttpFunction,
+  bodyLimits: BodyLimits = HTTPS_BODY_LIMITS,
+) {
   limits = bodyLimits;
   installServerGuard();
   ff.http(name, handler);

@@ -16,7 +16,18 @@ import { Firestore } from '@google-cloud/firestore';
 import type { PubSub } from '@google-cloud/pubsub';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { control, eventually, fnUrl, pubsubClient, settle, suite, tap, token, workers } from './helpers.ts';
+import {
+  adminFetch,
+  control,
+  eventually,
+  fnUrl,
+  pubsubClient,
+  settle,
+  suite,
+  tap,
+  token,
+  workers,
+} from './helpers.ts';
 
 const RESILIENCE = new URL('../RESILIENCE.md', import.meta.url);
 const BEGIN = '<!-- chaos:begin (written by tests/chaos.int.test.ts) -->';
@@ -227,7 +238,7 @@ async function checkExactlyOnce(
 }
 
 const bridge = async (): Promise<{ delivered: number; retried: number; deadLettered: number }> =>
-  (await fetch(`http://127.0.0.1:${suite().ports.functions}/_ldr/bridge`)).json();
+  (await adminFetch('/_ldr/bridge')).json();
 
 const diff = (a: Awaited<ReturnType<typeof bridge>>, b: Awaited<ReturnType<typeof bridge>>) => ({
   delivered: b.delivered - a.delivered,

@@ -22,7 +22,7 @@ import { exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureIdentity, LOCAL_AUDIENCE, LOCAL_ISSUER } from '../emulators/identity.ts';
 import { upsertPartner } from '../emulators/registry.ts';
-import { pubsubClient, suite, tap, token, workers } from './helpers.ts';
+import { adminFetch, pubsubClient, suite, tap, token, workers } from './helpers.ts';
 
 const BUDGET = Number(process.env.LDR_FUZZ_REQUESTS ?? 10_240);
 const CONCURRENCY = 16;
@@ -49,9 +49,7 @@ const b64 = (x: unknown) => Buffer.from(typeof x === 'string' ? x : JSON.stringi
 beforeAll(async () => {
   const dataDir = suite().dataDir;
   upsertPartner(dataDir, { slug: SLUG, displayName: 'Fuzz partner', instances: [INSTANCE] });
-  const applied = await fetch(`http://127.0.0.1:${suite().ports.functions}/_ldr/registry/apply`, {
-    method: 'POST',
-  });
+  const applied = await adminFetch('/_ldr/registry/apply', { method: 'POST' });
   expect(applied.ok).toBe(true);
   Object.assign(tokens, {
     student: await token({ sub: STUDENT, role: 'student', instance: INSTANCE }),

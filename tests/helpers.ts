@@ -79,15 +79,23 @@ export async function postJson(url: string, body: unknown, bearer?: string): Pro
   return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
 }
 
-export async function control(component: 'redis' | 'pubsub' | 'postgres', action: 'stop' | 'start') {
-  const res = await fetch(`http://127.0.0.1:${suite().ports.functions}/_ldr/control/${component}/${action}`, {
-    method: 'POST',
+/** The suite's admin routes (/_ldr/…), with the suite's own bearer token. */
+export const adminFetch = (path: string, init: RequestInit = {}) =>
+  fetch(`http://127.0.0.1:${suite().ports.functions}${path}`, {
+    ...init,
+    headers: {
+      ...(init.headers as Record<string, string>),
+      authorization: `Bearer ${suite().env.LDR_ADMIN_TOKEN}`,
+    },
   });
+
+export async function control(component: 'redis' | 'pubsub' | 'postgres', action: 'stop' | 'start') {
+  const res = await adminFetch(`/_ldr/control/${component}/${action}`, { method: 'POST' });
   if (!res.ok) throw new Error(`control ${component} ${action}: ${res.status} ${await res.text()}`);
 }
 
 export async function workers(): Promise<Record<string, { pid: number; port: number }>> {
-  return (await fetch(`http://127.0.0.1:${suite().ports.functions}/_ldr/workers`)).json();
+  return (await adminFetch('/_ldr/workers')).json();
 }
 
 export const iso = (d = new Date()) => d.toISOString();
@@ -96,7 +104,7 @@ export const iso = (d = new Date()) => d.toISOString();
 export async function settle(timeoutMs = 120_000) {
   await eventually(
     async () => {
-      const stats = await (await fetch(`http://127.0.0.1:${suite().ports.functions}/_ldr/bridge`)).json();
+      const stats = await (await adminFetch('/_ldr/bridge')).json();
       return stats.inFlight === 0 ? true : undefined;
     },
     timeoutMs,
