@@ -196,17 +196,24 @@ describe('module layout', () => {
     expect(missing).toEqual([]);
   });
 
-  it('every module, the stack and both envs pin hashicorp/google as a version range', () => {
+  it('every module, the stack and both envs pin hashicorp/google >= 7.21, < 8.0 (Direct VPC egress); envs pin google-beta alike', () => {
     const roots = [...moduleDirs.map((m) => `modules/${m}`), 'stack', 'envs/dev', 'envs/prod'];
     for (const dir of roots) {
       const f = files.find((p) => p.file === `${dir}/versions.tf`);
       expect(f, `${dir}/versions.tf`).toBeDefined();
-      const google = f!.json.terraform?.[0]?.required_providers?.[0]?.google;
-      expect(google?.source, dir).toBe('hashicorp/google');
-      expect(String(google?.version), dir).toMatch(/^>=\s*\d+(\.\d+)*\s*,\s*<\s*\d+(\.\d+)*$/);
+      const providers = f!.json.terraform?.[0]?.required_providers?.[0];
+      expect(providers?.google?.source, dir).toBe('hashicorp/google');
+      expect(String(providers?.google?.version), dir).toBe('>= 7.21, < 8.0');
+      if (dir.startsWith('envs/')) {
+        expect(providers?.['google-beta']?.source, dir).toBe('hashicorp/google-beta');
+        expect(String(providers?.['google-beta']?.version), dir).toBe('>= 7.21, < 8.0');
+      }
+      if (dir === 'stack' || dir.startsWith('envs/'))
+        expect(String(providers?.archive?.version), `${dir} archive (output_sha256)`).toMatch(
+          /^>= 2\.4, < 3\.0$/,
+        );
     }
   });
-
   it('every module names its main resource "main" in main.tf', () => {
     for (const m of moduleDirs) {
       const mains = find('resource', { dir: `modules/${m}`, name: 'main' }).filter(
@@ -357,29 +364,35 @@ describe('Pub/Sub functions are triggered by their topics', () => {
     expect(text(fn.body.trigger)).toBe('${each.value.trigger}');
   });
 
-  it('fn.* subscriptions push to their function URL, on their topic, as the push identity', () => {
+  it('fn.* subscriptions POST the documented push body to the plain function URL (no query, no no_wrapper), as the push identity', () => {
     const locals = localsByDir.get('stack')!;
     expect(text(locals.subscription_function)).toMatch(
       /^\$\{\{ ?for (\w+) in local\.topology\.subscriptions ?: ?\1\.name ?=> ?\1\.function if try\(\1\.function, null\) != null ?\}\}$/,
     );
-    const push = text(locals.push);
-    expect(push).toMatch(/for (\w+), (\w+) in local\.subscription_function/);
-    const fnVar = /for \w+, (\w+) in local\.subscription_function/.exec(push)![1]!;
-    const targets = [...push.matchAll(/module\.function\[([^\]]+)\]/g)].map((m) => m[1]);
-    expect(targets.length).toBeGreaterThan(0);
-    expect(new Set(targets), "every push endpoint/audience targets the subscription's own function").toEqual(
-      new Set([fnVar]),
+    const push = locals.push as string;
+    expect(text(push)).toBe(
+      '${{ for name, fn in local.subscription_function : name => { endpoint = module.function[fn].uri audience = module.function[fn].uri service_account_email = google_service_account.pubsub_push.email } }}',
     );
-    expect(push).toContain('topics%2F${local.subscriptions[name].topic}');
-    expect(push).toContain('service_account_email = google_service_account.pubsub_push.email');
+    // nothing undocumented between Pub/Sub and the handler
+    const all = JSON.stringify(files.map((f) => withoutProse(f.json)));
+    expect(all).not.toContain('__GCP_CloudEventsMode');
+    expect(all).not.toContain('no_wrapper');
+    expect(find('variable', { name: 'push_cloudevents_mode' })).toEqual([]);
+    const res = one('resource', { dir: 'modules/subscription', type: 'google_pubsub_subscription' });
+    const pc = res.body.dynamic.push_config[0].content[0];
+    expect(Object.keys(pc).sort()).toEqual(['oidc_token', 'push_endpoint']);
+    expect(text(pc.oidc_token[0].audience)).toBe(
+      '${coalesce(push_config.value.audience, push_config.value.endpoint)}',
+    );
+    const v = one('variable', { dir: 'modules/subscription', name: 'push' });
+    expect(text(v.body.validation)).toContain('!strcontains(try(var.push.endpoint, ""), "?")');
     const sub = one('module', { dir: 'stack', name: 'subscription' });
     expect(text(sub.body.push)).toBe('${try(local.push[each.key], null)}');
   });
-
-  it('event functions are invokable only by the push identity and never through an Eventarc-managed subscription', () => {
+  it('event functions are invokable only by the push identity (and the scheduler where scheduled), never through Eventarc', () => {
     const fn = one('module', { dir: 'stack', name: 'function' });
     expect(text(fn.body.invokers)).toBe(
-      '${{ for k, m in { pubsub-push = google_service_account.pubsub_push.member } : k => m if each.value.trigger == "pubsub" }}',
+      '${merge( { for k, m in { pubsub-push = google_service_account.pubsub_push.member } : k => m if each.value.trigger == "pubsub" }, { for k, m in { scheduler = google_service_account.scheduler.member } : k => m if contains(local.scheduled_functions, each.key) }, )}',
     );
     const inv = one('resource', {
       dir: 'modules/function',
@@ -391,15 +404,35 @@ describe('Pub/Sub functions are triggered by their topics', () => {
     for (const call of callsOf('modules/function'))
       expect(call.body.event_trigger, call.file).toBeUndefined();
   });
-
-  it('the function module keeps retries on for an (optional) Eventarc trigger', () => {
+  it('functions are plain HTTP functions: the function module has no Eventarc trigger at all', () => {
     const f = one('resource', { dir: 'modules/function', type: 'google_cloudfunctions2_function' });
-    const trig = f.body.dynamic?.event_trigger?.[0];
-    expect(trig, 'dynamic "event_trigger"').toBeDefined();
-    expect(trig.content[0].retry_policy).toBe('RETRY_POLICY_RETRY');
-    expect(trig.content[0].event_type).toBe('google.cloud.pubsub.topic.v1.messagePublished');
+    expect(f.body.event_trigger).toBeUndefined();
+    expect(f.body.dynamic?.event_trigger).toBeUndefined();
+    expect(find('variable', { dir: 'modules/function', name: 'event_trigger' })).toEqual([]);
+    expect(find('resource', { type: 'google_eventarc_trigger' })).toEqual([]);
   });
 
+  it('the push ack deadline (600 s) exceeds every pushed function’s timeout by 30 s or more (plan precondition)', () => {
+    const locals = localsByDir.get('stack')!;
+    const ack = locals.push_ack_deadline_seconds as number;
+    expect(ack).toBe(600);
+    expect(text(locals.subscription_ack_deadline)).toContain(
+      'contains(keys(local.subscription_function), name) ? local.push_ack_deadline_seconds : local.defaults.ackDeadlineSeconds',
+    );
+    const defaults = locals.function_runtime_defaults as Record<string, Body>;
+    const profiles = locals.function_profiles as Record<string, Body>;
+    for (const s of topology.subscriptions.filter((x) => x.function)) {
+      const f = topology.functions.find((x) => x.name === s.function)!;
+      const timeout = profiles[f.name]?.timeout_seconds ?? defaults[f.trigger]!.timeout_seconds;
+      expect(timeout + 30, `${s.name} -> ${f.name}`).toBeLessThanOrEqual(ack);
+    }
+    const checks = one('resource', { dir: 'stack', type: 'terraform_data', name: 'topology_checks' });
+    const conditions = (checks.body.lifecycle[0].precondition as Body[]).map((p) => text(p.condition));
+    expect(conditions).toContain('${length(local.ack_too_short) == 0}');
+    expect(text(localsByDir.get('stack')!.ack_too_short)).toContain(
+      'local.function_runtime[fn].timeout_seconds + 30 > local.subscription_ack_deadline[name]',
+    );
+  });
   it('plan fails when the topology and the fn.* subscriptions disagree (precondition)', () => {
     const checks = one('resource', { dir: 'stack', type: 'terraform_data', name: 'topology_checks' });
     const conditions = (checks.body.lifecycle[0].precondition as Body[]).map((p) => text(p.condition));
@@ -443,7 +476,6 @@ describe('retry policy and dead-lettering', () => {
     const stack = localsByDir.get('stack')!;
     expect(stack.dead_letter.topic).toBe('${module.topic[local.topology.deadLetterTopic].id}');
     expect(stack.dead_letter.max_delivery_attempts).toBe('${local.defaults.maxDeliveryAttempts}');
-    expect(topology.defaults.maxDeliveryAttempts).toBe(5);
     expect(stack.retry.minimum_backoff_seconds).toBe('${local.defaults.minimumBackoffSeconds}');
     expect(stack.retry.maximum_backoff_seconds).toBe('${local.defaults.maximumBackoffSeconds}');
     const partner = one('module', { dir: 'stack', name: 'partner' });
@@ -454,6 +486,19 @@ describe('retry policy and dead-lettering', () => {
     expect(inPartner.body.dead_letter.max_delivery_attempts).toBe('${var.delivery.max_delivery_attempts}');
   });
 
+  it('retries outlast a cold-start or quota episode: the topology back-off spans well over 10 minutes before dead-lettering', () => {
+    const d = topology.defaults;
+    expect(d.minimumBackoffSeconds).toBeGreaterThanOrEqual(10);
+    expect(d.maximumBackoffSeconds).toBe(600);
+    expect(d.maxDeliveryAttempts).toBeGreaterThanOrEqual(10);
+    // Pub/Sub's back-off roughly doubles from the minimum up to the maximum (best effort).
+    let window = 0;
+    for (let i = 0, delay = d.minimumBackoffSeconds; i < d.maxDeliveryAttempts - 1; i++) {
+      window += Math.min(delay, d.maximumBackoffSeconds);
+      delay *= 2;
+    }
+    expect(window, 'seconds of retries before the last attempt').toBeGreaterThanOrEqual(30 * 60);
+  });
   it('only the dead-letter topic’s own subscription opts out of dead-lettering', () => {
     for (const s of topology.subscriptions)
       expect(s.deadLetter === false, s.name).toBe(s.topic === topology.deadLetterTopic);
@@ -607,200 +652,185 @@ describe('functions and least privilege', () => {
     expect(fn.body.depends_on).toContain('${google_secret_manager_secret_iam_member.accessor}');
   });
 
-  it('functions take concurrency, min instances, env vars and a source object named by its hash', () => {
+  it('functions take concurrency, min instances, env vars and the build artifact named by its hash (archive_file at plan time)', () => {
     const fn = one('resource', { dir: 'modules/function', type: 'google_cloudfunctions2_function' });
     const svc = fn.body.service_config[0];
     expect(text(svc.max_instance_request_concurrency)).toBe('${var.runtime_config.concurrency}');
     expect(text(svc.min_instance_count)).toBe('${var.runtime_config.min_instances}');
     expect(text(svc.environment_variables)).toBe('${var.env_vars}');
-    expect(text(localsByDir.get('modules/function')!.source_hash)).toContain(
-      'filesha256(var.source_archive.path)',
+    expect(text(fn.body.build_config[0].runtime)).toBe('${var.runtime}');
+    expect(one('variable', { dir: 'modules/function', name: 'runtime' }).body.default).toBe('nodejs22');
+    expect(fn.body.build_config[0].source[0].storage_source[0]).toEqual({
+      bucket: '${var.source_object.bucket}',
+      object: '${var.source_object.object}',
+    });
+    // filesha256() of a zip that does not exist at plan time is gone: archive_file zips
+    // package.json, package-lock.json and dist/ during plan and names the object by its hash.
+    expect(JSON.stringify(files.map((f) => f.json))).not.toContain('filesha256(');
+    const zip = one('data', { dir: 'stack', type: 'archive_file', name: 'functions' });
+    expect(zip.body.type).toBe('zip');
+    expect(text(zip.body.dynamic.source[0].for_each)).toBe('${local.source_files}');
+    expect(text(localsByDir.get('stack')!.source_files)).toBe(
+      '${setunion(["package.json", "package-lock.json"], fileset(local.repo_root, "dist/**"))}',
     );
-    const obj = one('resource', { dir: 'modules/function', type: 'google_storage_bucket_object' });
-    expect(text(obj.body.name)).toBe('${local.source_object}');
-    expect(text(localsByDir.get('modules/function')!.source_object)).toContain('${local.source_hash}');
+    expect(text(zip.body.lifecycle[0].precondition[0].condition)).toContain('dist/index.js');
+    expect(text(zip.body.output_path)).not.toContain('dist/');
+    const obj = one('resource', {
+      dir: 'stack',
+      type: 'google_storage_bucket_object',
+      name: 'functions_source',
+    });
+    expect(text(obj.body.name)).toBe('functions/${data.archive_file.functions.output_sha256}.zip');
+    expect(text(obj.body.source)).toBe('${data.archive_file.functions.output_path}');
     const call = one('module', { dir: 'stack', name: 'function' });
-    for (const mod of ['storage', 'cloudsql'])
-      expect(text(localsByDir.get('stack')!.function_env)).toContain(`module.${mod}.env_vars`);
+    expect(text(call.body.source_object.object)).toBe(
+      '${google_storage_bucket_object.functions_source.name}',
+    );
+    expect(text(call.body.entry_point)).toBe('${each.key}');
     // The Firestore client takes only the project (the `(default)` database): nothing to pass.
-    expect(find('output', { dir: 'modules/firestore', name: 'env_vars' })).toEqual([]);
     expect(one('module', { dir: 'stack', name: 'firestore' }).body.name).toBeUndefined();
     expect(one('variable', { dir: 'modules/firestore', name: 'name' }).body.default).toBe('(default)');
     expect(text(call.body.env_vars)).toBe('${local.function_env[each.key]}');
   });
+
+  it('Cloud SQL functions use Direct VPC egress; there is no Serverless VPC Access connector', () => {
+    expect(find('resource', { type: 'google_vpc_access_connector' })).toEqual([]);
+    const fn = one('resource', { dir: 'modules/function', type: 'google_cloudfunctions2_function' });
+    const svc = fn.body.service_config[0];
+    expect(svc.vpc_connector).toBeUndefined();
+    expect(text(svc.direct_vpc_egress)).toBe('${try(var.vpc.egress, null)}');
+    expect(svc.dynamic.direct_vpc_network_interface[0].content[0]).toEqual({
+      network: '${direct_vpc_network_interface.value.network}',
+      subnetwork: '${direct_vpc_network_interface.value.subnetwork}',
+    });
+    const call = one('module', { dir: 'stack', name: 'function' });
+    expect(text(call.body.vpc)).toBe(
+      '${local.function_access[each.key].cloudsql ? { network = module.network.network_id, subnetwork = module.network.functions_subnet_id } : null}',
+    );
+    expect(localsByDir.get('stack')!.required_apis).not.toContain('vpcaccess.googleapis.com');
+  });
+
+  it('the build service account is Storage Object Admin on the source bucket', () => {
+    const b = one('resource', {
+      dir: 'stack',
+      type: 'google_storage_bucket_iam_member',
+      name: 'build_sources',
+    });
+    expect(text(b.body.bucket)).toBe('${google_storage_bucket.sources.name}');
+    expect(b.body.role).toBe('roles/storage.objectAdmin');
+    expect(text(b.body.member)).toBe('${google_service_account.build.member}');
+    const call = one('module', { dir: 'stack', name: 'function' });
+    expect(call.body.depends_on).toContain('${google_storage_bucket_iam_member.build_sources}');
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
-// The functions' environment against the code's configuration contract (shared/config.ts).
+// The functions' environment against each function's `env` list in shared/topology.json (the one
+// source of truth read by Terraform, the config code and the production boot test).
 
-const CONFIG_TS = readFileSync(path.join(REPO_ROOT, 'shared', 'config.ts'), 'utf8');
+/** Set in production whenever a function lists them (a missing one would fail its cold start). */
+const PRODUCTION_REQUIRED = [
+  'GOOGLE_CLOUD_PROJECT',
+  'LOG_LEVEL',
+  'JWKS_URL',
+  'JWT_ISSUER',
+  'JWT_AUDIENCE',
+  'UPSTASH_REDIS_REST_URL',
+  'UPSTASH_REDIS_REST_TOKEN',
+  'CLOUD_SQL_INSTANCE',
+  'PGUSER',
+  'PGDATABASE',
+  'LFS_BUCKET',
+  'LFS_SIGNER',
+  'PARTNER_SECRETS_DIR',
+  'CORS_ORIGINS',
+  'PUBLIC_BASE_URL',
+];
+/** Never set in production (local-only, or refused there). */
+const NEVER_IN_PRODUCTION = [
+  'DATABASE_URL',
+  'GOOGLE_APPLICATION_CREDENTIALS',
+  'LFS_SIGNING_ENDPOINT',
+  'TRIAGE_RULES_FILE',
+];
+/** Set only when the environment sets runtime_settings; otherwise the code's default applies. */
+const OPTIONAL_SETTINGS = [
+  'LFS_MAX_BYTES',
+  'LFS_URL_TTL_SECONDS',
+  'LFS_CONTENT_TYPES',
+  'RATE_STUDENT_PER_MIN',
+  'RATE_STUDENT_EVENTS_PER_MIN',
+  'RATE_INSTANCE_EVENTS_PER_MIN',
+  'DEDUP_TTL_SECONDS',
+  'PG_STATEMENT_TIMEOUT_MS',
+];
 
-/** Keys of `const schema = z.object({...})` in shared/config.ts, and which of them are required. */
-function configSchema(): { keys: string[]; required: string[] } {
-  const start = CONFIG_TS.indexOf('const schema = z.object({');
-  const end = CONFIG_TS.indexOf('\n});', start);
-  expect(start, 'shared/config.ts: const schema = z.object({').toBeGreaterThan(-1);
-  const body = CONFIG_TS.slice(start, end)
-    .replace(/\/\*[\s\S]*?\*\//g, '')
-    .replace(/\/\/.*$/gm, '');
-  const matches = [...body.matchAll(/^\s+([A-Z][A-Z0-9_]+):/gm)];
-  const keys = matches.map((m) => m[1]!);
-  const required = matches
-    .filter((m, i) => {
-      const def = body.slice(m.index!, matches[i + 1]?.index ?? body.length);
-      return !/\.optional\(\)|\.default\(/.test(def);
-    })
-    .map((m) => m[1]!);
-  return { keys, required };
+interface TopologyFn extends Fn {
+  env: string[];
 }
+const topologyFns = topology.functions as TopologyFn[];
+
+const isNull = (v: unknown) => v === null || text(v) === '${null}';
 
 /**
- * Read outside shared/config.ts but still by the code: the logger's level. Each such name must be
- * read as process.env.<NAME> in the file given here.
+ * Per function: the plain and the Secret Manager variable names the stack sets, evaluated from
+ * local.env_values / function_env_values / secret_env_values the way local.function_env does
+ * (whose exact expression is asserted first).
  */
-const READ_OUTSIDE_CONFIG: Record<string, string> = { LOG_LEVEL: 'shared/log.ts' };
-
-/** Top-level comma-separated parts of an HCL argument list (brackets and strings respected). */
-function splitTopLevel(s: string): string[] {
-  const out: string[] = [];
-  let depth = 0;
-  let quoted = false;
-  let cur = '';
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i]!;
-    if (quoted) {
-      if (c === '\\') {
-        cur += c + s[++i];
-        continue;
-      }
-      if (c === '"') quoted = false;
-    } else if (c === '"') quoted = true;
-    else if ('([{'.includes(c)) depth++;
-    else if (')]}'.includes(c)) depth--;
-    if (c === ',' && depth === 0 && !quoted) {
-      out.push(cur.trim());
-      cur = '';
-    } else cur += c;
-  }
-  if (cur.trim()) out.push(cur.trim());
-  return out;
-}
-
-/** The text between `open` (ending in an opening bracket) and its matching closing bracket. */
-function inside(s: string, open: string): string {
-  const at = s.indexOf(open);
-  expect(at, `"${open}" in ${s.slice(0, 80)}…`).toBeGreaterThan(-1);
-  let depth = 0;
-  for (let i = at + open.length - 1; i < s.length; i++) {
-    if ('([{'.includes(s[i]!)) depth++;
-    else if (')]}'.includes(s[i]!) && --depth === 0) return s.slice(at + open.length, i);
-  }
-  throw new Error(`unbalanced ${open}`);
-}
-
-type Access = Record<string, Body>;
-
-/** Evaluates the few condition shapes the stack uses on local.function_access; anything else fails. */
-function holds(cond: string, a: Body): boolean {
-  let m = /^(!?)local\.function_access\[name\]\.(\w+)$/.exec(cond);
-  if (m) {
-    expect(typeof a[m[2]!], `function_access.${m[2]} is a bool`).toBe('boolean');
-    return m[1] ? !a[m[2]!] : a[m[2]!];
-  }
-  m = /^length\(local\.function_access\[name\]\.(\w+)\) > 0$/.exec(cond);
-  if (m) return (a[m[1]!] as unknown[]).length > 0;
-  m = /^local\.function_access\[name\]\.(\w+) != null$/.exec(cond);
-  if (m) return a[m[1]!] != null;
-  throw new Error(`condition not understood by the test: ${cond}`);
-}
-
-/** Keys of a module's `env_vars` output, from the stack's call of that module. */
-function moduleEnvKeys(moduleName: string): string[] {
-  const call = one('module', { dir: 'stack', name: moduleName });
-  const dir = path.relative(TF_ROOT, path.resolve(TF_ROOT, 'stack', String(call.body.source)));
-  const out = one('output', { dir, name: 'env_vars' });
-  expect(typeof out.body.value, `${dir} output env_vars is an object literal`).toBe('object');
-  return Object.keys(out.body.value);
-}
-
-/** One merge() argument of local.function_env (or a function_secret_env value): keys and when. */
-function envPart(arg: string, fn: string, locals: Body, access: Access): string[] {
-  const a = access[fn]!;
-  const t = arg.replace(/\s+/g, ' ').trim();
-  if (t === 'local.env_common') return Object.keys(locals.env_common);
-  let m = /^module\.(\w+)\.env_vars$/.exec(t);
-  if (m) return moduleEnvKeys(m[1]!);
-  m = /^\{ for k, v in module\.(\w+)\.env_vars : k => v if (.+) \}$/.exec(t);
-  if (m) return holds(m[2]!, a) ? moduleEnvKeys(m[1]!) : [];
-  if (t === '{ for k in local.function_settings[name] : k => local.setting_values[k] }') {
-    const keys = locals.function_settings[fn] as string[];
-    for (const k of keys) expect(Object.keys(locals.setting_values), `setting_values.${k}`).toContain(k);
-    return keys;
-  }
-  m = /^\{ for k, v in \{ ([A-Z][A-Z0-9_]*) = .+ \} : k => v if (.+) \}$/.exec(t);
-  if (m) return holds(m[2]!, a) ? [m[1]!] : [];
-  m = /^\{ ([A-Z][A-Z0-9_]*) = [^{}]+ \}$/.exec(t);
-  if (m) return [m[1]!];
-  throw new Error(`function_env part not understood by the test: ${t}`);
-}
-
-/** Per function: the plain and the Secret Manager environment variable names the stack sets. */
-function functionEnvironment(): Map<string, { env: string[]; secret: string[] }> {
+function functionEnvironment(): Map<string, { env: string[]; secret: string[]; values: Body }> {
   const locals = localsByDir.get('stack')!;
-  const access = locals.function_access as Access;
-  const envText = text(locals.function_env);
-  expect(envText).toMatch(/^\$\{\{ for name, f in local\.functions : name => merge\(/);
-  const envArgs = splitTopLevel(inside(envText, 'merge('));
-  const secretText = text(locals.function_secret_env);
-  const secretBody = /^\$\{\{ for name, f in local\.functions : name => (\{.*\}) \}\}$/.exec(secretText)?.[1];
-  expect(
-    secretBody,
-    'local.function_secret_env = { for name, f in local.functions : name => {…} }',
-  ).toBeDefined();
-  const result = new Map<string, { env: string[]; secret: string[] }>();
-  for (const f of topology.functions) {
-    const env = envArgs.flatMap((arg) => envPart(arg, f.name, locals, access));
-    const secret = envPart(secretBody!, f.name, locals, access);
-    result.set(f.name, { env: [...new Set(env)].sort(), secret: secret.sort() });
+  expect(text(locals.function_env)).toBe(
+    '${{ for name, f in local.functions : name => { for k in f.env : k => local.function_env_values[name][k] if !contains(keys(local.secret_env_values), k) && try(local.function_env_values[name][k], null) != null } }}',
+  );
+  expect(text(locals.function_secret_env)).toBe(
+    '${{ for name, f in local.functions : name => { for k in f.env : k => { secret = local.secret_env_values[k] } if contains(keys(local.secret_env_values), k) } }}',
+  );
+  expect(text(locals.function_env_values)).toBe(
+    '${{ for name, f in local.functions : name => merge(local.env_values, { PGUSER = trimsuffix(local.function_sa_emails[name], ".gserviceaccount.com") }) }}',
+  );
+  const values: Body = { ...(locals.env_values as Body), PGUSER: 'per function' };
+  const secrets = Object.keys(locals.secret_env_values as Body);
+  const result = new Map<string, { env: string[]; secret: string[]; values: Body }>();
+  for (const f of topologyFns) {
+    const env = f.env.filter((k) => !secrets.includes(k) && k in values && !isNull(values[k])).sort();
+    const secret = f.env.filter((k) => secrets.includes(k)).sort();
+    result.set(f.name, { env, secret, values });
   }
   return result;
 }
 
-/** Non-test TypeScript of one function's directory. */
-function functionSource(name: string): string {
-  const dir = path.join(REPO_ROOT, 'functions', name);
-  return readdirSync(dir)
-    .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
-    .map((f) => readFileSync(path.join(dir, f), 'utf8'))
-    .join('\n');
-}
+describe('function environment = the topology’s env list of each function', () => {
+  const access = () => localsByDir.get('stack')!.function_access as Record<string, Body>;
 
-describe('function environment = the code’s configuration (shared/config.ts)', () => {
-  const schema = configSchema();
-  const access = () => localsByDir.get('stack')!.function_access as Access;
-
-  it('the schema parses: keys, required keys and the database rule are what this test expects', () => {
-    expect(schema.keys).toContain('UPSTASH_REDIS_REST_TOKEN');
-    expect(schema.keys.length).toBeGreaterThanOrEqual(15);
-    expect(schema.required.sort()).toEqual(
-      ['JWKS_URL', 'JWT_AUDIENCE', 'JWT_ISSUER', 'UPSTASH_REDIS_REST_TOKEN', 'UPSTASH_REDIS_REST_URL'].sort(),
-    );
-    // superRefine: DATABASE_URL, or CLOUD_SQL_INSTANCE and PGUSER (production uses the latter)
-    expect(CONFIG_TS).toContain('!c.DATABASE_URL && !(c.CLOUD_SQL_INSTANCE && c.PGUSER)');
-    for (const [name, file] of Object.entries(READ_OUTSIDE_CONFIG)) {
-      expect(schema.keys, `${name} is not (yet) in the schema`).not.toContain(name);
-      expect(readFileSync(path.join(REPO_ROOT, file), 'utf8'), `${file} reads ${name}`).toContain(
-        `process.env.${name}`,
-      );
+  it('every function lists its variables in the topology, and every listed name has a decided class', () => {
+    const classified = new Set([...PRODUCTION_REQUIRED, ...NEVER_IN_PRODUCTION, ...OPTIONAL_SETTINGS]);
+    for (const f of topologyFns) {
+      expect(Array.isArray(f.env), `${f.name}.env`).toBe(true);
+      expect(
+        f.env.filter((k) => !classified.has(k)),
+        `${f.name}: classify new names in this test`,
+      ).toEqual([]);
     }
   });
 
-  it('every env var name set on a function is a key of the config schema (or read by shared/log.ts)', () => {
-    const known = new Set([...schema.keys, ...Object.keys(READ_OUTSIDE_CONFIG)]);
-    const unknown: string[] = [];
-    for (const [fn, { env, secret }] of functionEnvironment())
-      for (const k of [...env, ...secret]) if (!known.has(k)) unknown.push(`${fn}: ${k}`);
-    expect(unknown).toEqual([]);
+  it('the set Terraform gives each function ⊆ its topology env list, and the required ones are present', () => {
+    const env = functionEnvironment();
+    expect([...env.keys()].sort()).toEqual(topologyFns.map((f) => f.name).sort());
+    for (const f of topologyFns) {
+      const { env: plain, secret } = env.get(f.name)!;
+      const set = [...plain, ...secret];
+      expect(
+        set.filter((k) => !f.env.includes(k)),
+        `${f.name}: set but not in its list`,
+      ).toEqual([]);
+      for (const k of f.env.filter((k) => PRODUCTION_REQUIRED.includes(k)))
+        expect(set, `${f.name} lacks ${k}`).toContain(k);
+      for (const k of NEVER_IN_PRODUCTION) expect(set, `${f.name} must not get ${k}`).not.toContain(k);
+      expect(
+        plain.filter((k) => secret.includes(k)),
+        `${f.name}: both plain and secret`,
+      ).toEqual([]);
+    }
     // and nothing else defines function environment: the module passes exactly these maps
     const call = one('module', { dir: 'stack', name: 'function' });
     expect(text(call.body.env_vars)).toBe('${local.function_env[each.key]}');
@@ -812,82 +842,71 @@ describe('function environment = the code’s configuration (shared/config.ts)',
     );
   });
 
-  it('every function gets every required config key, once (plain or from Secret Manager)', () => {
-    const required = [...schema.required, 'CLOUD_SQL_INSTANCE', 'PGUSER'];
-    const env = functionEnvironment();
-    expect([...env.keys()].sort()).toEqual(topology.functions.map((f) => f.name).sort());
-    for (const [fn, { env: plain, secret }] of env) {
-      for (const k of required) expect([...plain, ...secret], `${fn} lacks ${k}`).toContain(k);
-      expect(
-        plain.filter((k) => secret.includes(k)),
-        `${fn}: both plain and secret`,
-      ).toEqual([]);
-      expect(plain, `${fn}: production connects through the Cloud SQL connector`).not.toContain(
-        'DATABASE_URL',
-      );
-    }
-    const locals = localsByDir.get('stack')!;
-    expect(text(locals.function_env)).toContain(
-      'PGUSER = trimsuffix(local.function_sa_emails[name], ".gserviceaccount.com")',
+  it('values: CORS_ORIGINS from cors_origins, PUBLIC_BASE_URL for partnerRoom, IAM signing, optional settings null when unset', () => {
+    const values = localsByDir.get('stack')!.env_values as Body;
+    expect(text(values.CORS_ORIGINS)).toBe('${join(",", var.cors_origins)}');
+    expect(text(values.PUBLIC_BASE_URL)).toBe('${local.public_base_url}');
+    expect(text(localsByDir.get('stack')!.public_base_url)).toContain(
+      'coalesce(var.public_base_url, "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.function_ids["partnerRoom"]}")',
     );
-  });
-
-  it('optional settings go exactly to the functions whose code reads them', () => {
-    const always = new Set([
-      ...schema.required,
-      'CLOUD_SQL_INSTANCE',
-      'PGUSER',
-      'PGDATABASE',
-      'GOOGLE_CLOUD_PROJECT',
-    ]);
-    for (const [fn, { env }] of functionEnvironment()) {
-      const read = new Set(
-        [...functionSource(fn).matchAll(/\bconfig\.([A-Z][A-Z0-9_]+)/g)].map((m) => m[1]!),
-      );
-      const extra = env.filter((k) => !always.has(k) && !(k in READ_OUTSIDE_CONFIG) && !read.has(k));
-      expect(extra, `${fn} gets settings its code does not read`).toEqual([]);
-      const missing = [...read].filter((k) => !env.includes(k));
-      expect(missing, `${fn} reads settings Terraform does not set`).toEqual([]);
-    }
-    const values = localsByDir.get('stack')!.setting_values as Body;
     expect(values.LFS_SIGNER).toBe('iam');
-    expect(functionEnvironment().get('lfsProxy')!.env).toContain('LFS_SIGNER');
+    for (const k of NEVER_IN_PRODUCTION) expect(isNull(values[k]), k).toBe(true);
+    for (const k of OPTIONAL_SETTINGS) expect(text(values[k]), k).toMatch(/var\.runtime_settings\.[a-z_]+/);
+    // every https function that lists CORS_ORIGINS gets it; partnerRoom gets PUBLIC_BASE_URL
+    const env = functionEnvironment();
+    for (const f of topologyFns.filter((f) => f.trigger === 'https'))
+      expect(env.get(f.name)!.env, f.name).toContain('CORS_ORIGINS');
+    expect(env.get('partnerRoom')!.env).toContain('PUBLIC_BASE_URL');
+    expect(env.get('lfsProxy')!.env).toContain('LFS_SIGNER');
     expect(access().lfsProxy!.sign_blob).toBe(true);
+    // routeTriage reads no Redis, JWT or database settings, so it gets none
+    expect(env.get('routeTriage')!.env).toEqual(['GOOGLE_CLOUD_PROJECT', 'LOG_LEVEL']);
+    // a listed name without a value in env_values fails the plan
+    const checks = one('resource', { dir: 'stack', type: 'terraform_data', name: 'topology_checks' });
+    const conditions = (checks.body.lifecycle[0].precondition as Body[]).map((p) => text(p.condition));
+    expect(conditions).toContain('${length(local.unknown_env) == 0}');
+    for (const f of topologyFns)
+      for (const k of f.env)
+        expect(
+          [
+            ...Object.keys(values),
+            ...Object.keys(localsByDir.get('stack')!.secret_env_values as Body),
+            'PGUSER',
+          ],
+          `${f.name}: ${k}`,
+        ).toContain(k);
   });
 
-  it('access follows the runtime clients each function uses (rt.pg, rt.redis/rt.verifier, rt.firestore)', () => {
-    for (const f of topology.functions) {
-      const src = readFileSync(path.join(REPO_ROOT, 'functions', f.name, 'index.ts'), 'utf8');
-      const uses = (client: string) => new RegExp(`\\brt\\s*\\.\\s*${client}\\s*\\(`).test(src);
+  it('access follows the env list: cloudsql <-> CLOUD_SQL_INSTANCE, redis <-> UPSTASH token, partner_hmac <-> PARTNER_SECRETS_DIR', () => {
+    for (const f of topologyFns) {
       const a = access()[f.name]!;
-      expect(a.cloudsql, `${f.name}: cloudsql iff rt.pg()`).toBe(uses('pg'));
-      // the verifier checks the jti revocation list in Redis
-      expect(a.redis, `${f.name}: redis iff rt.redis() or rt.verifier()`).toBe(
-        uses('redis') || uses('verifier'),
-      );
-      expect(a.firestore !== null, `${f.name}: firestore iff rt.firestore()`).toBe(uses('firestore'));
+      expect(a.cloudsql, `${f.name}.cloudsql`).toBe(f.env.includes('CLOUD_SQL_INSTANCE'));
+      expect(a.redis, `${f.name}.redis`).toBe(f.env.includes('UPSTASH_REDIS_REST_TOKEN'));
+      expect(a.partner_hmac, `${f.name}.partner_hmac`).toBe(f.env.includes('PARTNER_SECRETS_DIR'));
+      expect(a.bucket_roles.length > 0, `${f.name}.bucket_roles`).toBe(f.env.includes('LFS_BUCKET'));
     }
+    const checks = one('resource', { dir: 'stack', type: 'terraform_data', name: 'topology_checks' });
+    const conditions = (checks.body.lifecycle[0].precondition as Body[]).map((p) => text(p.condition));
+    expect(conditions).toContain('${length(local.access_vs_env) == 0}');
   });
 
-  it('the Upstash token is the Secret Manager secret only where Redis is used, a placeholder elsewhere', () => {
+  it('the Upstash token is the Secret Manager secret exactly where the topology lists it, never plain', () => {
     const locals = localsByDir.get('stack')!;
+    expect(text((locals.secret_env_values as Body).UPSTASH_REDIS_REST_TOKEN)).toBe(
+      '${module.secrets.ids[local.upstash_secret]}',
+    );
     for (const [fn, { env, secret }] of functionEnvironment()) {
-      if (access()[fn]!.redis) {
-        expect(secret, fn).toEqual(['UPSTASH_REDIS_REST_TOKEN']);
-      } else {
-        expect(secret, fn).toEqual([]);
-        expect(env, fn).toContain('UPSTASH_REDIS_REST_TOKEN');
-      }
+      const listed = topologyFns.find((f) => f.name === fn)!.env.includes('UPSTASH_REDIS_REST_TOKEN');
+      expect(secret, fn).toEqual(listed ? ['UPSTASH_REDIS_REST_TOKEN'] : []);
+      expect(env, fn).not.toContain('UPSTASH_REDIS_REST_TOKEN');
     }
-    expect(text(locals.function_secret_env)).toContain('secret = module.secrets.ids[local.upstash_secret]');
-    expect(text(locals.function_env)).toContain('UPSTASH_REDIS_REST_TOKEN = local.upstash_token_placeholder');
-    expect(locals.upstash_token_placeholder).toMatch(/^unused/);
+    expect(JSON.stringify(locals)).not.toContain('upstash_token_placeholder');
   });
 
   it('PARTNER_SECRETS_DIR is a Secret Manager volume, mounted only on mirrorToPartners, one file per partner slug', () => {
     const locals = localsByDir.get('stack')!;
     expect(locals.partner_secrets_dir).toBe('/secrets/partners');
-    expect((locals.setting_values as Body).PARTNER_SECRETS_DIR).toBe('${local.partner_secrets_dir}');
+    expect((locals.env_values as Body).PARTNER_SECRETS_DIR).toBe('${local.partner_secrets_dir}');
     const withDir = [...functionEnvironment()]
       .filter(([, e]) => e.env.includes('PARTNER_SECRETS_DIR'))
       .map(([n]) => n);
@@ -933,7 +952,7 @@ describe('function environment = the code’s configuration (shared/config.ts)',
     expect(files.filter((f) => old.test(JSON.stringify(f.json))).map((f) => f.file)).toEqual([]);
   });
 
-  it('the env var table in docs/terraform.md names only variables the code reads, and all of them', () => {
+  it('the env var table in docs/terraform.md names only topology-listed variables, and every one Terraform sets', () => {
     const doc = readFileSync(path.join(REPO_ROOT, 'docs', 'terraform.md'), 'utf8');
     const section = doc.slice(doc.indexOf('### Environment variables'), doc.indexOf('### Variables ('));
     expect(section.length).toBeGreaterThan(100);
@@ -942,10 +961,10 @@ describe('function environment = the code’s configuration (shared/config.ts)',
       .filter((l) => l.startsWith('|'))
       .join('\n');
     const names = [...table.matchAll(/`([A-Z][A-Z0-9_]{2,})(?:=[^`]*)?`/g)].map((m) => m[1]!);
-    const known = new Set([...schema.keys, ...Object.keys(READ_OUTSIDE_CONFIG)]);
-    expect(names.filter((n) => !known.has(n))).toEqual([]);
-    for (const k of schema.keys.filter((k) => k !== 'DATABASE_URL'))
-      expect(names, `docs table: ${k}`).toContain(k);
+    const listed = new Set(topologyFns.flatMap((f) => f.env));
+    expect(names.filter((n) => !listed.has(n))).toEqual([]);
+    const set = new Set([...functionEnvironment().values()].flatMap((e) => [...e.env, ...e.secret]));
+    for (const k of [...set, ...OPTIONAL_SETTINGS]) expect(names, `docs table: ${k}`).toContain(k);
   });
 });
 
@@ -980,6 +999,39 @@ describe('partner module', () => {
     });
     expect(text(url.body.dynamic.path_matcher[0].content)).toContain('/p/${path_matcher.key}/');
   });
+
+  it('the partner record has the fields of the Partner type the code reads, slug included', () => {
+    // keys of partnerSchema in shared/registry.ts, and which are required (no default, not optional)
+    const registry = readFileSync(path.join(REPO_ROOT, 'shared', 'registry.ts'), 'utf8');
+    const body = registry.slice(
+      registry.indexOf('export const partnerSchema = z.strictObject({'),
+      registry.indexOf('});', registry.indexOf('export const partnerSchema')),
+    );
+    const keys = [...body.matchAll(/^ {2}(\w+):/gm)].map((m) => m[1]!);
+    expect(keys).toContain('slug');
+    const locals = localsByDir.get('modules/partner')!;
+    const fields = text(locals.record_fields);
+    const written = [...fields.matchAll(/(?:^|[{,] |\s)(\w+) = \{ (?:stringValue|booleanValue)/g)].map(
+      (m) => m[1]!,
+    );
+    const lists = Object.keys(locals.lists as Body);
+    const domain = fields.includes('"domain" => { stringValue = d }') ? ['domain'] : [];
+    const all = [...written, ...lists, ...domain].sort();
+    expect(all).toEqual([...keys].sort());
+    expect(fields).toContain('slug = { stringValue = var.slug }');
+    // slugs Terraform accepts are slugs the code accepts (3-30 here, 3-42 there)
+    const slugRe = new RegExp(/SLUG_RE = \/(.+)\/;/.exec(registry)![1]!);
+    const tfRe = /regex\("([^"]+)", var\.slug\)/
+      .exec(text(one('variable', { dir: 'modules/partner', name: 'slug' }).body.validation))![1]!
+      .replace(/\\\\/g, '\\');
+    for (const slug of ['ab', 'abc', 'a-b', 'acme', 'tutor-co', `a${'b'.repeat(29)}`])
+      if (new RegExp(tfRe).test(slug)) expect(slugRe.test(slug), slug).toBe(true);
+  });
+
+  it('partners wait for the API enablement (module.partner depends_on google_project_service.main)', () => {
+    const partner = one('module', { dir: 'stack', name: 'partner' });
+    expect(partner.body.depends_on).toContain('${google_project_service.main}');
+  });
 });
 
 describe('storage, Cloud SQL, Firestore', () => {
@@ -987,7 +1039,8 @@ describe('storage, Cloud SQL, Firestore', () => {
     const b = one('resource', { dir: 'modules/storage', type: 'google_storage_bucket', name: 'main' });
     expect(b.body.uniform_bucket_level_access).toBe(true);
     expect(b.body.public_access_prevention).toBe('enforced');
-    expect(b.body.cors[0].method).toContain('PUT');
+    expect(b.body.cors).toBeUndefined();
+    expect(text(b.body.dynamic.cors[0].for_each)).toBe('${local.cors_rules}');
     const rule = b.body.dynamic.lifecycle_rule[0];
     expect(rule.content[0].action[0].type).toBe('Delete');
     // Stored and unverified uploads share artifacts/<id>/: no age-based delete by default, and
@@ -1029,7 +1082,7 @@ describe('storage, Cloud SQL, Firestore', () => {
     ]);
   });
 
-  it('Cloud SQL: PostgreSQL 15, private IP, IAM auth, backups + PITR, IAM users, connection name env', () => {
+  it('Cloud SQL: PostgreSQL 15, private IP, IAM auth, backups + PITR, IAM users', () => {
     const i = one('resource', {
       dir: 'modules/cloudsql',
       type: 'google_sql_database_instance',
@@ -1042,12 +1095,101 @@ describe('storage, Cloud SQL, Firestore', () => {
     expect(s.database_flags).toContainEqual({ name: 'cloudsql.iam_authentication', value: 'on' });
     expect(s.backup_configuration[0].enabled).toBe(true);
     expect(s.backup_configuration[0].point_in_time_recovery_enabled).toBe(true);
-    const u = one('resource', { dir: 'modules/cloudsql', type: 'google_sql_user' });
+    const u = one('resource', { dir: 'modules/cloudsql', type: 'google_sql_user', name: 'iam' });
     expect(u.body.type).toBe('CLOUD_IAM_SERVICE_ACCOUNT');
-    const env = one('output', { dir: 'modules/cloudsql', name: 'env_vars' });
-    expect(Object.keys(env.body.value).sort()).toEqual(['CLOUD_SQL_INSTANCE', 'PGDATABASE']);
-    expect(text(env.body.value.CLOUD_SQL_INSTANCE)).toBe(
-      '${google_sql_database_instance.main.connection_name}',
+    expect(u.body.database_roles).toBeUndefined();
+    expect(text(localsByDir.get('stack')!.env_values.CLOUD_SQL_INSTANCE)).toBe(
+      '${module.cloudsql.connection_name}',
+    );
+  });
+
+  it('bucket CORS comes from shared/bucket-cors.json and allows every header lfsProxy signs into an upload', () => {
+    const rules = JSON.parse(readFileSync(path.join(REPO_ROOT, 'shared', 'bucket-cors.json'), 'utf8'))
+      .cors as Body[];
+    expect(text(localsByDir.get('modules/storage')!.cors_rules)).toBe(
+      '${jsondecode(file(var.cors.rules_file)).cors}',
+    );
+    const call = one('module', { dir: 'stack', name: 'storage' });
+    expect(
+      path.resolve(TF_ROOT, 'stack', /^\$\{path\.module\}\/(.+)$/.exec(call.body.cors.rules_file)![1]!),
+    ).toBe(path.join(REPO_ROOT, 'shared', 'bucket-cors.json'));
+    expect(call.body.cors.origins).toBe('${var.cors_origins}');
+    const b = one('resource', { dir: 'modules/storage', type: 'google_storage_bucket', name: 'main' });
+    expect(b.body.dynamic.cors[0].content[0]).toEqual({
+      origin: '${var.cors.origins}',
+      method: '${cors.value.method}',
+      response_header: '${cors.value.responseHeader}',
+      max_age_seconds: '${cors.value.maxAgeSeconds}',
+    });
+    // the headers the signed PUT carries (functions/lfsProxy/storage.ts)
+    const storage = readFileSync(path.join(REPO_ROOT, 'functions', 'lfsProxy', 'storage.ts'), 'utf8');
+    const ext = storage.slice(
+      storage.indexOf('const extensionHeaders = {'),
+      storage.indexOf('};', storage.indexOf('const extensionHeaders = {')),
+    );
+    const signed = [...ext.matchAll(/'(x-goog-[a-z-]+)':/g)].map((m) => m[1]!);
+    expect(signed).toContain('x-goog-if-generation-match');
+    for (const rule of rules) {
+      const allowed = (rule.responseHeader as string[]).map((h) => h.toLowerCase());
+      for (const h of [...signed, 'content-type']) expect(allowed, h).toContain(h);
+      expect(rule.method).toEqual(expect.arrayContaining(['PUT', 'GET']));
+      expect(rule.origin, 'origins are per environment').toBeUndefined();
+    }
+  });
+
+  it('migrations: a Cloud Run job in the VPC runs node dist/migrate.js as an admin IAM database user', () => {
+    const admin = one('resource', { dir: 'modules/cloudsql', type: 'google_sql_user', name: 'admin' });
+    expect(admin.body.type).toBe('CLOUD_IAM_SERVICE_ACCOUNT');
+    expect(admin.body.database_roles).toEqual(['cloudsqlsuperuser']);
+    const sql = one('module', { dir: 'stack', name: 'cloudsql' });
+    expect(sql.body.admin_service_accounts).toEqual({ migrate: '${google_service_account.migrate.email}' });
+    const grants = find('resource', { dir: 'stack', type: 'google_project_iam_member', name: 'migrate' })[0]!;
+    expect(text(grants.body.for_each)).toBe(
+      '${toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])}',
+    );
+    expect(grants.body.condition).toBeDefined();
+    const job = one('resource', { dir: 'stack', type: 'google_cloud_run_v2_job', name: 'migrate' });
+    const task = job.body.template[0].template[0];
+    expect(text(task.service_account)).toBe('${google_service_account.migrate.email}');
+    expect(task.vpc_access[0].egress).toBe('PRIVATE_RANGES_ONLY');
+    expect(task.vpc_access[0].network_interfaces[0]).toEqual({
+      network: '${module.network.network_id}',
+      subnetwork: '${module.network.functions_subnet_id}',
+    });
+    const c = task.containers[0];
+    expect(c.args).toEqual(['node', 'dist/migrate.js']);
+    expect(text(c.image)).toBe(
+      '${data.google_cloud_run_v2_service.migrate_image.template[0].containers[0].image}',
+    );
+    const env = localsByDir.get('stack')!.migrate_env as Body;
+    expect(Object.keys(env).sort()).toEqual(
+      ['CLOUD_SQL_INSTANCE', 'GOOGLE_CLOUD_PROJECT', 'LOG_LEVEL', 'PGDATABASE', 'PGUSER', 'PG_GRANTS'].sort(),
+    );
+    expect(text(env.PGUSER)).toBe('${module.cloudsql.admin_users["migrate"]}');
+    const dbGrants = localsByDir.get('stack')!.database_grants as Body;
+    const withSql = Object.entries(localsByDir.get('stack')!.function_access as Record<string, Body>)
+      .filter(([, a]) => a.cloudsql)
+      .map(([n]) => n)
+      .sort();
+    expect(Object.keys(dbGrants).sort()).toEqual(withSql);
+    expect(dbGrants.updateProgress).toBe('readwrite');
+  });
+
+  it('the outbox relay: a topology schedule becomes a Cloud Scheduler job POSTing with OIDC to <function URL><path>', () => {
+    const schedules = (topology as unknown as { schedules: Body[] }).schedules;
+    expect(schedules).toContainEqual(
+      expect.objectContaining({ function: 'updateProgress', path: '/outbox/relay', schedule: '* * * * *' }),
+    );
+    const job = one('resource', { dir: 'stack', type: 'google_cloud_scheduler_job', name: 'main' });
+    expect(text(job.body.for_each)).toBe('${{ for s in try(local.topology.schedules, []) : s.name => s }}');
+    const t = job.body.http_target[0];
+    expect(t.http_method).toBe('POST');
+    expect(text(t.uri)).toBe('${module.function[each.value.function].uri}${each.value.path}');
+    expect(text(t.oidc_token[0].service_account_email)).toBe('${google_service_account.scheduler.email}');
+    expect(text(t.oidc_token[0].audience)).toBe('${module.function[each.value.function].uri}');
+    expect(localsByDir.get('stack')!.required_apis).toContain('cloudscheduler.googleapis.com');
+    expect(text(localsByDir.get('stack')!.scheduled_functions)).toBe(
+      '${toset([for s in try(local.topology.schedules, []) : s.function])}',
     );
   });
 

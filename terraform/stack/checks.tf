@@ -14,7 +14,25 @@ locals {
   ]))
 
   known_publishers = setunion(toset(keys(local.functions)), toset(["cloud-storage", "pubsub-dead-letter-policy"]))
-  consumers        = toset(compact([for s in local.topology.subscriptions : try(s.consumer, "")]))
+
+  # Every name a function's topology `env` lists must have a decided value (possibly null).
+  known_env_names = setunion(toset(keys(local.env_values)), toset(keys(local.secret_env_values)), toset(["PGUSER"]))
+  unknown_env     = flatten([for name, f in local.functions : [for k in f.env : "${name}: ${k}" if !contains(local.known_env_names, k)]])
+
+  # Access must agree with what the function reads.
+  access_vs_env = flatten([
+    for name, f in local.functions : [
+      for flag, envname in { cloudsql = "CLOUD_SQL_INSTANCE", redis = "UPSTASH_REDIS_REST_TOKEN", partner_hmac = "PARTNER_SECRETS_DIR" } :
+      "${name}.${flag}" if local.function_access[name][flag] != contains(f.env, envname)
+    ]
+  ])
+
+  # Push ack deadline vs function timeout (30 s margin for the response to reach Pub/Sub).
+  ack_too_short = [
+    for name, fn in local.subscription_function : name
+    if local.function_runtime[fn].timeout_seconds + 30 > local.subscription_ack_deadline[name]
+  ]
+  consumers = toset(compact([for s in local.topology.subscriptions : try(s.consumer, "")]))
 }
 
 resource "terraform_data" "topology_checks" {
@@ -49,6 +67,31 @@ resource "terraform_data" "topology_checks" {
     precondition {
       condition     = toset(keys(local.function_access)) == toset(keys(local.functions))
       error_message = "local.function_access (stack/functions.tf) must list exactly the topology's functions."
+    }
+
+    precondition {
+      condition     = length(local.unknown_env) == 0
+      error_message = "A topology function lists an environment variable stack/functions.tf has no value for (add it to local.env_values, null if it stays unset): ${join(", ", local.unknown_env)}."
+    }
+
+    precondition {
+      condition     = length(local.access_vs_env) == 0
+      error_message = "local.function_access disagrees with the topology env lists (cloudsql <-> CLOUD_SQL_INSTANCE, redis <-> UPSTASH_REDIS_REST_TOKEN, partner_hmac <-> PARTNER_SECRETS_DIR): ${join(", ", local.access_vs_env)}."
+    }
+
+    precondition {
+      condition     = toset(keys(local.database_grants)) == toset([for name, a in local.function_access : name if a.cloudsql])
+      error_message = "local.database_grants (stack/jobs.tf) must name exactly the functions with Cloud SQL access."
+    }
+
+    precondition {
+      condition     = length(local.ack_too_short) == 0
+      error_message = "Push ack deadline must exceed the function timeout by 30 s or more: ${join(", ", local.ack_too_short)}."
+    }
+
+    precondition {
+      condition     = alltrue([for s in try(local.topology.schedules, []) : contains(keys(local.functions), s.function) && startswith(s.path, "/")])
+      error_message = "Every topology schedule names a topology function and a path starting with /."
     }
 
     precondition {

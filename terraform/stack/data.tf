@@ -5,8 +5,7 @@ module "network" {
 
   project_id     = var.project_id
   region         = var.region
-  connector_cidr = var.network.connector_cidr
-  connector      = var.network.connector
+  functions_cidr = var.network.functions_cidr
 
   depends_on = [google_project_service.main]
 }
@@ -33,10 +32,11 @@ module "cloudsql" {
   labels              = local.labels
   settings            = var.cloudsql
 
-  # IAM database users for the functions that use Cloud SQL.
+  # IAM database users for the functions that use Cloud SQL, and the migration job's admin user.
   iam_service_accounts = {
     for name, access in local.function_access : name => module.function[name].service_account_email if access.cloudsql
   }
+  admin_service_accounts = { migrate = google_service_account.migrate.email }
 
   depends_on = [google_project_service.main, module.network]
 }
@@ -49,7 +49,7 @@ module "storage" {
   location          = var.region
   labels            = local.labels
   force_destroy     = !var.deletion_protection
-  cors              = { origins = var.cors_origins }
+  cors              = { origins = var.cors_origins, rules_file = "${path.module}/../../shared/bucket-cors.json" }
   gcs_service_agent = data.google_storage_project_service_account.main.email_address
 
   finalize_notification = {

@@ -56,3 +56,18 @@ output "pubsub_push_service_account" {
   description = "Identity of the fn.* push subscriptions."
   value       = google_service_account.pubsub_push.email
 }
+
+output "migrate_job" {
+  description = "Cloud Run job that applies the migrations and grants: gcloud run jobs execute <name> --region <region> --wait."
+  value       = google_cloud_run_v2_job.migrate.name
+}
+
+output "function_source_object" {
+  description = "gs:// path of the deployed build artifact (named by its SHA-256)."
+  value       = "gs://${google_storage_bucket_object.functions_source.bucket}/${google_storage_bucket_object.functions_source.name}"
+}
+
+output "schedules" {
+  description = "Cloud Scheduler jobs of the topology schedules."
+  value       = { for k, j in google_cloud_scheduler_job.main : k => j.name }
+}

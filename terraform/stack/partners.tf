@@ -38,6 +38,9 @@ module "partner" {
   room_service_account   = module.function["partnerRoom"].service_account_member
   firestore_database     = module.firestore.name
   certificate_map        = try(module.partner_gateway[0].certificate_map, null)
+
+  # Pub/Sub, Firestore and Certificate Manager must be enabled before a partner's resources.
+  depends_on = [google_project_service.main]
 }
 
 # One load balancer for all partner custom domains (only when at least one partner has one).

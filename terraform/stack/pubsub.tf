@@ -32,11 +32,12 @@ locals {
     maximum_backoff_seconds = local.defaults.maximumBackoffSeconds
   }
 
-  # A push subscription must wait at least as long as the function may run, or Pub/Sub
-  # redelivers a message that is still being processed.
-  push_ack_deadline = {
-    for name, f in local.functions : name => min(600, max(local.defaults.ackDeadlineSeconds, local.function_runtime[name].timeout_seconds))
-  }
+  # Push subscriptions: Pub/Sub waits up to the ack deadline for the function's answer, and a
+  # function is cut off at its timeout (60 s, finalizeArtifact 540 s). 600 s (the maximum) is
+  # above every timeout, so a slow run answers (or times out with a 5xx, a retry) before Pub/Sub
+  # gives up on it, and no message is delivered twice while its first run is still going.
+  # checks.tf fails the plan if a timeout comes within 30 s of it.
+  push_ack_deadline_seconds = 600
 }
 
 # Identity Pub/Sub uses to call the event functions (OIDC token on every push).
@@ -66,17 +67,13 @@ locals {
   # subscription name => function it triggers (fn.* subscriptions only).
   subscription_function = { for s in local.topology.subscriptions : s.name => s.function if try(s.function, null) != null }
 
+  # The documented push contract (SPEC §1): Pub/Sub POSTs the push body
+  # {message{data, attributes, messageId, publishTime, orderingKey}, subscription, deliveryAttempt}
+  # to the function's own URL, with an OIDC token whose audience is that URL. No query
+  # parameters and no no_wrapper: the function is a plain HTTP function reading that body.
   push = {
     for name, fn in local.subscription_function : name => {
-      # __GCP_CloudEventsMode is the endpoint form Cloud Functions' own Pub/Sub triggers use: the
-      # request arrives as a binary-mode CloudEvent google.cloud.pubsub.topic.v1.messagePublished
-      # whose data is the push envelope {message{..., orderingKey}, subscription, deliveryAttempt},
-      # the shape the local bridge reproduces. See docs/terraform.md.
-      endpoint = (
-        var.push_cloudevents_mode
-        ? "${module.function[fn].uri}?__GCP_CloudEventsMode=CUSTOM_PUBSUB_projects%2F${var.project_id}%2Ftopics%2F${local.subscriptions[name].topic}"
-        : module.function[fn].uri
-      )
+      endpoint              = module.function[fn].uri
       audience              = module.function[fn].uri
       service_account_email = google_service_account.pubsub_push.email
     }
@@ -85,8 +82,7 @@ locals {
   subscription_ack_deadline = {
     for name, s in local.subscriptions : name => try(
       s.ackDeadlineSeconds,
-      local.push_ack_deadline[local.subscription_function[name]],
-      local.defaults.ackDeadlineSeconds,
+      contains(keys(local.subscription_function), name) ? local.push_ack_deadline_seconds : local.defaults.ackDeadlineSeconds,
     )
   }
 

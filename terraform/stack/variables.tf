@@ -9,7 +9,7 @@ variable "project_id" {
 }
 
 variable "region" {
-  description = "Region of functions, Cloud SQL, bucket, connector (and default Firestore location)."
+  description = "Region of functions, Cloud SQL, bucket, functions subnet (and default Firestore location)."
   type        = string
   default     = "europe-west3"
 
@@ -67,8 +67,8 @@ variable "partners" {
   default = {}
 
   validation {
-    condition     = alltrue([for slug in keys(var.partners) : can(regex("^[a-z][a-z0-9-]{0,28}[a-z0-9]$", slug))])
-    error_message = "Partner slugs are 2-30 lower-case letters, digits and hyphens, starting with a letter."
+    condition     = alltrue([for slug in keys(var.partners) : can(regex("^[a-z][a-z0-9-]{1,28}[a-z0-9]$", slug))])
+    error_message = "Partner slugs are 3-30 lower-case letters, digits and hyphens, starting with a letter."
   }
 
   validation {
@@ -136,23 +136,6 @@ variable "identity" {
   }
 }
 
-variable "runtime_settings" {
-  description = "Tunable function settings, set as the env vars shared/config.ts reads (defaults = the code's defaults): LFS_MAX_BYTES, RATE_STUDENT_PER_MIN, RATE_INSTANCE_EVENTS_PER_MIN, DEDUP_TTL_SECONDS."
-  type = object({
-    lfs_max_bytes                = optional(number, 5368709120)
-    rate_student_per_min         = optional(number, 100)
-    rate_instance_events_per_min = optional(number, 6000)
-    dedup_ttl_seconds            = optional(number, 86400)
-  })
-  default  = {}
-  nullable = false
-
-  validation {
-    condition     = alltrue([for v in values(var.runtime_settings) : v >= 1 && floor(v) == v])
-    error_message = "runtime_settings values are positive integers."
-  }
-}
-
 variable "upstash_redis_rest_url" {
   description = "Upstash Redis REST endpoint (the token goes into Secret Manager, not here)."
   type        = string
@@ -161,27 +144,6 @@ variable "upstash_redis_rest_url" {
     condition     = startswith(var.upstash_redis_rest_url, "https://")
     error_message = "upstash_redis_rest_url must be an https:// URL."
   }
-}
-
-variable "cors_origins" {
-  description = "Browser origins allowed to upload to / download from the artifacts bucket."
-  type        = list(string)
-}
-
-variable "function_source_archive" {
-  description = "Path of the zip built from the repository (see docs/terraform.md)."
-  type        = string
-
-  validation {
-    condition     = endswith(var.function_source_archive, ".zip")
-    error_message = "function_source_archive must be a .zip path."
-  }
-}
-
-variable "push_cloudevents_mode" {
-  description = "Deliver fn.* push subscriptions as binary-mode messagePublished CloudEvents (the Eventarc shape). false posts the raw push envelope."
-  type        = bool
-  default     = true
 }
 
 variable "function_defaults" {
@@ -239,16 +201,52 @@ variable "firestore" {
   nullable = false
 }
 
-variable "network" {
-  description = "VPC connector subnet and sizing."
+variable "runtime_settings" {
+  description = "Tunable function settings, set as the env vars the code reads, only on functions whose topology `env` lists them. Unset (null) fields are not set, so the code's defaults apply."
   type = object({
-    connector_cidr = optional(string, "10.8.0.0/28")
-    connector = optional(object({
-      name          = optional(string, "ldr-functions")
-      machine_type  = optional(string, "e2-micro")
-      min_instances = optional(number, 2)
-      max_instances = optional(number, 3)
-    }), {})
+    lfs_max_bytes                = optional(number)
+    lfs_url_ttl_seconds          = optional(number)
+    lfs_content_types            = optional(list(string))
+    rate_student_per_min         = optional(number)
+    rate_student_events_per_min  = optional(number)
+    rate_instance_events_per_min = optional(number)
+    dedup_ttl_seconds            = optional(number)
+    pg_statement_timeout_ms      = optional(number)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = alltrue([for k, v in var.runtime_settings : v == null || k == "lfs_content_types" || try(v >= 1 && floor(v) == v, false)])
+    error_message = "runtime_settings numbers are positive integers."
+  }
+}
+
+variable "cors_origins" {
+  description = "Browser origins allowed to call the HTTPS functions and to PUT/GET the artifacts bucket through signed URLs (bucket CORS, and CORS_ORIGINS comma-separated on every function that lists it)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.cors_origins) > 0 && alltrue([for o in var.cors_origins : can(regex("^https?://[^/*,]+$", o))])
+    error_message = "cors_origins must list explicit origins (scheme://host[:port]), no wildcards, paths or commas."
+  }
+}
+
+variable "public_base_url" {
+  description = "Absolute base URL of partnerRoom (PUBLIC_BASE_URL, used in its schema links); null = its cloudfunctions.net URL."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.public_base_url == null || can(regex("^https://[^/]+(/.*[^/])?$", var.public_base_url))
+    error_message = "public_base_url must be an https:// URL without a trailing slash."
+  }
+}
+
+variable "network" {
+  description = "Subnet of the Direct VPC egress interfaces (functions that use Cloud SQL, the migration job)."
+  type = object({
+    functions_cidr = optional(string, "10.8.0.0/22")
   })
   default  = {}
   nullable = false

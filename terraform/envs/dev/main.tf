@@ -10,19 +10,19 @@ provider "google" {
 module "stack" {
   source = "../../stack"
 
-  environment             = "dev"
-  project_id              = var.project_id
-  region                  = var.region
-  partners                = var.partners
-  app_instances           = var.app_instances
-  consumers               = var.consumers
-  identity                = var.identity
-  upstash_redis_rest_url  = var.upstash_redis_rest_url
-  runtime_settings        = var.runtime_settings
-  cors_origins            = var.cors_origins
-  function_source_archive = "${path.root}/${var.function_source_archive}"
-  functions               = var.functions
-  log_level               = "debug"
+  environment            = "dev"
+  project_id             = var.project_id
+  region                 = var.region
+  partners               = var.partners
+  app_instances          = var.app_instances
+  consumers              = var.consumers
+  identity               = var.identity
+  upstash_redis_rest_url = var.upstash_redis_rest_url
+  runtime_settings       = var.runtime_settings
+  cors_origins           = var.cors_origins
+  public_base_url        = var.public_base_url
+  functions              = var.functions
+  log_level              = "debug"
 
   # dev: cheap, scales to zero, disposable.
   deletion_protection = false
@@ -38,8 +38,5 @@ module "stack" {
   }
   firestore = {
     point_in_time_recovery = false
-  }
-  network = {
-    connector = { min_instances = 2, max_instances = 3 }
   }
 }

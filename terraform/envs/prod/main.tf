@@ -10,19 +10,19 @@ provider "google" {
 module "stack" {
   source = "../../stack"
 
-  environment             = "prod"
-  project_id              = var.project_id
-  region                  = var.region
-  partners                = var.partners
-  app_instances           = var.app_instances
-  consumers               = var.consumers
-  identity                = var.identity
-  upstash_redis_rest_url  = var.upstash_redis_rest_url
-  runtime_settings        = var.runtime_settings
-  cors_origins            = var.cors_origins
-  function_source_archive = "${path.root}/${var.function_source_archive}"
-  functions               = var.functions
-  log_level               = "info"
+  environment            = "prod"
+  project_id             = var.project_id
+  region                 = var.region
+  partners               = var.partners
+  app_instances          = var.app_instances
+  consumers              = var.consumers
+  identity               = var.identity
+  upstash_redis_rest_url = var.upstash_redis_rest_url
+  runtime_settings       = var.runtime_settings
+  cors_origins           = var.cors_origins
+  public_base_url        = var.public_base_url
+  functions              = var.functions
+  log_level              = "info"
 
   # prod: protected, highly available, warm HTTPS paths.
   deletion_protection = true
@@ -39,8 +39,5 @@ module "stack" {
   }
   firestore = {
     point_in_time_recovery = true
-  }
-  network = {
-    connector = { min_instances = 2, max_instances = 6 }
   }
 }

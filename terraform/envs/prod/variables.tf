@@ -37,8 +37,8 @@ variable "partners" {
   default = {}
 
   validation {
-    condition     = alltrue([for slug in keys(var.partners) : can(regex("^[a-z][a-z0-9-]{0,28}[a-z0-9]$", slug))])
-    error_message = "Partner slugs are 2-30 lower-case letters, digits and hyphens, starting with a letter."
+    condition     = alltrue([for slug in keys(var.partners) : can(regex("^[a-z][a-z0-9-]{1,28}[a-z0-9]$", slug))])
+    error_message = "Partner slugs are 3-30 lower-case letters, digits and hyphens, starting with a letter."
   }
 
   validation {
@@ -102,19 +102,23 @@ variable "upstash_redis_rest_url" {
 }
 
 variable "runtime_settings" {
-  description = "Optional function settings (LFS_MAX_BYTES, RATE_STUDENT_PER_MIN, RATE_INSTANCE_EVENTS_PER_MIN, DEDUP_TTL_SECONDS); unset fields keep the code's defaults."
+  description = "Optional function settings (LFS_MAX_BYTES, LFS_URL_TTL_SECONDS, LFS_CONTENT_TYPES, RATE_STUDENT_PER_MIN, RATE_STUDENT_EVENTS_PER_MIN, RATE_INSTANCE_EVENTS_PER_MIN, DEDUP_TTL_SECONDS, PG_STATEMENT_TIMEOUT_MS); unset fields keep the code's defaults."
   type = object({
     lfs_max_bytes                = optional(number)
+    lfs_url_ttl_seconds          = optional(number)
+    lfs_content_types            = optional(list(string))
     rate_student_per_min         = optional(number)
+    rate_student_events_per_min  = optional(number)
     rate_instance_events_per_min = optional(number)
     dedup_ttl_seconds            = optional(number)
+    pg_statement_timeout_ms      = optional(number)
   })
   default  = {}
   nullable = false
 }
 
 variable "cors_origins" {
-  description = "Browser origins allowed to PUT/GET artifacts with signed URLs (e.g. https://app.skillr.example)."
+  description = "Browser origins of the web app (e.g. https://app.skillr.example): bucket CORS for signed PUT/GET, and CORS_ORIGINS on the HTTPS functions."
   type        = list(string)
 
   validation {
@@ -123,15 +127,10 @@ variable "cors_origins" {
   }
 }
 
-variable "function_source_archive" {
-  description = "Path of the function source zip, relative to this directory."
+variable "public_base_url" {
+  description = "Absolute base URL of partnerRoom for its schema links; null = its cloudfunctions.net URL."
   type        = string
-  default     = "../../../dist/functions.zip"
-
-  validation {
-    condition     = endswith(var.function_source_archive, ".zip")
-    error_message = "function_source_archive must be a .zip path."
-  }
+  default     = null
 }
 
 variable "functions" {

@@ -2,9 +2,19 @@ terraform {
   required_version = ">= 1.5.0, < 2.0.0"
 
   required_providers {
+    # Same major for google and google-beta, so a beta resource added later cannot pull in a
+    # different provider generation. 7.21+: Direct VPC egress on Cloud Functions (gen2).
     google = {
       source  = "hashicorp/google"
-      version = ">= 6.0, < 7.0"
+      version = ">= 7.21, < 8.0"
+    }
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = ">= 7.21, < 8.0"
+    }
+    archive = {
+      source  = "hashicorp/archive"
+      version = ">= 2.4, < 3.0"
     }
   }
 

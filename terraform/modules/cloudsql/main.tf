@@ -15,8 +15,8 @@ resource "google_sql_database_instance" "main" {
     deletion_protection_enabled = var.deletion_protection
     user_labels                 = var.labels
 
-    # Private IP only: functions reach it through the VPC connector and the Cloud SQL Node
-    # connector (mTLS with ephemeral certificates, IAM login).
+    # Private IP only: functions and the migration job reach it through Direct VPC egress and
+    # the Cloud SQL Node connector (mTLS with ephemeral certificates, IAM login).
     ip_configuration {
       ipv4_enabled    = false
       private_network = var.private_network
@@ -66,7 +66,7 @@ resource "google_sql_database" "app" {
 }
 
 # One IAM database user per function service account (no passwords anywhere). Table grants are
-# made by the schema migration (see docs/terraform.md).
+# made by the migration job, which runs as an admin user below (see docs/production.md).
 resource "google_sql_user" "iam" {
   for_each = var.iam_service_accounts
 
@@ -74,4 +74,17 @@ resource "google_sql_user" "iam" {
   instance = google_sql_database_instance.main.name
   name     = trimsuffix(each.value, ".gserviceaccount.com")
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+}
+
+# Admin IAM database users (the migration job): members of cloudsqlsuperuser, so they can create
+# the schema and grant table privileges to the function users. Still no password: they log in
+# with IAM through the connector like the functions.
+resource "google_sql_user" "admin" {
+  for_each = var.admin_service_accounts
+
+  project        = var.project_id
+  instance       = google_sql_database_instance.main.name
+  name           = trimsuffix(each.value, ".gserviceaccount.com")
+  type           = "CLOUD_IAM_SERVICE_ACCOUNT"
+  database_roles = ["cloudsqlsuperuser"]
 }

@@ -18,10 +18,12 @@ output "iam_users" {
   value       = { for k, u in google_sql_user.iam : k => u.name }
 }
 
-output "env_vars" {
-  description = "Environment read by shared/config.ts (createPgPool: Cloud SQL Node connector, private IP, IAM auth). PGUSER is per function."
-  value = {
-    CLOUD_SQL_INSTANCE = google_sql_database_instance.main.connection_name
-    PGDATABASE         = google_sql_database.app.name
-  }
+output "admin_users" {
+  description = "key => PostgreSQL user name of the admin IAM database users (cloudsqlsuperuser)."
+  value       = { for k, u in google_sql_user.admin : k => u.name }
+}
+
+output "database" {
+  description = "Application database name."
+  value       = google_sql_database.app.name
 }

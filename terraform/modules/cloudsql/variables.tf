@@ -85,3 +85,14 @@ variable "iam_service_accounts" {
     error_message = "IAM database users are created for service accounts (…gserviceaccount.com) only."
   }
 }
+
+variable "admin_service_accounts" {
+  description = "key => service account email that gets an IAM database user with the cloudsqlsuperuser role (schema migrations and grants)."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for e in values(var.admin_service_accounts) : endswith(e, ".gserviceaccount.com")])
+    error_message = "Admin IAM database users are created for service accounts (…gserviceaccount.com) only."
+  }
+}

@@ -1,9 +1,4 @@
 locals {
-  # The archive object is named by its content hash: a new build is a new object, which is
-  # what makes Cloud Functions rebuild; an unchanged archive changes nothing.
-  source_hash   = filesha256(var.source_archive.path)
-  source_object = "functions/${var.name}/${local.source_hash}.zip"
-
   # Every secret the function reads, as an environment variable or a mounted volume.
   secret_ids = toset(concat(
     [for s in values(var.secret_env_vars) : s.secret],
@@ -17,13 +12,6 @@ resource "google_service_account" "runtime" {
   account_id   = var.service_account.account_id
   display_name = coalesce(var.service_account.display_name, "Cloud Function ${var.name}")
   description  = "Runtime identity of Cloud Function ${var.name} (${var.trigger})."
-}
-
-resource "google_storage_bucket_object" "source" {
-  bucket       = var.source_archive.bucket
-  name         = local.source_object
-  source       = var.source_archive.path
-  content_type = "application/zip"
 }
 
 resource "google_cloudfunctions2_function" "main" {
@@ -42,8 +30,8 @@ resource "google_cloudfunctions2_function" "main" {
 
     source {
       storage_source {
-        bucket = google_storage_bucket_object.source.bucket
-        object = google_storage_bucket_object.source.name
+        bucket = var.source_object.bucket
+        object = var.source_object.object
       }
     }
   }
@@ -58,9 +46,17 @@ resource "google_cloudfunctions2_function" "main" {
     max_instance_request_concurrency = var.runtime_config.concurrency
     ingress_settings                 = var.runtime_config.ingress
     all_traffic_on_latest_revision   = true
-    vpc_connector                    = try(var.vpc.connector, null)
-    vpc_connector_egress_settings    = try(var.vpc.egress, null)
     environment_variables            = var.env_vars
+
+    # Direct VPC egress (no connector): an interface in the functions subnet, private ranges only.
+    direct_vpc_egress = try(var.vpc.egress, null)
+    dynamic "direct_vpc_network_interface" {
+      for_each = var.vpc == null ? [] : [var.vpc]
+      content {
+        network    = direct_vpc_network_interface.value.network
+        subnetwork = direct_vpc_network_interface.value.subnetwork
+      }
+    }
 
     dynamic "secret_environment_variables" {
       for_each = var.secret_env_vars
@@ -92,26 +88,9 @@ resource "google_cloudfunctions2_function" "main" {
     }
   }
 
-  # Optional Eventarc trigger. The stack does NOT use it (see docs/terraform.md: it delivers
-  # through the topology's ordered, dead-lettered push subscriptions instead); it stays for
-  # functions where an Eventarc-managed subscription is acceptable, and then always retries.
-  dynamic "event_trigger" {
-    for_each = var.event_trigger == null ? [] : [var.event_trigger]
-    content {
-      trigger_region        = var.region
-      event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-      pubsub_topic          = event_trigger.value.pubsub_topic
-      service_account_email = event_trigger.value.service_account_email
-      retry_policy          = "RETRY_POLICY_RETRY"
-    }
-  }
-
-  lifecycle {
-    precondition {
-      condition     = var.event_trigger == null || var.trigger == "pubsub"
-      error_message = "Function ${var.name}: only pubsub functions take an event_trigger."
-    }
-  }
+  # No event_trigger: Pub/Sub reaches the function through the topology's push subscriptions,
+  # which POST the documented push body to this plain HTTP function (docs/terraform.md). An
+  # Eventarc trigger would deliver CloudEvents through an unordered subscription it manages.
 
   # Cloud Run checks the runtime identity's access to referenced secrets when the revision is
   # created, so the accessor grants must exist first.

@@ -17,8 +17,3 @@ output "service_account_member" {
   description = "IAM member string of the runtime service account."
   value       = google_service_account.runtime.member
 }
-
-output "source_object" {
-  description = "Name of the uploaded source archive object (contains the archive's SHA-256)."
-  value       = google_storage_bucket_object.source.name
-}

@@ -67,23 +67,23 @@ variable "invokers" {
   }
 }
 
-variable "source_archive" {
-  description = "Zip of the function source (package.json at its root) and the bucket it is uploaded to; the object is named by the archive's SHA-256."
+variable "source_object" {
+  description = "The uploaded build artifact (zip of package.json, package-lock.json and dist/): bucket and object name (the stack names it by the archive's SHA-256, so a new build is a new object and redeploys)."
   type = object({
     bucket = string
-    path   = string
+    object = string
   })
 
   validation {
-    condition     = endswith(var.source_archive.path, ".zip")
-    error_message = "source_archive.path must point to a .zip file."
+    condition     = endswith(var.source_object.object, ".zip")
+    error_message = "source_object.object must be a .zip object."
   }
 }
 
 variable "runtime" {
   description = "Cloud Functions runtime."
   type        = string
-  default     = "nodejs20"
+  default     = "nodejs22"
 
   validation {
     condition     = can(regex("^nodejs(20|22|24)$", var.runtime))
@@ -156,16 +156,17 @@ variable "runtime_config" {
 }
 
 variable "vpc" {
-  description = "Serverless VPC Access connector for private egress (Cloud SQL private IP); null for none."
+  description = "Direct VPC egress for private egress (Cloud SQL private IP): network and subnetwork ids; null for none. No Serverless VPC Access connector."
   type = object({
-    connector = string
-    egress    = optional(string, "PRIVATE_RANGES_ONLY")
+    network    = string
+    subnetwork = string
+    egress     = optional(string, "VPC_EGRESS_PRIVATE_RANGES_ONLY")
   })
   default = null
 
   validation {
-    condition     = var.vpc == null || contains(["PRIVATE_RANGES_ONLY", "ALL_TRAFFIC"], try(var.vpc.egress, ""))
-    error_message = "vpc.egress must be PRIVATE_RANGES_ONLY or ALL_TRAFFIC."
+    condition     = var.vpc == null || contains(["VPC_EGRESS_PRIVATE_RANGES_ONLY", "VPC_EGRESS_ALL_TRAFFIC"], try(var.vpc.egress, ""))
+    error_message = "vpc.egress must be VPC_EGRESS_PRIVATE_RANGES_ONLY or VPC_EGRESS_ALL_TRAFFIC."
   }
 }
 
@@ -259,19 +260,4 @@ variable "sign_blob_self" {
   description = "Grant the function Token Creator on its own service account (V4 signed URLs via IAM signBlob)."
   type        = bool
   default     = false
-}
-
-variable "event_trigger" {
-  description = "Optional Eventarc Pub/Sub trigger (one per function in gen2). Retries are always on."
-  type = object({
-    pubsub_topic          = string
-    service_account_email = string
-    retry_policy          = optional(string, "RETRY_POLICY_RETRY")
-  })
-  default = null
-
-  validation {
-    condition     = var.event_trigger == null || try(var.event_trigger.retry_policy == "RETRY_POLICY_RETRY", false)
-    error_message = "Event functions must retry (RETRY_POLICY_RETRY): a failed delivery is retried, then dead-lettered."
-  }
 }

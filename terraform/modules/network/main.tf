@@ -5,12 +5,15 @@ resource "google_compute_network" "main" {
   routing_mode            = "REGIONAL"
 }
 
-resource "google_compute_subnetwork" "connector" {
+# Direct VPC egress: Cloud Run functions and the migration job take their interface addresses from
+# this subnet (about two per instance while revisions roll), so it is sized for every instance of
+# the Cloud SQL users at their max_instances. No connector VMs run when nothing is running.
+resource "google_compute_subnetwork" "functions" {
   project                  = var.project_id
-  name                     = "${var.name}-connector"
+  name                     = "${var.name}-functions"
   region                   = var.region
   network                  = google_compute_network.main.id
-  ip_cidr_range            = var.connector_cidr
+  ip_cidr_range            = var.functions_cidr
   private_ip_google_access = true
 }
 
@@ -29,18 +32,4 @@ resource "google_service_networking_connection" "private_services" {
   service                 = "servicenetworking.googleapis.com"
   reserved_peering_ranges = [google_compute_global_address.private_services.name]
   deletion_policy         = "ABANDON"
-}
-
-# Functions reach private IPs (Cloud SQL) through this connector; other egress stays direct.
-resource "google_vpc_access_connector" "functions" {
-  project       = var.project_id
-  name          = var.connector.name
-  region        = var.region
-  machine_type  = var.connector.machine_type
-  min_instances = var.connector.min_instances
-  max_instances = var.connector.max_instances
-
-  subnet {
-    name = google_compute_subnetwork.connector.name
-  }
 }

@@ -8,7 +8,7 @@ output "private_services_connection" {
   value       = google_service_networking_connection.private_services.id
 }
 
-output "vpc_connector_id" {
-  description = "Serverless VPC Access connector id for functions."
-  value       = google_vpc_access_connector.functions.id
+output "functions_subnet_id" {
+  description = "Subnet for Direct VPC egress (functions and the migration job)."
+  value       = google_compute_subnetwork.functions.id
 }

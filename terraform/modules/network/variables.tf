@@ -4,7 +4,7 @@ variable "project_id" {
 }
 
 variable "region" {
-  description = "Region of the connector subnet."
+  description = "Region of the functions subnet."
   type        = string
 }
 
@@ -19,14 +19,14 @@ variable "name" {
   }
 }
 
-variable "connector_cidr" {
-  description = "A /28 for the Serverless VPC Access connector subnet."
+variable "functions_cidr" {
+  description = "Subnet of the Direct VPC egress interfaces (functions using Cloud SQL, the migration job). Cloud Run recommends /26 or larger; about two addresses per instance."
   type        = string
-  default     = "10.8.0.0/28"
+  default     = "10.8.0.0/22"
 
   validation {
-    condition     = can(cidrhost(var.connector_cidr, 0)) && endswith(var.connector_cidr, "/28")
-    error_message = "connector_cidr must be a valid /28 range."
+    condition     = can(cidrhost(var.functions_cidr, 0)) && tonumber(split("/", var.functions_cidr)[1]) <= 26
+    error_message = "functions_cidr must be a valid range of /26 or larger."
   }
 }
 
@@ -38,27 +38,5 @@ variable "private_services_prefix_length" {
   validation {
     condition     = var.private_services_prefix_length >= 16 && var.private_services_prefix_length <= 24
     error_message = "private_services_prefix_length must be between 16 and 24."
-  }
-}
-
-variable "connector" {
-  description = "Serverless VPC Access connector sizing."
-  type = object({
-    name          = optional(string, "ldr-functions")
-    machine_type  = optional(string, "e2-micro")
-    min_instances = optional(number, 2)
-    max_instances = optional(number, 3)
-  })
-  default  = {}
-  nullable = false
-
-  validation {
-    condition     = can(regex("^[a-z][-a-z0-9]{0,23}[a-z0-9]$", var.connector.name))
-    error_message = "Connector names are at most 25 lower-case letters, digits and hyphens."
-  }
-
-  validation {
-    condition     = var.connector.min_instances >= 2 && var.connector.min_instances < var.connector.max_instances && var.connector.max_instances <= 10
-    error_message = "Connector needs 2 <= min_instances < max_instances <= 10."
   }
 }

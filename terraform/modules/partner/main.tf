@@ -1,6 +1,10 @@
 locals {
-  # Firestore REST "typed value" encoding of the partner record read by mirrorToPartners and
-  # partnerRoom (partners/{slug}). Empty arrays are sent as `{}` (what the API returns).
+  # The partner record partners/{slug} as the code reads it (the Partner type of
+  # shared/registry.ts: slug, displayName, instances, sponsors, eventTypes, shareContent, principal,
+  # domain), in the Firestore REST "typed value" encoding. mirrorToPartners and partnerRoom take
+  # the slug from the record: without it every mirrored event fails and the room pulls
+  # partner.undefined.pull. Topic and subscription names are not stored: the code derives them
+  # from the topology pattern. Empty arrays are sent as `{}` (what the API returns).
   lists = {
     instances  = var.instances
     sponsors   = var.sponsors
@@ -9,10 +13,10 @@ locals {
 
   record_fields = merge(
     {
+      slug         = { stringValue = var.slug }
       displayName  = { stringValue = var.display_name }
       shareContent = { booleanValue = var.share_content }
-      topic        = { stringValue = module.topic.name }
-      subscription = { stringValue = module.subscription.name }
+      principal    = { stringValue = var.principal }
     },
     { for k, v in local.lists : k => { arrayValue = { values = [for x in v : { stringValue = x }] } } if length(v) > 0 },
     { for k, v in local.lists : k => { arrayValue = {} } if length(v) == 0 },

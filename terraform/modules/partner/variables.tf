@@ -8,8 +8,8 @@ variable "slug" {
   type        = string
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{0,28}[a-z0-9]$", var.slug))
-    error_message = "Partner slugs are 2-30 lower-case letters, digits and hyphens, starting with a letter."
+    condition     = can(regex("^[a-z][a-z0-9-]{1,28}[a-z0-9]$", var.slug))
+    error_message = "Partner slugs are 3-30 lower-case letters, digits and hyphens, starting with a letter."
   }
 }
 

@@ -1,3 +1,7 @@
+locals {
+  cors_rules = jsondecode(file(var.cors.rules_file)).cors
+}
+
 resource "google_storage_bucket" "main" {
   project                     = var.project_id
   name                        = var.name
@@ -12,12 +16,17 @@ resource "google_storage_bucket" "main" {
     enabled = false
   }
 
-  # Browsers PUT the bytes straight to a V4 signed URL issued by lfsProxy.
-  cors {
-    origin          = var.cors.origins
-    method          = ["PUT", "GET", "HEAD"]
-    response_header = ["Content-Type", "Content-Length", "Content-MD5", "x-goog-content-length-range", "x-goog-hash", "ETag"]
-    max_age_seconds = var.cors.max_age_seconds
+  # Browsers PUT the bytes straight to a V4 signed URL issued by lfsProxy. The rules (methods,
+  # headers, max age) are shared/bucket-cors.json, the file the local storage emulator applies
+  # too; only the origins are per environment.
+  dynamic "cors" {
+    for_each = local.cors_rules
+    content {
+      origin          = var.cors.origins
+      method          = cors.value.method
+      response_header = cors.value.responseHeader
+      max_age_seconds = cors.value.maxAgeSeconds
+    }
   }
 
   # Optional age-based deletes for other prefixes. None by default: uploads and stored artifacts

@@ -31,10 +31,10 @@ variable "force_destroy" {
 }
 
 variable "cors" {
-  description = "Browser origins allowed to PUT/GET via signed URLs."
+  description = "Browser origins allowed to PUT/GET via signed URLs, and the JSON file with the CORS rules (`{\"cors\": [{method, responseHeader, maxAgeSeconds}]}`, Cloud Storage JSON API names without `origin`)."
   type = object({
-    origins         = list(string)
-    max_age_seconds = optional(number, 3600)
+    origins    = list(string)
+    rules_file = string
   })
 
   validation {

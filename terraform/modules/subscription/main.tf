@@ -35,11 +35,13 @@ resource "google_pubsub_subscription" "main" {
   dynamic "push_config" {
     for_each = var.push == null ? [] : [var.push]
     content {
+      # The wrapped push body (no no_wrapper block): the endpoint receives the documented
+      # {message, subscription, deliveryAttempt} JSON.
       push_endpoint = push_config.value.endpoint
 
       oidc_token {
         service_account_email = push_config.value.service_account_email
-        audience              = coalesce(push_config.value.audience, split("?", push_config.value.endpoint)[0])
+        audience              = coalesce(push_config.value.audience, push_config.value.endpoint)
       }
     }
   }

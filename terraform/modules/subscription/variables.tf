@@ -116,8 +116,8 @@ variable "push" {
   default = null
 
   validation {
-    condition     = var.push == null || startswith(try(var.push.endpoint, ""), "https://")
-    error_message = "Push endpoints must be https:// URLs."
+    condition     = var.push == null || (startswith(try(var.push.endpoint, ""), "https://") && !strcontains(try(var.push.endpoint, ""), "?"))
+    error_message = "Push endpoints must be https:// URLs without a query string (the documented push body goes to the plain function URL)."
   }
 }
 
