@@ -36,6 +36,10 @@ const topologySchema = z.object({
     }),
   ),
   subscriptions: z.array(subscription),
+  /** scheduled calls of a function's route (Cloud Scheduler in production, a timer in the local suite) */
+  schedules: z
+    .array(z.object({ name: z.string(), function: z.string(), path: z.string(), schedule: z.string() }))
+    .default([]),
   patterns: z.object({
     partner: z.object({
       topic: z.string(),
