@@ -32,3 +32,18 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
   }
   return applied;
 }
+
+const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/** The GRANT statements for function database users: readwrite (DML + sequences) or read (SELECT). */
+export function grantStatements(grants: Record<string, 'readwrite' | 'read'>): string[] {
+  return Object.entries(grants).flatMap(([user, level]) => {
+    const u = quoteIdent(user);
+    return level === 'readwrite'
+      ? [
+          `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${u}`,
+          `GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO ${u}`,
+        ]
+      : [`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${u}`];
+  });
+}
