@@ -19,7 +19,8 @@ try {
   say(
     'tokens: npm run token -- --sub <id> --role student|teacher|app|platform|partner [--instance <id>] [--partner <slug>]',
   );
-  say(`logs: ${join('.ldr', 'logs')}/`);
+  say(`logs: ${join('.ldr', 'logs')}/ (one file per function: fn-<name>.log)`);
+  say(`admin token for /_ldr/* and the storage emulator's JSON API: ${suite.env.LDR_ADMIN_TOKEN}`);
   say(`ready in ${((Date.now() - t0) / 1000).toFixed(1)} s; Ctrl-C stops everything`);
   let stopping = false;
   const stop = async () => {

@@ -41,7 +41,7 @@ export function createVerifier(opts: {
     opts.jwks instanceof URL ? createRemoteJWKSet(opts.jwks, { cooldownDuration: 30_000 }) : opts.jwks;
   return {
     async verify(authorization) {
-      const m = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(authorization ?? '');
+      const m = /^bearer +([A-Za-z0-9_.-]+) *$/i.exec(authorization ?? '');
       if (!m) throw unauthorized('missing bearer token');
       let payload: unknown;
       try {
