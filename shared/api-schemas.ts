@@ -9,23 +9,21 @@ import { KINDS } from './domain/interaction.ts';
 const datetime = z.iso.datetime({ offset: true });
 
 /** RFC 9457 problem details, as every error of the room is answered. */
-export const problemSchema = z
-  .object({
-    type: z.string().describe('a URI naming the problem type'),
-    title: z.string(),
-    status: z.number().int(),
-    detail: z.string().optional(),
-    errors: z
-      .array(
-        z.object({
-          path: z.string().describe('RFC 6901 JSON pointer of the offending field'),
-          message: z.string(),
-        }),
-      )
-      .optional()
-      .describe('every offending field, for validation errors'),
-  })
-  .meta({ id: 'Problem' });
+export const problemSchema = z.object({
+  type: z.string().describe('a URI naming the problem type'),
+  title: z.string(),
+  status: z.number().int(),
+  detail: z.string().optional(),
+  errors: z
+    .array(
+      z.object({
+        path: z.string().describe('RFC 6901 JSON pointer of the offending field'),
+        message: z.string(),
+      }),
+    )
+    .optional()
+    .describe('every offending field, for validation errors'),
+});
 
 export const healthSchema = z.object({
   status: z.enum(['ok', 'down']),
