@@ -267,18 +267,23 @@ describe('batching', () => {
     expect(seen.reduce((n, s) => n + s.body.events.length, 0)).toBe(150);
   });
 
-  it('flushes when flushAt events wait, and after flushIntervalMs otherwise', async () => {
-    const c = client({ flushAt: 3, flushIntervalMs: 100 });
+  it('flushes as soon as flushAt events wait', async () => {
+    const c = client({ flushAt: 3 });
     await c.track('quiz_answer', quiz);
     await c.track('quiz_answer', quiz);
     expect(seen).toHaveLength(0);
     await c.track('quiz_answer', quiz);
     await until(() => seen.length === 1);
     expect(seen[0]!.body.events).toHaveLength(3);
+  });
+
+  it('flushes flushIntervalMs after the first waiting event otherwise', async () => {
+    const c = client({ flushAt: 100, flushIntervalMs: 150 });
     const t0 = Date.now();
     await c.track('quiz_answer', quiz);
-    await until(() => seen.length === 2);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(90);
+    await until(() => seen.length === 1);
+    expect(seen[0]!.at - t0).toBeGreaterThanOrEqual(140);
+    expect(seen[0]!.body.events).toHaveLength(1);
   });
 });
 
