@@ -6,8 +6,8 @@
  * are generated from here.
  */
 import { z } from 'zod';
-import { contentSchema } from '../functions/publishContent/handler.ts';
 import { levelSchema } from './api-schemas.ts';
+import { contentSchema } from './content.ts';
 import { interactionSchema, KINDS } from './domain/interaction.ts';
 import { AGENTS } from './domain/triage.ts';
 import { TYPES } from './events.ts';
