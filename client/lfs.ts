@@ -12,6 +12,7 @@
  * `http://127.0.0.1:5001/demo-ldr/europe-west3/lfsProxy`.
  */
 import { Sha256, toHex } from './sha256.ts';
+import type { ArtifactInfo, UploadTicket } from './types.ts';
 
 export interface ClientOptions {
   baseUrl: string;
@@ -32,6 +33,8 @@ export interface UploadArtifactOptions extends ClientOptions {
   contentType?: string;
   /** for app tokens: the learner the artifact belongs to */
   studentId?: string;
+  /** bytes sent to storage so far (browser: XMLHttpRequest upload events; Node: as the body is read) */
+  onProgress?: (p: { loaded: number; total: number }) => void;
 }
 
 export interface UploadedArtifact {
@@ -47,32 +50,8 @@ export interface DownloadUrlOptions extends ClientOptions {
   pollMs?: number;
 }
 
-export interface ArtifactInfo {
-  artifactId: string;
-  uri: string;
-  state: 'pending' | 'stored' | 'rejected';
-  filename: string;
-  contentType: string;
-  size: number;
-  sha256: string;
-  ownerId: string;
-  instanceId?: string;
-  createdAt: string;
-  storedAt?: string;
-  reason?: string;
-  downloadUrl?: string;
-  expiresAt?: string;
-}
-
-/** What lfsProxy answers to `POST /uploads`. */
-export interface UploadTicket {
-  artifactId: string;
-  uri: string;
-  uploadUrl: string;
-  method: 'PUT';
-  headers: Record<string, string>;
-  expiresAt: string;
-}
+/** What lfsProxy answers to `GET /objects/<id>` and `POST /uploads` (generated from its schemas). */
+export type { ArtifactInfo, UploadTicket };
 
 export class LfsError extends Error {
   constructor(
@@ -97,8 +76,8 @@ export async function uploadArtifact(o: UploadArtifactOptions): Promise<Uploaded
   try {
     const filename = o.filename ?? source.name;
     const contentType = o.contentType ?? source.type;
-    if (!filename) throw new LfsError('filename is required');
-    if (!contentType) throw new LfsError('contentType is required');
+    if (!filename) throw new LfsError('filename: is required (no File name to take it from)');
+    if (!contentType) throw new LfsError('contentType: is required (no File type to take it from)');
     const ticket = await requestUpload(o, {
       filename,
       contentType,
@@ -106,7 +85,7 @@ export async function uploadArtifact(o: UploadArtifactOptions): Promise<Uploaded
       sha256: source.sha256,
       ...(o.studentId !== undefined ? { studentId: o.studentId } : {}),
     });
-    await putBytes(o, ticket, source);
+    await putBytes(o, ticket, source, o.onProgress);
     return { artifactId: ticket.artifactId, uri: ticket.uri };
   } finally {
     await source.dispose();
@@ -291,8 +270,20 @@ async function spooledSource(stream: AsyncIterable<Uint8Array>): Promise<Source>
   }
 }
 
-async function putBytes(o: ClientOptions, ticket: UploadTicket, source: Source) {
-  const { body, streamed } = await source.body();
+async function putBytes(
+  o: ClientOptions,
+  ticket: UploadTicket,
+  source: Source,
+  onProgress?: (p: { loaded: number; total: number }) => void,
+) {
+  const { body: raw, streamed: rawStreamed } = await source.body();
+  if (onProgress && typeof XMLHttpRequest !== 'undefined' && !rawStreamed && !o.fetch) {
+    return xhrPut(ticket, raw, source.size, onProgress, o.signal);
+  }
+  // Node (or a custom fetch): count the bytes as fetch reads the body
+  const counted = onProgress ? countingStream(raw, source.size, onProgress) : undefined;
+  const body = counted ?? raw;
+  const streamed = rawStreamed || counted !== undefined;
   const init: RequestInit & { duplex?: 'half' } = {
     method: ticket.method,
     // exactly the signed headers; a stream also needs its length stated (a browser computes it itself)
@@ -314,14 +305,79 @@ async function putBytes(o: ClientOptions, ticket: UploadTicket, source: Source) 
   });
 }
 
+/** A browser PUT through XMLHttpRequest, the one browser API that reports upload progress. */
+function xhrPut(
+  ticket: UploadTicket,
+  body: BodyInit,
+  total: number,
+  onProgress: (p: { loaded: number; total: number }) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open(ticket.method, ticket.uploadUrl);
+    for (const [k, v] of Object.entries(ticket.headers)) xhr.setRequestHeader(k, v);
+    xhr.upload.onprogress = (e) => onProgress({ loaded: e.loaded, total });
+    xhr.onload = () => {
+      if ((xhr.status >= 200 && xhr.status < 300) || xhr.status === 412) {
+        onProgress({ loaded: total, total });
+        return resolve();
+      }
+      const code = /<Code>([^<]+)<\/Code>/.exec(xhr.responseText)?.[1];
+      reject(
+        new LfsError(`upload to storage failed: ${xhr.status}${code ? ` ${code}` : ''}`, xhr.status, {
+          code,
+        }),
+      );
+    };
+    xhr.onerror = () => reject(new LfsError('upload to storage failed: network error'));
+    signal?.addEventListener('abort', () => xhr.abort(), { once: true });
+    xhr.onabort = () => reject(signal?.reason ?? new LfsError('upload aborted'));
+    xhr.send(body as XMLHttpRequestBodyInit);
+  });
+}
+
+/** The body as a stream that reports how many bytes have been read from it. */
+function countingStream(
+  body: BodyInit,
+  total: number,
+  onProgress: (p: { loaded: number; total: number }) => void,
+): ReadableStream<Uint8Array> | undefined {
+  const source =
+    body instanceof ReadableStream
+      ? (body as ReadableStream<Uint8Array>)
+      : typeof Blob !== 'undefined' && body instanceof Blob
+        ? body.stream()
+        : body instanceof Uint8Array
+          ? new Blob([body as Uint8Array<ArrayBuffer>]).stream()
+          : undefined;
+  if (!source) return undefined;
+  let loaded = 0;
+  return source.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        loaded += chunk.byteLength;
+        onProgress({ loaded, total });
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+}
+
 async function problem(res: Response, fallback: string): Promise<LfsError> {
   const text = await res.text();
   let details: unknown = text;
   let message = `${fallback}: ${res.status}`;
   try {
-    const p = JSON.parse(text) as { title?: string; detail?: string };
+    const p = JSON.parse(text) as {
+      title?: string;
+      detail?: string;
+      errors?: { path: string; message: string }[];
+    };
     details = p;
-    message = `${fallback}: ${res.status} ${p.detail ?? p.title ?? ''}`.trim();
+    // name every offending field: "upload request refused: 400 1 invalid field(s): /contentType must be one of …"
+    const fields = (p.errors ?? []).map((e) => `${e.path} ${e.message}`).join('; ');
+    message = `${fallback}: ${res.status} ${p.detail ?? p.title ?? ''}${fields ? `: ${fields}` : ''}`.trim();
   } catch {
     // not JSON: keep the text
   }

@@ -30,6 +30,10 @@ describe('POST /uploads body', () => {
     });
   });
 
+  it.each(['video/quicktime', 'image/heic', 'image/heif'])('allows %s (phone cameras) by default', (t) => {
+    expect(parseUploadRequest({ ...valid, contentType: t }, policy).ok).toBe(true);
+  });
+
   it('accepts the largest allowed size', () => {
     expect(parseUploadRequest({ ...valid, size: policy.maxBytes }, policy).ok).toBe(true);
   });

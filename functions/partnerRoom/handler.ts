@@ -26,7 +26,7 @@ export interface PartnerRoomDeps {
   schemaUrl: (slug: string, type: string) => string;
 }
 
-const ackBody = z.strictObject({ ackIds: z.array(z.string().min(1).max(2048)).min(1).max(1000) });
+export const ackBody = z.strictObject({ ackIds: z.array(z.string().min(1).max(2048)).min(1).max(1000) });
 
 /**
  * The custom URL of each partner. Only a partner token whose `partner` claim names this slug is

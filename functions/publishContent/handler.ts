@@ -1,36 +1,14 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 import { requirePermission, type Verifier } from '../../shared/auth.ts';
 import { type Bus, BusUnavailable } from '../../shared/clients.ts';
 import type { LdrEvent } from '../../shared/cloudevents.ts';
+import { contentSchema } from '../../shared/content.ts';
 import { badRequest, type FieldError, forbidden, HttpError } from '../../shared/errors.ts';
 import { subjectOf, TOPICS, TYPES } from '../../shared/events.ts';
 import { jsonBody, type Reply, type RouteContext } from '../../shared/http.ts';
 import type { Artifacts } from '../../shared/ports.ts';
-import { INSTANCE_RE } from '../../shared/registry.ts';
 
-// Firestore reserves document ids of the form __name__
-const ID = /^(?!__.*__$)[A-Za-z0-9_-]{1,64}$/;
-export const contentSchema = z.strictObject({
-  contentId: z.string().regex(ID, 'must be 1–64 characters of A–Z, a–z, 0–9, _ or -'),
-  version: z.number().int().min(1),
-  kind: z.enum(['lesson', 'exercise', 'quiz', 'signal']),
-  title: z.string().min(1).max(300),
-  topic: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,127}$/),
-  sponsor: z
-    .string()
-    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/)
-    .optional(),
-  instances: z.array(z.string().regex(INSTANCE_RE)).min(1).max(1000).optional(),
-  studentId: z
-    .string()
-    .regex(/^[A-Za-z0-9._:@-]{1,128}$/)
-    .optional(),
-  body: z.unknown().optional(),
-  artifacts: z
-    .array(z.string().regex(/^lfs:\/\/(?!__.*__$)[A-Za-z0-9_-]{1,64}$/, 'must be an lfs:// URI'))
-    .max(20)
-    .optional(),
-});
+export { contentSchema };
 export type Content = z.infer<typeof contentSchema>;
 
 /** Port: the content catalogue (Firestore `content/{id}`), keeping the newest version. */

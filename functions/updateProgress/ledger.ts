@@ -1,7 +1,14 @@
 import type pg from 'pg';
 import type { LdrEvent } from '../../shared/cloudevents.ts';
 import type { Interaction } from '../../shared/domain/interaction.ts';
-import { apply, emptyState, type Mastery, mastery, type TopicState } from '../../shared/domain/mastery.ts';
+import {
+  apply,
+  emptyState,
+  type Mastery,
+  mastery,
+  type Struggle,
+  type TopicState,
+} from '../../shared/domain/mastery.ts';
 import { subjectOf, TOPICS, TYPES } from '../../shared/events.ts';
 
 export interface TopicRow extends Mastery {
@@ -18,6 +25,30 @@ export interface OutboxRow {
   orderingKey: string;
   event: LdrEvent;
 }
+
+/** The data of `learnflow.progress.updated.v1` (shared/event-schemas.ts describes it). */
+export const progressData = (i: Interaction, m: Mastery, previousMastery: number, version: number) => ({
+  studentId: i.studentId,
+  instanceId: i.instanceId,
+  topic: i.topic,
+  mastery: m.mastery,
+  previousMastery,
+  level: m.level,
+  components: m.components,
+  interactionId: i.id,
+  version,
+});
+
+/** The data of `learnflow.struggle.detected.v1`. */
+export const struggleData = (i: Interaction, s: Struggle, day: string) => ({
+  studentId: i.studentId,
+  instanceId: i.instanceId,
+  topic: i.topic,
+  reason: s.reason,
+  detail: s.detail,
+  day,
+  interactionId: i.id,
+});
 
 /**
  * The history in PostgreSQL is the ledger that makes progress exactly-once: inside one transaction the
@@ -92,17 +123,7 @@ export async function applyInteraction(
           type: TYPES.progress,
           time,
           subject: subjectOf(i.studentId),
-          data: {
-            studentId: i.studentId,
-            instanceId: i.instanceId,
-            topic: i.topic,
-            mastery: m.mastery,
-            previousMastery: Number(before.mastery),
-            level: m.level,
-            components: m.components,
-            interactionId: i.id,
-            version,
-          },
+          data: progressData(i, m, Number(before.mastery), version),
           extensions: ext,
         },
       });
@@ -123,15 +144,7 @@ export async function applyInteraction(
           type: TYPES.struggle,
           time,
           subject: subjectOf(i.studentId),
-          data: {
-            studentId: i.studentId,
-            instanceId: i.instanceId,
-            topic: i.topic,
-            reason: s.reason,
-            detail: s.detail,
-            day,
-            interactionId: i.id,
-          },
+          data: struggleData(i, s, day),
           extensions: ext,
         },
       });
