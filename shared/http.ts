@@ -53,6 +53,18 @@ export function problemReply(err: HttpError): Reply {
   return { status: err.status, body: err.toProblem(), headers: err.extra.headers };
 }
 
+/** The URL this function is reached at: the forwarded host and prefix (Cloud Run, the local front door). */
+export function baseUrlOf(req: Request): string {
+  const first = (h: string | string[] | undefined) =>
+    String(Array.isArray(h) ? h[0] : (h ?? ''))
+      .split(',')[0]!
+      .trim();
+  const proto = first(req.headers['x-forwarded-proto']) || 'http';
+  const host = first(req.headers['x-forwarded-host']) || first(req.headers.host) || 'localhost';
+  const prefix = first(req.headers['x-forwarded-prefix']).replace(/\/+$/, '');
+  return `${/^https?$/.test(proto) ? proto : 'http'}://${host}${prefix}`;
+}
+
 /** Browser access (SPEC §4): allowed origins exactly, or with `*` as the port (`http://localhost:*`). */
 export function corsPolicy(origins: readonly string[]) {
   const exact = new Set(origins.filter((o) => !o.endsWith(':*')));
@@ -74,11 +86,16 @@ export function httpFunction(opts: {
   log: Logger;
   /** allowed browser origins (CORS_ORIGINS) */
   cors?: readonly string[];
-  /** this function's OpenAPI document, served at GET /openapi.json without a token */
-  openapi?: () => unknown;
+  /** this function's OpenAPI document for a base URL, served at GET /openapi.json without a token */
+  openapi?: (baseUrl: string) => unknown;
 }) {
   const { routes, health, log } = opts;
   const allowed = corsPolicy(opts.cors ?? []);
+  const documents = new Map<string, unknown>();
+  const openapiFor = (base: string) => {
+    if (!documents.has(base)) documents.set(base, opts.openapi!(base));
+    return documents.get(base);
+  };
   setCorsCheck(allowed);
   return async (req: Request, res: Response) => {
     const ctx = traceFrom(
@@ -111,7 +128,7 @@ export function httpFunction(opts: {
           },
         },
         ...(opts.openapi
-          ? [{ path: '/openapi.json', run: async () => ({ status: 200, body: opts.openapi!() }) }]
+          ? [{ path: '/openapi.json', run: async () => ({ status: 200, body: openapiFor(baseUrlOf(req)) }) }]
           : []),
       ];
       const special = builtin.find((b) => b.path === path);

@@ -5,6 +5,7 @@ import { redisDedupWindow, upstashRateLimiter } from '../../shared/redis-ports.t
 import { createRuntime } from '../../shared/runtime.ts';
 import { serveHttp } from '../../shared/serve.ts';
 import { createIngest } from './handler.ts';
+import { openapi } from './openapi.ts';
 
 const rt = createRuntime('ingestInteraction');
 const ingest = createIngest({
@@ -26,6 +27,7 @@ serveHttp(
   httpFunction({
     log: rt.log,
     cors: rt.config.CORS_ORIGINS,
+    openapi,
     health: rt.health(['pubsub', 'firestore', 'redis']),
     routes: [route('POST', '/', ingest)],
   }),

@@ -4,6 +4,7 @@ import { httpFunction, route } from '../../shared/http.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { serveHttp } from '../../shared/serve.ts';
 import { createLfsProxy } from './handler.ts';
+import { openapi } from './openapi.ts';
 import { parseLfsSettings } from './settings.ts';
 import { createStorage, gcsUrlSigner } from './storage.ts';
 
@@ -49,6 +50,7 @@ serveHttp(
   httpFunction({
     log: rt.log,
     cors: rt.config.CORS_ORIGINS,
+    openapi: (base) => openapi(base, settings.policy),
     health,
     routes: [route('POST', '/uploads', lfs.upload), route('GET', '/objects/:artifactId', lfs.object)],
   }),

@@ -1,14 +1,13 @@
 import { v1 } from '@google-cloud/pubsub';
-import { z } from 'zod';
-import { interactionSchema } from '../../shared/domain/interaction.ts';
 import { HttpError, notFound } from '../../shared/errors.ts';
+import { partnerEventSchema } from '../../shared/event-schemas.ts';
 import { httpFunction, route } from '../../shared/http.ts';
-import { scopedSchema } from '../../shared/partner-scope.ts';
 import { PARTNERS, type Partner } from '../../shared/registry.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { serveHttp } from '../../shared/serve.ts';
 import { loadTopology, partnerNames } from '../../shared/topology.ts';
 import { createPartnerRoom, structured } from './handler.ts';
+import { openapi } from './openapi.ts';
 
 const rt = createRuntime('partnerRoom');
 const topology = loadTopology();
@@ -20,9 +19,7 @@ const subscriber = () => {
   subscriberClient ??= rt
     .pubsub()
     .getClientConfig()
-    .then(
-      (c) => new v1.SubscriberClient({ ...c, port: c.port === undefined ? undefined : Number(c.port) }),
-    );
+    .then((c) => new v1.SubscriberClient({ ...c, port: c.port === undefined ? undefined : Number(c.port) }));
   return subscriberClient;
 };
 const subscriptionOf = (slug: string) =>
@@ -98,16 +95,16 @@ const room = createPartnerRoom({
     },
   },
   subscriptionOf,
-  schemaUrl: (slug, type) => `/p/${slug}/schemas/${type}`,
+  // absolute links: partners read the manifest from their own custom domain or the function URL
+  schemaUrl: (slug, type) => `${rt.config.PUBLIC_BASE_URL ?? ''}/p/${slug}/schemas/${type}`,
 });
-
-const interactionJsonSchema = z.toJSONSchema(interactionSchema, { io: 'input', unrepresentable: 'any' });
 
 serveHttp(
   'partnerRoom',
   httpFunction({
     log: rt.log,
     cors: rt.config.CORS_ORIGINS,
+    openapi,
     health: rt.health(['pubsub', 'firestore']),
     routes: [
       route('GET', '/p/:slug', room.manifest),
@@ -120,17 +117,11 @@ serveHttp(
         const { shareContent, eventTypes } = manifest.body as { shareContent: boolean; eventTypes: string[] };
         if (!eventTypes.includes(ctx.params.type!))
           throw notFound(`no schema ${ctx.params.type} for this partner`);
-        if (ctx.params.type !== 'learnflow.interaction.v1') {
-          return {
-            status: 200,
-            body: {
-              $comment: 'see the manifest event type; JSON data, learner ids are learnerRef',
-              type: 'object',
-            },
-          };
-        }
-        // the data as this partner receives it, not as the app posts it
-        return { status: 200, body: scopedSchema(interactionJsonSchema, shareContent) };
+        // the data as this partner receives it (pseudonymised; free text only with shareContent)
+        return {
+          status: 200,
+          body: partnerEventSchema(ctx.params.type as Parameters<typeof partnerEventSchema>[0], shareContent),
+        };
       }),
     ],
   }),

@@ -2,6 +2,7 @@ import { httpFunction, route } from '../../shared/http.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { serveHttp } from '../../shared/serve.ts';
 import { createProgressApi } from './handler.ts';
+import { openapi } from './openapi.ts';
 import { progressReader } from './stores.ts';
 
 const rt = createRuntime('progressApi');
@@ -16,6 +17,7 @@ serveHttp(
   httpFunction({
     log: rt.log,
     cors: rt.config.CORS_ORIGINS,
+    openapi,
     health: rt.health(['firestore', 'postgres']),
     routes: [
       route('GET', '/students/:id', api.progress),

@@ -3,6 +3,7 @@ import { httpFunction, route } from '../../shared/http.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { serveHttp } from '../../shared/serve.ts';
 import { type Content, type ContentStore, createPublishContent } from './handler.ts';
+import { openapi } from './openapi.ts';
 
 const rt = createRuntime('publishContent');
 
@@ -42,6 +43,7 @@ serveHttp(
   httpFunction({
     log: rt.log,
     cors: rt.config.CORS_ORIGINS,
+    openapi,
     health: rt.health(['pubsub', 'firestore', 'postgres']),
     routes: [route('POST', '/', publish)],
   }),
