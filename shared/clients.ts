@@ -20,10 +20,15 @@ export const createFirestore = (config: Pick<Config, 'GOOGLE_CLOUD_PROJECT'>) =>
  * database authentication: no password, the function's service account is the database user).
  */
 export async function createPgPool(
-  config: Pick<Config, 'DATABASE_URL' | 'CLOUD_SQL_INSTANCE' | 'PGUSER' | 'PGDATABASE'>,
+  config: Pick<
+    Config,
+    'DATABASE_URL' | 'CLOUD_SQL_INSTANCE' | 'PGUSER' | 'PGDATABASE' | 'PG_STATEMENT_TIMEOUT_MS'
+  >,
   max = 10,
 ): Promise<pg.Pool> {
-  const common = { max, connectionTimeoutMillis: 5_000 };
+  // statement_timeout is a startup parameter of every session: the server cancels a statement that
+  // runs (or waits for a lock) longer, so a stuck query fails the delivery instead of hanging it
+  const common = { max, connectionTimeoutMillis: 5_000, statement_timeout: config.PG_STATEMENT_TIMEOUT_MS };
   if (config.DATABASE_URL) return new pg.Pool({ ...common, connectionString: config.DATABASE_URL });
   const { Connector, IpAddressTypes, AuthTypes } = await import('@google-cloud/cloud-sql-connector');
   const options = await new Connector().getOptions({

@@ -17,7 +17,11 @@ describe('parseConfig', () => {
       RATE_STUDENT_PER_MIN: 100,
       RATE_INSTANCE_EVENTS_PER_MIN: 6000,
       LFS_SIGNER: 'key',
+      PG_STATEMENT_TIMEOUT_MS: 10_000,
     });
+    expect(
+      parseConfig({ ...base, DATABASE_URL: 'postgres://h/db', PG_STATEMENT_TIMEOUT_MS: '2500' }),
+    ).toMatchObject({ PG_STATEMENT_TIMEOUT_MS: 2500 });
   });
 
   it('accepts Cloud SQL through the connector instead of a URL', () => {
@@ -31,6 +35,7 @@ describe('parseConfig', () => {
     [{ ...base, DATABASE_URL: 'nope' }, /DATABASE_URL/],
     [{ ...base, DATABASE_URL: 'postgres://h/db', RATE_STUDENT_PER_MIN: '-1' }, /RATE_STUDENT_PER_MIN/],
     [{ ...base, DATABASE_URL: 'postgres://h/db', LFS_SIGNER: 'hsm' }, /LFS_SIGNER/],
+    [{ ...base, DATABASE_URL: 'postgres://h/db', PG_STATEMENT_TIMEOUT_MS: '0' }, /PG_STATEMENT_TIMEOUT_MS/],
     [
       { DATABASE_URL: 'postgres://h/db' },
       /UPSTASH_REDIS_REST_URL.*UPSTASH_REDIS_REST_TOKEN.*JWKS_URL.*JWT_ISSUER.*JWT_AUDIENCE/,

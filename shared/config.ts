@@ -15,6 +15,8 @@ const schema = z.object({
     .optional(),
   PGUSER: z.string().optional(),
   PGDATABASE: z.string().default('ldr'),
+  /** every PostgreSQL statement of a function is cancelled after this long (server-side statement_timeout) */
+  PG_STATEMENT_TIMEOUT_MS: z.coerce.number().int().positive().max(600_000).default(10_000),
   UPSTASH_REDIS_REST_URL: z.string().url(),
   UPSTASH_REDIS_REST_TOKEN: z.string().min(1),
   JWKS_URL: z.string().url(),
