@@ -22,6 +22,8 @@ export const TOPICS = {
   artifact: 'learnflow.artifact.stored',
   storageFinalized: 'learnflow.storage.finalized',
   deadLetter: 'learnflow.deadletter',
+  /** retry tasks of mirrorToPartners: one event for one partner whose copy failed */
+  mirrorRetry: 'learnflow.mirror.retry',
 } as const;
 
 export const subjectOf = (studentId: string) => `students/${studentId}`;

@@ -8,6 +8,8 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
   const client = await pool.connect();
   const applied: string[] = [];
   try {
+    // migrations may run long (and wait for another migrator's lock): no statement_timeout here
+    await client.query('SET statement_timeout = 0');
     await client.query('SELECT pg_advisory_lock(7402)');
     await client.query(
       'CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())',

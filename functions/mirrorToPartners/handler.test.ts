@@ -1,12 +1,13 @@
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { type Bus, BusUnavailable } from '../../shared/clients.ts';
-import type { LdrEvent, PubsubMessage } from '../../shared/cloudevents.ts';
+import { type LdrEvent, PoisonMessage, type PubsubMessage } from '../../shared/cloudevents.ts';
 import type { Interaction } from '../../shared/domain/interaction.ts';
 import { interactionEvent, TYPES } from '../../shared/events.ts';
-import { createLogger } from '../../shared/log.ts';
+import type { Logger } from '../../shared/log.ts';
 import { learnerRef, type PartnerSecrets } from '../../shared/partner-secrets.ts';
 import { type Partner, partnerSchema } from '../../shared/registry.ts';
-import { createMirror, type MirrorMarks, type PartnerDirectory } from './handler.ts';
+import { createMirror, LOG, type MirrorMarks, type PartnerDirectory } from './handler.ts';
 
 // ---------------------------------------------------------------------------------------------
 // In-memory fakes of the ports
@@ -23,7 +24,10 @@ class FakeDirectory implements PartnerDirectory {
 }
 
 class FakeSecrets implements PartnerSecrets {
+  /** partners whose secret file is missing */
+  missing = new Set<string>();
   async get(slug: string) {
+    if (this.missing.has(slug)) throw new Error(`ENOENT: no such file or directory, open '/secrets/${slug}'`);
     return Buffer.alloc(32, slug);
   }
 }
@@ -53,6 +57,9 @@ class FakeBus implements Bus {
   topics() {
     return this.published.map((p) => p.topic);
   }
+  on(topic: string) {
+    return this.published.filter((p) => p.topic === topic);
+  }
 }
 
 class FakeMarks implements MirrorMarks {
@@ -72,19 +79,35 @@ const A = partner({ slug: 'acme', instances: ['inst-a'], sponsors: ['acme-edu'] 
 const B = partner({ slug: 'bravo', instances: ['inst-b'] });
 const C = partner({ slug: 'charlie', instances: ['inst-c'], eventTypes: [TYPES.progress] });
 
+const RETRY = 'learnflow.mirror.retry';
+
+/** A logger that keeps its lines, to assert on the log catalogue. */
+function memoryLogger() {
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino(
+    { level: 'info', messageKey: 'message', formatters: { level: (label) => ({ level: label }) } },
+    { write: (l: string) => lines.push(JSON.parse(l)) },
+  );
+  return { log: log as unknown as Logger, lines };
+}
+
 function setup(partners: Partner[] = [A, B, C]) {
   const bus = new FakeBus();
   const marks = new FakeMarks();
   const secrets = new FakeSecrets();
-  const mirror = createMirror({
+  const { log, lines } = memoryLogger();
+  const m = createMirror({
     partners: new FakeDirectory(partners),
     secrets,
     bus,
     marks,
     topicOf: (slug) => `partner.${slug}.events`,
-    log: createLogger('mirror-test', 'silent'),
+    retryTopic: RETRY,
+    log,
   });
-  return { mirror, bus, marks, secrets };
+  /** the partners published to by one normal delivery */
+  const mirror = async (ev: LdrEvent) => (await m.mirror(ev)).delivered;
+  return { m, mirror, bus, marks, secrets, lines };
 }
 
 const interaction = (over: Partial<Interaction> = {}) =>
@@ -172,26 +195,127 @@ describe('createMirror', () => {
     expect(bus.published.map((p) => p.event.id)).toEqual(['evt-1', 'evt-1']);
   });
 
-  it('skips a partner whose topic is missing and serves the others', async () => {
-    const { mirror, bus, marks } = setup();
+  it('a partner whose topic is missing gets a retry task; the others are served', async () => {
+    const { m, bus, marks } = setup();
     bus.missing.add('partner.acme.events');
     const ev = interaction({ instanceId: 'inst-b', sponsor: 'acme-edu' });
-    expect(await mirror(ev)).toEqual(['bravo']);
-    expect(bus.topics()).toEqual(['partner.bravo.events']);
-    // not marked: once the topic exists, a redelivery brings the copy
+    expect(await m.mirror(ev, { orderingKey: 'stu-1' })).toEqual({
+      delivered: ['bravo'],
+      retrying: ['acme'],
+    });
+    expect(bus.on('partner.bravo.events')).toHaveLength(1);
+    const [task] = bus.on(RETRY);
+    expect(task!.event).toEqual({ ...ev, extensions: { ...ev.extensions, 'ldr-partner': 'acme' } });
+    expect(task!.orderingKey).toBe('acme/stu-1');
+    // not marked: once the topic exists, the retry task brings the copy
     expect(marks.marks.has('acme:evt-1')).toBe(false);
+    await expect(m.handle(task!.event)).rejects.toThrow(/acme.*NOT_FOUND/);
     bus.missing.clear();
-    expect(await mirror(ev)).toEqual(['acme']);
+    expect(await m.handle(task!.event)).toEqual({ delivered: ['acme'], retrying: [] });
+    expect(bus.on('partner.acme.events')).toHaveLength(1);
   });
 
-  it('fails the delivery when the bus is down, and the retry publishes only what is missing', async () => {
-    const { mirror, bus } = setup([A, B]);
-    bus.failing.add('partner.bravo.events');
+  it('one partner with a missing secret neither stops nor delays the others', async () => {
+    const { m, bus, secrets, lines } = setup();
+    secrets.missing.add('acme');
+    // sponsored by acme on bravo's instance: both are entitled, acme is listed first
     const ev = interaction({ instanceId: 'inst-b', sponsor: 'acme-edu' });
-    await expect(mirror(ev)).rejects.toBeInstanceOf(BusUnavailable);
+    expect(await m.mirror(ev)).toEqual({ delivered: ['bravo'], retrying: ['acme'] });
+    const next = interaction({ id: 'evt-2', instanceId: 'inst-b', sponsor: 'acme-edu' });
+    expect(await m.mirror(next)).toEqual({ delivered: ['bravo'], retrying: ['acme'] });
+    expect(bus.on('partner.bravo.events').map((p) => p.event.id)).toEqual(['evt-1', 'evt-2']);
+    expect(bus.on('partner.acme.events')).toEqual([]);
+    expect(bus.on(RETRY).map((p) => [p.event.id, p.event.extensions?.['ldr-partner']])).toEqual([
+      ['evt-1', 'acme'],
+      ['evt-2', 'acme'],
+    ]);
+    // unordered original: the retry task is unordered too
+    expect(bus.on(RETRY)[0]!.orderingKey).toBeUndefined();
+    // every failure is an ERROR line naming the partner and the event (what the alert matches)
+    const errors = lines.filter((l) => l.message === LOG.partnerFailed);
+    expect(errors.map((l) => [l.level, l.partner, l.eventId])).toEqual([
+      ['error', 'acme', 'evt-1'],
+      ['error', 'acme', 'evt-2'],
+    ]);
+    expect(JSON.stringify(lines)).not.toContain('stu-1');
+  });
+
+  it('a retry task targets only its partner, and fails until that partner works', async () => {
+    const { m, bus, secrets, lines } = setup();
+    secrets.missing.add('acme');
+    const ev = interaction({ instanceId: 'inst-b', sponsor: 'acme-edu' });
+    await m.mirror(ev);
+    const task = bus.on(RETRY)[0]!.event;
+    const before = bus.published.length;
+    // the redelivered task fails (Pub/Sub retries it, then dead-letters it) and publishes nothing
+    await expect(m.handle(task)).rejects.toThrow(/partner acme.*ENOENT/);
+    await expect(m.handle(task)).rejects.toThrow(/ENOENT/);
+    expect(bus.published).toHaveLength(before);
+    expect(lines.filter((l) => l.message === LOG.partnerFailed && l.retry === true)).toHaveLength(2);
+    secrets.missing.clear();
+    expect(await m.handle(task)).toEqual({ delivered: ['acme'], retrying: [] });
+    const copies = bus.published.slice(before);
+    expect(copies.map((p) => p.topic)).toEqual(['partner.acme.events']);
+    // the copy is acme's own scoped copy, exactly as a normal delivery would have made it
+    const ref = learnerRef(await secrets.get('acme'), 'stu-1');
+    expect(copies[0]!.orderingKey).toBe(ref);
+    expect(copies[0]!.event.extensions?.['ldr-partner']).toBe('acme');
+    expect(JSON.stringify(copies[0]!.event)).not.toMatch(/stu-1|print/);
+  });
+
+  it('no partner gets a copy twice: redeliveries of the event and of the task are marked', async () => {
+    const { m, bus, secrets } = setup();
+    secrets.missing.add('acme');
+    const ev = interaction({ instanceId: 'inst-b', sponsor: 'acme-edu' });
+    await m.mirror(ev);
+    const task = bus.on(RETRY)[0]!.event;
+    secrets.missing.clear();
+    await m.handle(task);
+    await m.handle(task); // the task redelivered after its ack was lost
+    // the original redelivered: both partners already have it, no new retry task either
+    expect(await m.mirror(ev)).toEqual({ delivered: [], retrying: [] });
+    expect(bus.on('partner.acme.events')).toHaveLength(1);
+    expect(bus.on('partner.bravo.events')).toHaveLength(1);
+    expect(bus.on(RETRY)).toHaveLength(1);
+  });
+
+  it('a retry task for a partner that is gone or no longer entitled is acknowledged', async () => {
+    const { m, bus, secrets } = setup([A, B]);
+    secrets.missing.add('acme');
+    await m.mirror(interaction({ instanceId: 'inst-b', sponsor: 'acme-edu' }));
+    const task = bus.on(RETRY)[0]!.event;
+    const gone = setup([B]);
+    expect(await gone.m.handle(task)).toEqual({ delivered: [], retrying: [] });
+    const notEntitled = setup([{ ...A, sponsors: [] }, B]);
+    expect(await notEntitled.m.handle(task)).toEqual({ delivered: [], retrying: [] });
+    expect([...gone.bus.published, ...notEntitled.bus.published]).toEqual([]);
+    await expect(
+      m.handle({ ...task, extensions: { ...task.extensions, 'ldr-partner': '' } }),
+    ).rejects.toBeInstanceOf(PoisonMessage);
+  });
+
+  it('fails the whole delivery when a retry task cannot be published, and the redelivery loses nothing', async () => {
+    const { m, bus } = setup([A, B]);
+    bus.failing.add('partner.bravo.events');
+    bus.failing.add(RETRY);
+    const ev = interaction({ instanceId: 'inst-b', sponsor: 'acme-edu' });
+    await expect(m.mirror(ev)).rejects.toBeInstanceOf(BusUnavailable);
     expect(bus.topics()).toEqual(['partner.acme.events']);
     bus.failing.clear();
-    expect(await mirror(ev)).toEqual(['bravo']);
+    expect(await m.mirror(ev)).toEqual({ delivered: ['bravo'], retrying: [] });
     expect(bus.topics()).toEqual(['partner.acme.events', 'partner.bravo.events']);
+  });
+
+  it('a transient publish failure for one partner becomes a retry task, not a failed delivery', async () => {
+    const { m, bus } = setup([A, B]);
+    bus.failing.add('partner.bravo.events');
+    const ev = interaction({ instanceId: 'inst-b', sponsor: 'acme-edu' });
+    expect(await m.mirror(ev)).toEqual({ delivered: ['acme'], retrying: ['bravo'] });
+    bus.failing.clear();
+    expect(await m.handle(bus.on(RETRY)[0]!.event)).toEqual({ delivered: ['bravo'], retrying: [] });
+    expect(bus.topics().filter((t) => t.startsWith('partner.'))).toEqual([
+      'partner.acme.events',
+      'partner.bravo.events',
+    ]);
   });
 });

@@ -1,9 +1,10 @@
 import { registerEventFunction } from '../../shared/event-function.ts';
+import { TOPICS } from '../../shared/events.ts';
 import { dirPartnerSecrets } from '../../shared/partner-secrets.ts';
 import { PARTNERS, type Partner } from '../../shared/registry.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { loadTopology, partnerNames } from '../../shared/topology.ts';
-import { createMirror, type PartnerDirectory } from './handler.ts';
+import { createMirror, LOG, type PartnerDirectory } from './handler.ts';
 
 const rt = createRuntime('mirrorToPartners');
 const topology = loadTopology();
@@ -40,10 +41,12 @@ const mirror = createMirror({
     },
   },
   topicOf: (slug) => partnerNames(topology, slug).topic,
+  retryTopic: TOPICS.mirrorRetry,
   log: rt.log,
 });
 
-registerEventFunction(rt, async (ev) => {
-  const partners = await mirror(ev);
-  if (partners.length) rt.log.info({ eventId: ev.id, type: ev.type, partners }, 'event mirrored');
+registerEventFunction(rt, async (ev, delivery) => {
+  const { delivered, retrying } = await mirror.handle(ev, delivery);
+  if (delivered.length || retrying.length)
+    rt.log.info({ eventId: ev.id, type: ev.type, partners: delivered, retrying }, LOG.mirrored);
 });

@@ -7,7 +7,14 @@ import { readInteraction } from '../../shared/events.ts';
 const UNSTORABLE = new Set(['22P05', '22021', '22P02', '54000']);
 
 import { retryTransient } from '../../shared/retry.ts';
-import { applyInteraction, markSent, pendingOutbox } from './ledger.ts';
+import {
+  applyInteraction,
+  markSent,
+  type OutboxRow,
+  pendingOutbox,
+  pruneSent,
+  relayUnsent,
+} from './ledger.ts';
 import type { ProgressView } from './projection.ts';
 
 /**
@@ -47,5 +54,66 @@ export function createUpdateProgress(deps: {
       await retry(() => markSent(deps.pool, sent));
     }
     return { applied, row, published: sent };
+  };
+}
+
+export interface RelayOptions {
+  /** at most this many unsent rows per run (default 100) */
+  limit?: number;
+  /** only rows at least this old (default 5 s): younger ones are still being published by their delivery */
+  olderThanMs?: number;
+  /** sent rows older than this are deleted (default 7 days) */
+  retentionMs?: number;
+  /** at most this many rows deleted per run (default 1000) */
+  pruneLimit?: number;
+}
+
+export interface RelayResult {
+  /** unsent rows published by this run */
+  published: number;
+  /** unsent rows whose publish failed; they stay unsent for the next run */
+  failed: number;
+  /** sent rows deleted */
+  pruned: number;
+}
+
+/**
+ * The outbox relay, run on a schedule (Cloud Scheduler → `POST /outbox/relay`, every minute): publishes
+ * rows that their own delivery left unsent (a crash, or the bus down after the commit) with their stable
+ * ce-ids, marks them sent, and prunes sent rows past the retention. Idempotent and safe to run
+ * concurrently: rows are claimed FOR UPDATE SKIP LOCKED, and a row also published by its delivery at the
+ * same moment reaches consumers twice with the same ce-id, which they dedupe. Within one ordering key
+ * rows go out in order and the first failure stops that key for this run.
+ */
+export function createOutboxRelay(deps: { pool: pg.Pool; bus: Bus }) {
+  const publishInOrder = async (rows: OutboxRow[]) => {
+    const byKey = new Map<string, OutboxRow[]>();
+    for (const r of rows) byKey.set(r.orderingKey, [...(byKey.get(r.orderingKey) ?? []), r]);
+    const sent: string[] = [];
+    await Promise.all(
+      [...byKey.values()].map(async (keyRows) => {
+        for (const o of keyRows) {
+          try {
+            await deps.bus.publish(o.topic, o.event, o.orderingKey);
+          } catch {
+            return;
+          }
+          sent.push(o.event.id);
+        }
+      }),
+    );
+    return sent;
+  };
+  return async (opts: RelayOptions = {}): Promise<RelayResult> => {
+    const { claimed, sent } = await relayUnsent(
+      deps.pool,
+      { limit: opts.limit ?? 100, olderThanMs: opts.olderThanMs ?? 5_000 },
+      publishInOrder,
+    );
+    const pruned = await pruneSent(deps.pool, {
+      retentionMs: opts.retentionMs ?? 7 * 86_400_000,
+      limit: opts.pruneLimit ?? 1_000,
+    });
+    return { published: sent, failed: claimed - sent, pruned };
   };
 }

@@ -216,3 +216,58 @@ export async function markSent(pool: pg.Pool, eventIds: string[]) {
   if (eventIds.length)
     await pool.query('UPDATE outbox SET sent_at = now() WHERE event_id = ANY($1)', [eventIds]);
 }
+
+/**
+ * The relay's claim: up to `limit` unsent rows created more than `olderThanMs` ago, oldest first, locked
+ * FOR UPDATE SKIP LOCKED (concurrent relays take disjoint rows and never wait for each other). `publish`
+ * returns the event ids it published; those are marked sent in the same transaction, which also
+ * releases the locks. Rows it did not publish stay unsent for the next run.
+ */
+export async function relayUnsent(
+  pool: pg.Pool,
+  opts: { limit: number; olderThanMs: number },
+  publish: (rows: OutboxRow[]) => Promise<string[]>,
+): Promise<{ claimed: number; sent: number }> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const { rows } = await client.query(
+      `SELECT event_id, topic, ordering_key, attributes, data FROM outbox
+       WHERE sent_at IS NULL AND created_at < now() - make_interval(secs => $1::double precision / 1000)
+       ORDER BY created_at, event_id LIMIT $2 FOR UPDATE SKIP LOCKED`,
+      [opts.olderThanMs, opts.limit],
+    );
+    const claimed: OutboxRow[] = rows.map((r) => ({
+      topic: r.topic,
+      orderingKey: r.ordering_key,
+      event: { ...r.attributes, data: r.data },
+    }));
+    const sent = claimed.length ? await publish(claimed) : [];
+    if (sent.length)
+      await client.query('UPDATE outbox SET sent_at = now() WHERE event_id = ANY($1) AND sent_at IS NULL', [
+        sent,
+      ]);
+    await client.query('COMMIT');
+    return { claimed: claimed.length, sent: sent.length };
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/** Deletes up to `limit` rows sent more than `retentionMs` ago; returns how many. Never touches unsent rows. */
+export async function pruneSent(
+  pool: pg.Pool,
+  opts: { retentionMs: number; limit: number },
+): Promise<number> {
+  const { rowCount } = await pool.query(
+    `DELETE FROM outbox WHERE event_id IN (
+       SELECT event_id FROM outbox
+       WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => $1::double precision / 1000)
+       LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+    [opts.retentionMs, opts.limit],
+  );
+  return rowCount ?? 0;
+}
