@@ -315,6 +315,22 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       });
     let bridge = newBridge();
     started.push({ stop: () => bridge.stop() });
+    // Cloud Scheduler's part: the topology's schedules call their function's route (every minute)
+    const timers = topology.schedules.map((job) => {
+      if (job.schedule !== '* * * * *') throw new Error(`schedule ${job.name}: only "* * * * *" runs locally`);
+      const t = setInterval(() => {
+        fetch(`${functionUrl(job.function)}${job.path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{}',
+        })
+          .then((r) => r.arrayBuffer())
+          .catch((err: Error) => log.warn({ job: job.name, err: err.message }, 'scheduled call failed'));
+      }, 60_000);
+      t.unref();
+      return t;
+    });
+    started.push({ stop: async () => timers.forEach(clearInterval) });
     const down = new Set<Component>();
     admin = async (method, path) => {
       const m = /^\/_ldr\/control\/(\w+)\/(stop|start)$/.exec(path);

@@ -1,6 +1,7 @@
 import { registerEventFunction } from '../../shared/event-function.ts';
+import { route } from '../../shared/http.ts';
 import { createRuntime } from '../../shared/runtime.ts';
-import { createUpdateProgress } from './handler.ts';
+import { createOutboxRelay, createUpdateProgress } from './handler.ts';
 import { firestoreProgressView } from './projection.ts';
 
 const rt = createRuntime('updateProgress');
@@ -12,10 +13,26 @@ const update = createUpdateProgress({
     rt.log.warn({ err: String(err), attempt }, 'PostgreSQL unavailable; waiting it out'),
 });
 
-registerEventFunction(rt, async (ev, delivery) => {
-  const r = await update(ev);
-  rt.log.info(
-    { interactionId: ev.id, applied: r.applied, mastery: r.row.mastery, attempt: delivery.deliveryAttempt },
-    r.applied ? 'progress updated' : 'duplicate interaction; progress unchanged',
-  );
-});
+const relay = createOutboxRelay({ pool: rt.pg(), bus: rt.bus() });
+
+registerEventFunction(
+  rt,
+  async (ev, delivery) => {
+    const r = await update(ev);
+    rt.log.info(
+      { interactionId: ev.id, applied: r.applied, mastery: r.row.mastery, attempt: delivery.deliveryAttempt },
+      r.applied ? 'progress updated' : 'duplicate interaction; progress unchanged',
+    );
+  },
+  {
+    health: rt.health(['pubsub', 'firestore', 'postgres']),
+    routes: [
+      // Cloud Scheduler (OIDC) in production, a timer in the local suite: idempotent, safe concurrently
+      route('POST', '/outbox/relay', async () => {
+        const r = await relay({});
+        if (r.published || r.failed || r.pruned) rt.log.info(r, 'outbox relayed');
+        return { status: r.failed ? 503 : 200, body: r };
+      }),
+    ],
+  },
+);
