@@ -15,6 +15,7 @@ describe('parseConfig', () => {
     expect(c).toMatchObject({
       GOOGLE_CLOUD_PROJECT: 'demo-ldr',
       RATE_STUDENT_PER_MIN: 100,
+      RATE_STUDENT_EVENTS_PER_MIN: 1000,
       RATE_INSTANCE_EVENTS_PER_MIN: 6000,
       LFS_SIGNER: 'key',
     });

@@ -28,6 +28,7 @@ const schema = z.object({
     .default(5 * 1024 ** 3),
   LFS_SIGNER: z.enum(['key', 'iam']).default('key'),
   RATE_STUDENT_PER_MIN: z.coerce.number().int().positive().default(100),
+  RATE_STUDENT_EVENTS_PER_MIN: z.coerce.number().int().positive().default(1000),
   RATE_INSTANCE_EVENTS_PER_MIN: z.coerce.number().int().positive().default(6000),
   DEDUP_TTL_SECONDS: z.coerce.number().int().positive().default(86_400),
   /** one file per partner slug holding its HMAC secret (Secret Manager volume in production) */

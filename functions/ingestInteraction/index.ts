@@ -16,6 +16,7 @@ const ingest = createIngest({
   log: rt.log,
   limits: {
     studentRequestsPerMin: rt.config.RATE_STUDENT_PER_MIN,
+    studentEventsPerMin: rt.config.RATE_STUDENT_EVENTS_PER_MIN,
     instanceEventsPerMin: rt.config.RATE_INSTANCE_EVENTS_PER_MIN,
   },
   newId: uuidv7,
