@@ -8,6 +8,7 @@ import { HttpError, unauthorized } from '../../shared/errors.ts';
 import { clientEventId, TOPICS } from '../../shared/events.ts';
 import type { Reply, RouteContext } from '../../shared/http.ts';
 import { createLogger } from '../../shared/log.ts';
+import type { InstanceSponsors } from '../../shared/registry.ts';
 import {
   type ArtifactRecord,
   type Artifacts,
@@ -116,6 +117,16 @@ class FakeLimiter implements RateLimiter {
   }
 }
 
+/** Sponsors present at each instance (owned by a partner that runs it). */
+class FakeSponsors implements InstanceSponsors {
+  byInstance: Record<string, string[]> = { [INSTANCE]: ['acme-edu'] };
+  down = false;
+  async at(instance: string) {
+    if (this.down) throw new Error('firestore unavailable');
+    return new Set(this.byInstance[instance] ?? []);
+  }
+}
+
 class FakeArtifacts implements Artifacts {
   records = new Map<string, ArtifactRecord>();
   async get(id: string) {
@@ -162,6 +173,7 @@ function setup(opts: { concurrentWaitMs?: number } = {}) {
   const dedup = new FakeDedup();
   const limiter = new FakeLimiter();
   const artifacts = new FakeArtifacts();
+  const sponsors = new FakeSponsors();
   let seq = 0;
   const ingest = createIngest({
     verifier: fakeVerifier(principals),
@@ -169,13 +181,14 @@ function setup(opts: { concurrentWaitMs?: number } = {}) {
     limiter,
     dedup,
     artifacts,
+    sponsors,
     log: createLogger('ingest-test', 'silent'),
     limits: { studentRequestsPerMin: 100, studentEventsPerMin: 1000, instanceEventsPerMin: 6000 },
     now: () => NOW,
     newId: () => `0195-gen-${++seq}`,
     concurrentWait: { timeoutMs: opts.concurrentWaitMs ?? 50, pollMs: 1 },
   });
-  return { ingest, bus, dedup, limiter, artifacts };
+  return { ingest, bus, dedup, limiter, artifacts, sponsors };
 }
 
 /** A request shaped like what the functions framework and the router hand to a route handler. */
@@ -579,7 +592,12 @@ describe('createIngest: authentication and authorisation', () => {
     ],
     // SPEC §5: a student cannot choose the instance or the sponsor its events are attributed to
     ['student token without an instance claim', 'student-no-instance', {}, /without an instance claim/],
-    ['student token attributing a sponsor', 'student', { sponsor: 'acme-edu' }, /\/sponsor: .*app-instance/],
+    [
+      'student token naming a sponsor absent from its instance',
+      'student',
+      { sponsor: 'rival' },
+      /\/sponsor: .*not present/,
+    ],
     ['teacher token', 'teacher', {}, /teacher/],
     ['partner token', 'partner', {}, /partner/],
     ['platform token', 'platform', {}, /platform/],
@@ -592,6 +610,32 @@ describe('createIngest: authentication and authorisation', () => {
     expect(bus.published).toEqual([]);
     if (['teacher', 'partner', 'student-no-perm', 'student-no-instance'].includes(token))
       expect(limiter.calls).toEqual([]);
+  });
+
+  it('lets a student name a sponsor present at its instance, and only that one', async () => {
+    const { ingest, bus } = setup();
+    const ok = await call(
+      ingest,
+      ctx(interaction({ id: 'sp-ok', sponsor: 'acme-edu' }), { token: 'student' }),
+    );
+    expect(ok.status).toBe(202);
+    expect(toMessage(bus.published[0]!.event).attributes['ldr-sponsor']).toBe('acme-edu');
+    const events = [interaction({ sponsor: 'acme-edu' }), interaction({ sponsor: 'rival' })];
+    const r = await call(ingest, ctx({ events }, { token: 'student' }));
+    expect(r.status).toBe(403);
+    expect(problem(r).detail).toContain('/events/1/sponsor');
+    expect(bus.published).toHaveLength(1);
+  });
+
+  it('answers 503 (not 500) when the partner registry cannot be read for a student naming a sponsor', async () => {
+    const { ingest, bus, sponsors } = setup();
+    sponsors.down = true;
+    const r = await call(ingest, ctx(interaction({ sponsor: 'acme-edu' }), { token: 'student' }));
+    expect(r.status).toBe(503);
+    expect(r.headers?.['Retry-After']).toBeDefined();
+    expect(bus.published).toEqual([]);
+    // without a sponsor the registry is not needed
+    expect((await call(ingest, ctx(interaction(), { token: 'student' }))).status).toBe(202);
   });
 
   it('403 names the offending index of a batch', async () => {

@@ -8,6 +8,7 @@ import { interactionEvent, interactionEventId, TOPICS } from '../../shared/event
 import { jsonBody, type Reply, type RouteContext } from '../../shared/http.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { Artifacts, DedupWindow, RateLimiter } from '../../shared/ports.ts';
+import type { InstanceSponsors } from '../../shared/registry.ts';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -25,6 +26,8 @@ export interface IngestDeps {
   limiter: RateLimiter;
   dedup: DedupWindow;
   artifacts: Artifacts;
+  /** the sponsors a student's event may name: those present at the token's instance */
+  sponsors: InstanceSponsors;
   log: Logger;
   limits: { studentRequestsPerMin: number; studentEventsPerMin: number; instanceEventsPerMin: number };
   now?: () => Date;
@@ -79,6 +82,7 @@ export function createIngest(deps: IngestDeps) {
     }
     const { events, isBatch } = result;
     authorize(principal, events, isBatch);
+    await checkSponsors(principal, events, isBatch);
     await checkArtifacts(principal, events, isBatch);
 
     // the de-duplication window, the bus and consumers all key an event by its ce-id: unique across learners
@@ -220,12 +224,7 @@ export function createIngest(deps: IngestDeps) {
     return headers;
   }
 
-  /**
-   * Who may post what (SPEC §4, §5). Both roles carry `instance` (checked before): every event's instanceId
-   * must be the token's. A student posts only their own events and cannot attribute a sponsor: sponsorship
-   * is attributed by the app-instance (its app token), since a sponsor routes the event to that sponsor's
-   * partners.
-   */
+  /** Who may post what (SPEC §4, §5). Both roles carry `instance` (checked before). */
   function authorize(p: Principal, events: Interaction[], isBatch: boolean) {
     const at = (i: number, field: string) => (isBatch ? `/events/${i}/${field}` : `/${field}`);
     events.forEach((e, i) => {
@@ -235,9 +234,32 @@ export function createIngest(deps: IngestDeps) {
       if (e.instanceId !== p.instance) {
         throw forbidden(`${at(i, 'instanceId')}: the token belongs to instance ${p.instance}`);
       }
-      if (p.role === 'student' && e.sponsor !== undefined) {
+    });
+  }
+
+  /**
+   * SPEC §5: a student cannot choose the sponsor its events are attributed to. A sponsor routes an event to
+   * that sponsor's partners, so a student token may name only a sponsor present at its instance (owned by a
+   * partner that runs it, and so already entitled to the instance's events); the app-instance's own token
+   * attributes sponsors freely (a trusted backend, accountable for what it posts).
+   */
+  async function checkSponsors(p: Principal, events: Interaction[], isBatch: boolean) {
+    if (p.role !== 'student' || !events.some((e) => e.sponsor !== undefined)) return;
+    let present: ReadonlySet<string>;
+    try {
+      present = await deps.sponsors.at(p.instance!);
+    } catch (err) {
+      deps.log.error({ err: String(err) }, 'partner registry unavailable');
+      throw new HttpError(503, 'Service Unavailable', 'the partner registry is unavailable; retry later', {
+        headers: { 'Retry-After': '2' },
+      });
+    }
+    events.forEach((e, i) => {
+      if (e.sponsor !== undefined && !present.has(e.sponsor)) {
         throw forbidden(
-          `${at(i, 'sponsor')}: a student token cannot attribute a sponsor; sponsorship is attributed by the app-instance (post with its app token)`,
+          `${isBatch ? `/events/${i}/sponsor` : '/sponsor'}: sponsor ${e.sponsor} is not present at instance ` +
+            `${p.instance}; a student token may only name a sponsor of a partner running its instance ` +
+            '(the app-instance attributes other sponsors with its app token)',
         );
       }
     });

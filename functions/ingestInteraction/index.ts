@@ -3,6 +3,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { firestoreArtifacts } from '../../shared/artifacts.ts';
 import { httpFunction, route } from '../../shared/http.ts';
 import { redisDedupWindow, upstashRateLimiter } from '../../shared/redis-ports.ts';
+import { firestoreInstanceSponsors } from '../../shared/registry.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { createIngest } from './handler.ts';
 
@@ -13,6 +14,7 @@ const ingest = createIngest({
   limiter: upstashRateLimiter(rt.redis()),
   dedup: redisDedupWindow(rt.redis(), rt.config.DEDUP_TTL_SECONDS),
   artifacts: firestoreArtifacts(rt.firestore()),
+  sponsors: firestoreInstanceSponsors(rt.firestore()),
   log: rt.log,
   limits: {
     studentRequestsPerMin: rt.config.RATE_STUDENT_PER_MIN,
