@@ -317,7 +317,8 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     started.push({ stop: () => bridge.stop() });
     // Cloud Scheduler's part: the topology's schedules call their function's route (every minute)
     const timers = topology.schedules.map((job) => {
-      if (job.schedule !== '* * * * *') throw new Error(`schedule ${job.name}: only "* * * * *" runs locally`);
+      if (job.schedule !== '* * * * *')
+        throw new Error(`schedule ${job.name}: only "* * * * *" runs locally`);
       const t = setInterval(() => {
         fetch(`${functionUrl(job.function)}${job.path}`, {
           method: 'POST',

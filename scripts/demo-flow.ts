@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { type Message, PubSub } from '@google-cloud/pubsub';
 import { ensureIdentity, mintToken } from '../emulators/identity.ts';
 import { upsertInstance, upsertPartner } from '../emulators/registry.ts';
+import { clientEventId } from '../shared/events.ts';
 
 /**
  * The seed's flow, step by step, against a running room (its `<dataDir>/suite.json`). Every hop is
@@ -12,6 +13,8 @@ import { upsertInstance, upsertPartner } from '../emulators/registry.ts';
 export interface DemoResult {
   studentId: string;
   interactionId: string;
+  /** the ce-id the interaction is published under (ids are scoped to the learner) */
+  eventId: string;
   contentId: string;
   mastery: number;
   partnerCopy: Record<string, unknown>;
@@ -112,7 +115,8 @@ export async function runDemo(
 
     const student = await mintToken(identity, { sub: studentId, role: 'student', instance });
     const interactionId = `demo-${run}`;
-    const memory = receive('memory.interactions', (m) => m.attributes['ce-id'] === interactionId);
+    const eventId = clientEventId(studentId, interactionId);
+    const memory = receive('memory.interactions', (m) => m.attributes['ce-id'] === eventId);
     await step(`learner ${studentId} answers a quiz in the app`, () =>
       http('POST', `${base}/ingestInteraction`, student, {
         id: interactionId,
@@ -156,7 +160,7 @@ export async function runDemo(
         for (;;) {
           const { messages } = await http('POST', `${base}/partnerRoom/p/${slug}/pull?max=50`, partner);
           seen.push(...messages.map((m: { ackId: string }) => m.ackId));
-          const mine = messages.find((m: { event: { id: string } }) => m.event.id === interactionId);
+          const mine = messages.find((m: { event: { id: string } }) => m.event.id === eventId);
           if (mine) {
             // released again, not acked, so the partner's Pub/Sub subscriber receives them next, in order
             await http('POST', `${base}/partnerRoom/p/${slug}/nack`, partner, { ackIds: seen });
@@ -170,7 +174,7 @@ export async function runDemo(
     const copy = await step(
       `the partner receives it with the official Pub/Sub client on partner.${slug}.pull`,
       async () => {
-        const m = await receive(`partner.${slug}.pull`, (x) => x.attributes['ce-id'] === interactionId);
+        const m = await receive(`partner.${slug}.pull`, (x) => x.attributes['ce-id'] === eventId);
         return { attributes: m.attributes, data: JSON.parse(m.data.toString()) } as Record<string, unknown>;
       },
     );
@@ -181,7 +185,7 @@ export async function runDemo(
       if (typeof data.learnerRef !== 'string') throw new Error('learnerRef missing');
       say(`   learnerRef ${data.learnerRef}`);
     });
-    return { studentId, interactionId, contentId, mastery, partnerCopy: copy, partnerHttpCopy };
+    return { studentId, interactionId, eventId, contentId, mastery, partnerCopy: copy, partnerHttpCopy };
   } finally {
     await pubsub.close();
   }

@@ -1,5 +1,5 @@
 import type { Firestore } from '@google-cloud/firestore';
-import type { Role } from './auth.ts';
+import type { Principal, Role } from './auth.ts';
 import type { ArtifactRecord, Artifacts } from './ports.ts';
 
 /** Artifact records in Firestore `artifacts/{id}` (written by lfsProxy and finalizeArtifact). */
@@ -26,8 +26,6 @@ export function artifactIdOf(objectName: string): string | undefined {
  * platform principal); `instanceId` is the app-instance whose app and teacher tokens may read it.
  */
 export interface ArtifactDoc extends ArtifactRecord {
-  /** `student` when ownerId is a learner (events then carry `ce-subject: students/<id>`), else `platform` */
-  ownerKind: 'student' | 'platform';
   uploaderSub: string;
   uploaderRole: Role;
   bucket: string;
@@ -64,6 +62,28 @@ export interface ArtifactStore {
    */
   settle(id: string, settlement: Settlement): Promise<{ doc: ArtifactDoc; changed: boolean } | undefined>;
   markAnnounced(id: string, at: string): Promise<void>;
+}
+
+/**
+ * The one read rule for artifacts, used by lfsProxy `GET /objects/<id>` and by ingestInteraction for
+ * `artifacts` references: the owning student; app and teacher tokens whose `instance` is the artifact's
+ * instance; platform tokens. Partners never.
+ */
+export function mayReadArtifact(
+  p: Pick<Principal, 'role' | 'sub' | 'instance'>,
+  record: Pick<ArtifactRecord, 'ownerId' | 'ownerKind' | 'instanceId'>,
+): boolean {
+  switch (p.role) {
+    case 'student':
+      return record.ownerKind === 'student' && record.ownerId === p.sub;
+    case 'app':
+    case 'teacher':
+      return p.instance !== undefined && record.instanceId === p.instance;
+    case 'platform':
+      return true;
+    default:
+      return false;
+  }
 }
 
 export function firestoreArtifacts(db: Firestore): Artifacts {

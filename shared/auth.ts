@@ -1,6 +1,6 @@
 import { createRemoteJWKSet, type JWTVerifyGetKey, errors as joseErrors, jwtVerify } from 'jose';
 import { z } from 'zod';
-import { forbidden, unauthorized } from './errors.ts';
+import { forbidden, HttpError, unauthorized } from './errors.ts';
 
 export const roles = ['student', 'teacher', 'app', 'platform', 'partner'] as const;
 export type Role = (typeof roles)[number];
@@ -27,6 +27,22 @@ export interface Verifier {
   verify(authorization: string | undefined): Promise<Principal>;
 }
 
+/**
+ * What a token is worth while the deny-list cannot be read (Redis unreachable).
+ * - platform, partner, teacher: refused with 503 + Retry-After (fail closed). A platform token publishes to
+ *   every instance and reads every learner; a partner token pulls the stream of many learners; a teacher
+ *   reads a whole instance. Accepting a revoked one of these exposes many learners, and their callers are
+ *   services or staff who can retry.
+ * - student, app: accepted (fail open), logged. They carry the learning traffic itself, which a Redis outage
+ *   must not stop (ingest's rate limits and de-duplication degrade the same way); a student token reaches
+ *   one learner's own data; an app token one instance, under its rate limit, with every event attributed
+ *   to it. A jti this process has already seen revoked stays refused during the outage.
+ */
+export const FAIL_OPEN_ON_REVOCATION_OUTAGE: ReadonlySet<Role> = new Set<Role>(['student', 'app']);
+export const REVOCATION_RETRY_AFTER_SECONDS = 5;
+/** jtis seen revoked, remembered per process so an outage cannot revive them here (bounded; oldest first out) */
+const KNOWN_REVOKED_MAX = 10_000;
+
 export const MAX_LIFETIME_SECONDS = 24 * 3600;
 export const CLOCK_SKEW_SECONDS = 30;
 
@@ -39,6 +55,11 @@ export function createVerifier(opts: {
 }): Verifier {
   const keys =
     opts.jwks instanceof URL ? createRemoteJWKSet(opts.jwks, { cooldownDuration: 30_000 }) : opts.jwks;
+  const knownRevoked = new Set<string>();
+  const remember = (jti: string) => {
+    knownRevoked.add(jti);
+    if (knownRevoked.size > KNOWN_REVOKED_MAX) knownRevoked.delete(knownRevoked.values().next().value!);
+  };
   return {
     async verify(authorization) {
       const m = /^bearer +([A-Za-z0-9_.-]+) *$/i.exec(authorization ?? '');
@@ -68,13 +89,25 @@ export function createVerifier(opts: {
       const start = p.iat ?? nowSeconds;
       if (p.exp - start > MAX_LIFETIME_SECONDS) throw unauthorized('token lifetime exceeds 24 h');
       if (p.jti) {
+        if (knownRevoked.has(p.jti)) throw unauthorized('token has been revoked');
         let revoked = false;
         try {
           revoked = await opts.revocations.isRevoked(p.jti);
         } catch (err) {
           opts.onRevocationUnavailable?.(err);
+          if (!FAIL_OPEN_ON_REVOCATION_OUTAGE.has(p.role)) {
+            throw new HttpError(
+              503,
+              'Service Unavailable',
+              `the token revocation list is unreachable; ${p.role} tokens are not accepted until it is back: retry later`,
+              { headers: { 'Retry-After': String(REVOCATION_RETRY_AFTER_SECONDS) } },
+            );
+          }
         }
-        if (revoked) throw unauthorized('token has been revoked');
+        if (revoked) {
+          remember(p.jti);
+          throw unauthorized('token has been revoked');
+        }
       }
       return p;
     },

@@ -1,3 +1,4 @@
+import { v5 as uuidv5 } from 'uuid';
 import type { LdrEvent } from './cloudevents.ts';
 import { PoisonMessage } from './cloudevents.ts';
 import { type Interaction, interactionSchema } from './domain/interaction.ts';
@@ -28,9 +29,32 @@ export const TOPICS = {
 
 export const subjectOf = (studentId: string) => `students/${studentId}`;
 
-export function interactionEvent(i: Interaction, receivedAt: Date): LdrEvent<Interaction> {
+/**
+ * Event ids are scoped to their learner (SPEC §3). An interaction's `id` (the client's idempotency key, or a
+ * UUIDv7 the server assigned) names it within its learner; its published `ce-id` must be unique across
+ * learners and stable across retries, mirrors and replays:
+ * - a client id → the UUIDv5 of `<studentId>/<id>` in this fixed namespace (deterministic: a retry of the
+ *   same post gets the same ce-id; student A and B sending `shared-X` get two);
+ * - a server-assigned id → the UUIDv7 itself (already unique; a UUIDv5 can never equal it).
+ * Changing the namespace changes every ce-id: never do it.
+ */
+export const INTERACTION_ID_NAMESPACE = '6b1e0f3c-2a54-4c1e-9d0e-3f5b7a2c9e41';
+
+export const clientEventId = (studentId: string, id: string): string =>
+  uuidv5(`${studentId}/${id}`, INTERACTION_ID_NAMESPACE);
+
+/** The ce-id of an interaction; `serverAssigned` when ingest generated its id (the client sent none). */
+export const interactionEventId = (i: Pick<Interaction, 'studentId' | 'id'>, serverAssigned: boolean) =>
+  serverAssigned ? i.id : clientEventId(i.studentId, i.id);
+
+/** The published interaction; `ceId` defaults to the id derived from learner and (client) id. */
+export function interactionEvent(
+  i: Interaction,
+  receivedAt: Date,
+  ceId = clientEventId(i.studentId, i.id),
+): LdrEvent<Interaction> {
   return {
-    id: i.id,
+    id: ceId,
     source: `/ldr/instances/${i.instanceId}`,
     type: TYPES.interaction,
     time: receivedAt.toISOString(),
@@ -40,7 +64,12 @@ export function interactionEvent(i: Interaction, receivedAt: Date): LdrEvent<Int
   };
 }
 
-/** Reads an interaction back from the bus; anything that is not one is a poison message. */
+/**
+ * Reads an interaction back from the bus; anything that is not one is a poison message. The ce-id must be
+ * one ingest gives it: derived from learner and client id, or the interaction id itself (a server-assigned
+ * UUIDv7, or an event published before ids were scoped to the learner). Either way the ledger keys the
+ * interaction by (studentId, id), so no form counts twice; consumers derive their event ids from the ce-id.
+ */
 export function readInteraction(ev: LdrEvent): Interaction {
   if (ev.type !== TYPES.interaction) throw new PoisonMessage(`unexpected event type ${ev.type}`);
   const parsed = interactionSchema.safeParse(ev.data);
@@ -48,7 +77,8 @@ export function readInteraction(ev: LdrEvent): Interaction {
     const where = parsed.error.issues.map((i) => `/${i.path.join('/')}: ${i.message}`).join('; ');
     throw new PoisonMessage(`invalid interaction: ${where}`.slice(0, 900));
   }
-  if (!parsed.data.id || parsed.data.id !== ev.id)
-    throw new PoisonMessage('interaction id does not match ce-id');
-  return parsed.data as Interaction;
+  const i = parsed.data;
+  if (!i.id || (ev.id !== i.id && ev.id !== clientEventId(i.studentId, i.id)))
+    throw new PoisonMessage('ce-id is not the event id of this interaction (its learner and id)');
+  return i as Interaction;
 }

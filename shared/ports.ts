@@ -27,6 +27,8 @@ export interface DedupWindow {
 export interface ArtifactRecord {
   state: 'pending' | 'stored' | 'rejected';
   ownerId: string;
+  /** `student` when ownerId is a learner (events then carry `ce-subject: students/<id>`), else `platform` */
+  ownerKind: 'student' | 'platform';
   instanceId?: string;
 }
 export interface Artifacts {

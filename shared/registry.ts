@@ -1,3 +1,4 @@
+import type { Firestore } from '@google-cloud/firestore';
 import { z } from 'zod';
 
 /** SPEC §8: partners and app-instances. Records live in Firestore `partners/{slug}` and `instances/{id}`. */
@@ -36,3 +37,28 @@ export type Instance = z.infer<typeof instanceSchema>;
 
 export const PARTNERS = 'partners';
 export const INSTANCES = 'instances';
+
+/** Port: the sponsors present at an app-instance (owned by a partner that runs it). */
+export interface InstanceSponsors {
+  at(instance: string): Promise<ReadonlySet<string>>;
+}
+
+/** Sponsors at an instance from Firestore `partners`, re-read at most once a second per instance. */
+export function firestoreInstanceSponsors(db: Firestore, maxAgeMs = 1000): InstanceSponsors {
+  const cache = new Map<string, { at: number; sponsors: Promise<ReadonlySet<string>> }>();
+  return {
+    at(instance) {
+      const hit = cache.get(instance);
+      if (hit && Date.now() - hit.at <= maxAgeMs) return hit.sponsors;
+      const sponsors = db
+        .collection(PARTNERS)
+        .where('instances', 'array-contains', instance)
+        .get()
+        .then((s) => new Set(s.docs.flatMap((d) => (d.data() as Partner).sponsors ?? [])));
+      sponsors.catch(() => cache.delete(instance));
+      if (cache.size > 10_000) cache.clear();
+      cache.set(instance, { at: Date.now(), sponsors });
+      return sponsors;
+    },
+  };
+}

@@ -95,7 +95,13 @@ describe('the SDK in Chromium, from another origin', () => {
       const w = window as unknown as Record<string, any>;
       const ids = [];
       for (let i = 0; i < 3; i++)
-        ids.push(await w.client.track('quiz_answer', { quizId: 'q1', correct: i % 2 === 0, score: i % 2 ? 0.2 : 1 }, { topic: 'python.loops' }));
+        ids.push(
+          await w.client.track(
+            'quiz_answer',
+            { quizId: 'q1', correct: i % 2 === 0, score: i % 2 ? 0.2 : 1 },
+            { topic: 'python.loops' },
+          ),
+        );
       await w.client.flush();
       return ids as string[];
     });
@@ -104,7 +110,13 @@ describe('the SDK in Chromium, from another origin', () => {
       const w = window as unknown as Record<string, any>;
       const ids = [];
       for (let i = 0; i < 3; i++)
-        ids.push(await w.client.track('exercise_attempt', { exerciseId: `e${i}`, passed: true }, { topic: 'python.loops' }));
+        ids.push(
+          await w.client.track(
+            'exercise_attempt',
+            { exerciseId: `e${i}`, passed: true },
+            { topic: 'python.loops' },
+          ),
+        );
       await w.client.flush().catch(() => undefined);
       return ids as string[];
     });
@@ -118,7 +130,11 @@ describe('the SDK in Chromium, from another origin', () => {
       60_000,
       'all six interactions recorded',
     );
-    for (const id of all) expect(rows.filter((r) => r.id === id), id).toHaveLength(1);
+    for (const id of all)
+      expect(
+        rows.filter((r) => r.id === id),
+        id,
+      ).toHaveLength(1);
     expect(rows).toHaveLength(6);
     expect(await page.evaluate(() => (window as unknown as Record<string, any>).errors)).toEqual([]);
   });

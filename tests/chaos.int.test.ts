@@ -16,6 +16,7 @@ import { Firestore } from '@google-cloud/firestore';
 import type { PubSub } from '@google-cloud/pubsub';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clientEventId } from '../shared/events.ts';
 import {
   adminFetch,
   control,
@@ -246,6 +247,8 @@ const diff = (a: Awaited<ReturnType<typeof bridge>>, b: Awaited<ReturnType<typeo
   deadLettered: b.deadLettered - a.deadLettered,
 });
 
+const ceIdOf = (e: Ev) => clientEventId(e.studentId, e.id);
+
 /** Dead letters of this scenario's events (by ce-id), per function. */
 function deadLettersOf(dl: Awaited<ReturnType<typeof tap>>, ids: Set<string>) {
   const out: Record<string, number> = {};
@@ -304,7 +307,9 @@ function streamOf(c: Cohort, topic: string, rounds: number, roundsPerBatch: numb
       batches.push({ token: inst.token, events });
     }
   }
-  return { sent, batches, ids: new Set([...sent.values()].flat().map((e) => e.id)) };
+  const all = [...sent.values()].flat();
+  // ids are scoped to the learner: messages carry the derived ce-id, data and history the client id
+  return { sent, batches, ids: new Set(all.map((e) => e.id)), ceIds: new Set(all.map(ceIdOf)) };
 }
 
 /** Posts batches with a few in flight, each until accepted; the stream's timing for the report. */
@@ -333,7 +338,7 @@ describe('chaos: the pipeline applies every interaction exactly once', () => {
   it('SIGKILL of every Pub/Sub-triggered worker at random moments during a 2,000-event stream', async () => {
     const topic = 'chaos.kill';
     const c = await cohort('ck', 5, 10); // 50 learners over 5 app-instances
-    const { sent, batches, ids } = streamOf(c, topic, 40, 5); // 2,000 events, 40 batches of 50
+    const { sent, batches, ids, ceIds } = streamOf(c, topic, 40, 5); // 2,000 events, 40 batches of 50
     const pubsubFns = Object.keys(await workers()).filter((f) =>
       ['routeTriage', 'updateProgress', 'mirrorToPartners', 'finalizeArtifact'].includes(f),
     );
@@ -416,7 +421,7 @@ describe('chaos: the pipeline applies every interaction exactly once', () => {
           d.body.interactionId,
           (byInteraction.get(d.body.interactionId) ?? new Set()).add(d.body.agent),
         );
-      const dead = deadLettersOf(dl, ids);
+      const dead = deadLettersOf(dl, ceIds);
       results.kill = {
         scenario: 'SIGKILL of Pub/Sub-triggered workers during a stream',
         events: ids.size,
@@ -497,7 +502,7 @@ describe('chaos: the pipeline applies every interaction exactly once', () => {
   it('PostgreSQL stopped for 20 s mid-stream: nothing lost, nothing counted twice', async () => {
     const topic = 'chaos.postgres';
     const c = await cohort('cp', 4, 5); // 20 learners
-    const { sent, batches, ids } = streamOf(c, topic, 15, 3); // 300 events, 20 batches of 15
+    const { sent, batches, ids, ceIds } = streamOf(c, topic, 15, 3); // 300 events, 20 batches of 15
     const dl = await tap(pubsub, 'learnflow.deadletter');
     const b0 = await bridge();
     const t0 = Date.now();
@@ -525,7 +530,7 @@ describe('chaos: the pipeline applies every interaction exactly once', () => {
       })();
       const [posted] = await Promise.all([stream, chaos]);
       const check = await checkExactlyOnce(sent, topic, 120_000);
-      const dead = deadLettersOf(dl, ids);
+      const dead = deadLettersOf(dl, ceIds);
       // what was lost: was it acknowledged as applied by updateProgress (its log says so) before the outage?
       const present = new Set(
         (await db.query('SELECT event_id FROM interactions WHERE event_id = ANY($1)', [[...ids]])).rows.map(
@@ -535,8 +540,9 @@ describe('chaos: the pipeline applies every interaction exactly once', () => {
       const lost = [...ids].filter((id) => !present.has(id));
       const logFile = `${suite().dataDir}/logs/fn-updateProgress.log`;
       const log = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n') : [];
+      const ceIdOfId = new Map([...sent.values()].flat().map((e) => [e.id, ceIdOf(e)]));
       const loggedApplied = lost.filter((id) =>
-        log.some((l) => l.includes(`"interactionId":"${id}"`) && l.includes('"applied":true')),
+        log.some((l) => l.includes(`"interactionId":"${ceIdOfId.get(id)}"`) && l.includes('"applied":true')),
       );
       results.postgres = {
         scenario: 'PostgreSQL stopped for 20 s mid-stream',

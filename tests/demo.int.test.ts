@@ -26,12 +26,12 @@ describe('the demo flow', () => {
     for (const copy of [result.partnerCopy, result.partnerHttpCopy])
       expect(JSON.stringify(copy)).not.toContain(result.studentId);
     const copy = result.partnerCopy as { attributes: Record<string, string>; data: Record<string, unknown> };
-    expect(copy.attributes['ce-id']).toBe(result.interactionId);
+    expect(copy.attributes['ce-id']).toBe(result.eventId);
     expect(copy.data.learnerRef).toEqual(expect.any(String));
     expect(copy.attributes['ce-subject']).toBe(`learners/${copy.data.learnerRef}`);
     // the same learner, the same partner: the same ref through the custom URL
     expect(result.partnerHttpCopy).toMatchObject({
-      id: result.interactionId,
+      id: result.eventId,
       subject: `learners/${copy.data.learnerRef}`,
     });
     expect((result.partnerHttpCopy.data as { learnerRef: string }).learnerRef).toBe(copy.data.learnerRef);

@@ -13,7 +13,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureIdentity, LOCAL_AUDIENCE, LOCAL_ISSUER } from '../emulators/identity.ts';
 import { ARTIFACTS } from '../shared/artifacts.ts';
-import { TOPICS } from '../shared/events.ts';
+import { clientEventId, TOPICS } from '../shared/events.ts';
 import { eventually, fnUrl, pubsubClient, suite, tap, token } from './helpers.ts';
 
 /**
@@ -381,11 +381,12 @@ describe('ingestInteraction: bad bodies', () => {
       const marker = event(stu, instance, { kind: 'session', payload: { action: 'end' } });
       expect((await post(marker, { token: appToken })).status).toBe(202);
       await eventually(
-        async () => tapped.received.find((m) => m.attributes['ce-id'] === marker.id),
+        async () =>
+          tapped.received.find((m) => m.attributes['ce-id'] === clientEventId(stu, marker.id as string)),
         20_000,
         'the marker',
       );
-      const ids = new Set(events.map((e) => e.id));
+      const ids = new Set(events.map((e) => clientEventId(stu, e.id as string)));
       expect(tapped.received.filter((m) => ids.has(m.attributes['ce-id']!))).toEqual([]);
     } finally {
       await tapped.close();
@@ -394,7 +395,7 @@ describe('ingestInteraction: bad bodies', () => {
 
   it('403 for a student token posting for another student', async () => {
     const me = `stu-${uid()}`;
-    const t = await token({ sub: me, role: 'student' });
+    const t = await token({ sub: me, role: 'student', instance });
     const r = await post(event(`stu-${uid()}`, instance), { token: t });
     expect(expectProblem(r, 403).detail).toContain('studentId');
   });
@@ -407,7 +408,7 @@ describe('ingestInteraction: bad bodies', () => {
   it('403 for a teacher token and for a token without interaction:write', async () => {
     const teacher = await token({ sub: `t-${uid()}`, role: 'teacher', instance });
     expectProblem(await post(ev(), { token: teacher }), 403);
-    const readOnly = await token({ sub: student, role: 'student', permissions: ['progress:read'] });
+    const readOnly = await token({ sub: student, role: 'student', instance, permissions: ['progress:read'] });
     expectProblem(await post(ev(), { token: readOnly }), 403);
   });
 });
@@ -418,6 +419,7 @@ describe('ingestInteraction: bad bodies', () => {
 
 describe('ingestInteraction: bad tokens → 401 invalid_token', () => {
   const student = `stu-${uid()}`;
+  const instance = `inst-${uid()}`;
   const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
   const nowS = () => Math.floor(Date.now() / 1000);
   let devKey: CryptoKey | KeyObject | Uint8Array;
@@ -432,6 +434,7 @@ describe('ingestInteraction: bad tokens → 401 invalid_token', () => {
     sub: student,
     role: 'student',
     permissions: ['interaction:write'],
+    instance,
     iss: LOCAL_ISSUER,
     aud: LOCAL_AUDIENCE,
     iat: nowS(),
@@ -523,7 +526,7 @@ describe('ingestInteraction: bad tokens → 401 invalid_token', () => {
         const env = suite().env;
         const redis = new Redis({ url: env.UPSTASH_REDIS_REST_URL!, token: env.UPSTASH_REDIS_REST_TOKEN! });
         await redis.set(`revoked:jti:${jti}`, '1', { ex: 3600 });
-        const t = await token({ sub: student, role: 'student', jti });
+        const t = await token({ sub: student, role: 'student', instance, jti });
         return t;
       },
     ],
@@ -536,9 +539,7 @@ describe('ingestInteraction: bad tokens → 401 invalid_token', () => {
     const res = await fetch(url(), {
       method: 'POST',
       headers,
-      body: JSON.stringify(
-        event(student, `inst-${uid()}`, { kind: 'session', payload: { action: 'start' } }),
-      ),
+      body: JSON.stringify(event(student, instance, { kind: 'session', payload: { action: 'start' } })),
     });
     expect(res.status).toBe(401);
     expect(res.headers.get('www-authenticate')).toMatch(/^Bearer error="invalid_token"/);
@@ -547,12 +548,9 @@ describe('ingestInteraction: bad tokens → 401 invalid_token', () => {
   });
 
   it('the same claims signed properly are accepted (the table is not failing for another reason)', async () => {
-    const res = await post(
-      event(student, `inst-${uid()}`, { kind: 'session', payload: { action: 'start' } }),
-      {
-        token: await devSigned(),
-      },
-    );
+    const res = await post(event(student, instance, { kind: 'session', payload: { action: 'start' } }), {
+      token: await devSigned(),
+    });
     expect(res.status).toBe(202);
   });
 });
@@ -569,45 +567,58 @@ describe('ingestInteraction: accepted', () => {
   afterAll(async () => {
     await tapped.close();
   });
-  const arrived = (id: string) =>
+  /** the message published under this ce-id (for a client id: `clientEventId(student, id)`) */
+  const arrived = (ceId: string) =>
     eventually(
-      async () => tapped.received.find((m) => m.attributes['ce-id'] === id),
+      async () => tapped.received.find((m) => m.attributes['ce-id'] === ceId),
       20_000,
-      `message ${id}`,
+      `message ${ceId}`,
     );
 
   it('a single event is 202 and published as a binary-mode CloudEvent keyed by the student', async () => {
     const student = `stu-${uid()}`;
     const instance = `inst-${uid()}`;
-    const t = await token({ sub: student, role: 'student' });
-    const e = event(student, instance, { sponsor: 'acme-edu', topic: 'python.loops' });
+    const t = await token({ sub: student, role: 'student', instance });
+    const e = event(student, instance, { topic: 'python.loops' });
     const r = await post(e, { token: t });
     expect(r.status).toBe(202);
     expect(r.headers.get('content-type')).toContain('application/json');
     expect(r.headers.get('ratelimit-limit')).toBe('100');
     expect(r.body).toEqual({ accepted: 1, duplicates: 0, results: [{ id: e.id, status: 'accepted' }] });
 
-    const m = await arrived(e.id as string);
+    const ceId = clientEventId(student, e.id as string);
+    const m = await arrived(ceId);
     expect(m.orderingKey).toBe(student);
     expect(m.attributes).toMatchObject({
       'ce-specversion': '1.0',
-      'ce-id': e.id,
+      'ce-id': ceId,
       'ce-type': 'learnflow.interaction.v1',
       'ce-source': `/ldr/instances/${instance}`,
       'ce-subject': `students/${student}`,
       'content-type': 'application/json',
       'ldr-instance': instance,
-      'ldr-sponsor': 'acme-edu',
       'ldr-kind': 'exercise_attempt',
     });
+    expect(m.attributes['ldr-sponsor']).toBeUndefined();
     expect(Date.parse(m.attributes['ce-time']!)).not.toBeNaN();
     expect(JSON.parse(m.data.toString())).toEqual(e);
   });
 
+  it('an app token attributes a sponsor: ldr-sponsor on the message', async () => {
+    const student = `stu-${uid()}`;
+    const instance = `inst-${uid()}`;
+    const t = await token({ sub: `app-${uid()}`, role: 'app', instance });
+    const e = event(student, instance, { sponsor: 'acme-edu' });
+    expect((await post(e, { token: t })).status).toBe(202);
+    const m = await arrived(clientEventId(student, e.id as string));
+    expect(m.attributes['ldr-sponsor']).toBe('acme-edu');
+  });
+
   it('assigns a UUIDv7 when the client sends no id, and defaults the topic', async () => {
     const student = `stu-${uid()}`;
-    const t = await token({ sub: student, role: 'student' });
-    const e = event(student, `inst-${uid()}`);
+    const instance = `inst-${uid()}`;
+    const t = await token({ sub: student, role: 'student', instance });
+    const e = event(student, instance);
     delete e.id;
     const r = await post(e, { token: t });
     expect(r.status).toBe(202);
@@ -620,8 +631,9 @@ describe('ingestInteraction: accepted', () => {
 
   it('a repeated id is a duplicate and is published only once', async () => {
     const student = `stu-${uid()}`;
-    const t = await token({ sub: student, role: 'student' });
-    const e = event(student, `inst-${uid()}`);
+    const instance = `inst-${uid()}`;
+    const t = await token({ sub: student, role: 'student', instance });
+    const e = event(student, instance);
     const first = await post(e, { token: t });
     expect(first.body).toMatchObject({ accepted: 1, duplicates: 0 });
     const again = await post({ ...e, occurredAt: isoIn(-1000) }, { token: t }); // same id, even with other content
@@ -631,8 +643,9 @@ describe('ingestInteraction: accepted', () => {
     // on the same ordering key, a later marker arrives after any second copy would have
     const marker = event(student, e.instanceId as string, { kind: 'session', payload: { action: 'end' } });
     expect((await post(marker, { token: t })).status).toBe(202);
-    await arrived(marker.id as string);
-    expect(tapped.received.filter((m) => m.attributes['ce-id'] === e.id)).toHaveLength(1);
+    await arrived(clientEventId(student, marker.id as string));
+    const ceId = clientEventId(student, e.id as string);
+    expect(tapped.received.filter((m) => m.attributes['ce-id'] === ceId)).toHaveLength(1);
   });
 
   it('a batch of 100 from an app token is 202 with 100 results, all published', async () => {
@@ -657,7 +670,8 @@ describe('ingestInteraction: accepted', () => {
     expect(body.results).toEqual(events.map((e) => ({ id: e.id, status: 'accepted' })));
     expect(r.headers.get('ratelimit-limit')).toBe('6000');
 
-    const ids = new Set(events.map((e) => e.id as string));
+    const ceOf = (e: Json) => clientEventId(e.studentId as string, e.id as string);
+    const ids = new Set(events.map(ceOf));
     await eventually(
       async () =>
         tapped.received.filter((m) => ids.has(m.attributes['ce-id']!)).length >= 100 ? true : undefined,
@@ -669,7 +683,7 @@ describe('ingestInteraction: accepted', () => {
       const got = tapped.received
         .filter((m) => ids.has(m.attributes['ce-id']!) && m.orderingKey === s)
         .map((m) => m.attributes['ce-id']);
-      expect(got).toEqual(events.filter((e) => e.studentId === s).map((e) => e.id));
+      expect(got).toEqual(events.filter((e) => e.studentId === s).map(ceOf));
     }
   });
 });
@@ -695,12 +709,12 @@ describe('ingestInteraction: artifacts', () => {
     await db
       .collection(ARTIFACTS)
       .doc(id)
-      .set({ state, ownerId, ...(instanceId ? { instanceId } : {}) });
+      .set({ state, ownerId, ownerKind: 'student', ...(instanceId ? { instanceId } : {}) });
     return `lfs://${id}`;
   };
 
   it('pending, rejected and foreign artifacts are 400 naming each /events/i/artifacts/j; stored and owned is 202', async () => {
-    const t = await token({ sub: student, role: 'student' });
+    const t = await token({ sub: student, role: 'student', instance });
     const stored = await seed('stored', student);
     const pending = await seed('pending', student);
     const rejected = await seed('rejected', student);
@@ -731,7 +745,7 @@ describe('ingestInteraction: rate limit', () => {
   it('the 101st request of one student token within a minute is 429 with Retry-After and RateLimit-*', async () => {
     const student = `stu-${uid()}`;
     const instance = `inst-${uid()}`;
-    const t = await token({ sub: student, role: 'student' });
+    const t = await token({ sub: student, role: 'student', instance });
     const statuses: number[] = [];
     for (let round = 0; round < 5; round++) {
       const batch = await Promise.all(
@@ -755,7 +769,9 @@ describe('ingestInteraction: rate limit', () => {
 
     // another student is not affected
     const other = `stu-${uid()}`;
-    const ok = await post(event(other, instance), { token: await token({ sub: other, role: 'student' }) });
+    const ok = await post(event(other, instance), {
+      token: await token({ sub: other, role: 'student', instance }),
+    });
     expect(ok.status).toBe(202);
   });
 });

@@ -510,10 +510,11 @@ describe('lfsProxy: upload, verify, download', () => {
     );
     expect(viaApp.status).toBe(202);
     const other = `stu-${uid()}`;
+    const otherInstance = `inst-${uid()}`;
     const foreign = await postJson(
       fnUrl('ingestInteraction'),
-      interaction(other, `inst-${uid()}`, [r.body.uri]),
-      await token({ sub: other, role: 'student' }),
+      interaction(other, otherInstance, [r.body.uri]),
+      await token({ sub: other, role: 'student', instance: otherInstance }),
     );
     expect(foreign.status).toBe(400);
     expect(foreign.body.errors).toEqual([{ path: '/artifacts/0', message: 'no such artifact' }]);

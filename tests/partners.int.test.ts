@@ -12,6 +12,7 @@ import type { Message } from '@google-cloud/pubsub';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { partnerSecretsDir } from '../emulators/registry.ts';
 import { BusUnavailable, createBus } from '../shared/clients.ts';
+import { clientEventId } from '../shared/events.ts';
 import { dirPartnerSecrets, learnerRef } from '../shared/partner-secrets.ts';
 import { mirroredTypes } from '../shared/registry.ts';
 import { eventually, fnUrl, iso, postJson, pubsubClient, suite, token } from './helpers.ts';
@@ -114,6 +115,7 @@ async function quiet(count: () => number, quietMs = 1500, timeoutMs = 20_000) {
 // ---------------------------------------------------------------------------------------------
 
 interface Posted {
+  /** the ce-id it was published under (derived from learner and client id: ids are scoped to the learner) */
   id: string;
   studentId: string;
   instanceId: string;
@@ -132,6 +134,8 @@ async function appToken(instance: string) {
 }
 
 let topicSeq = 0;
+/** every ce-id this file caused (its interactions and their progress events) */
+const ours = new Set<string>();
 /** Posts one interaction; each goes to a topic of its own, so each is its learner's first there and announces progress. */
 async function post(e: Omit<Posted, 'id'>): Promise<Posted> {
   const id = `e-${run}-${++topicSeq}`;
@@ -147,7 +151,9 @@ async function post(e: Omit<Posted, 'id'>): Promise<Posted> {
   };
   const res = await postJson(fnUrl('ingestInteraction'), body, await appToken(e.instanceId));
   expect(res.status, JSON.stringify(res.body)).toBe(202);
-  return { ...e, id };
+  const ceId = clientEventId(e.studentId, id);
+  ours.add(ceId).add(`${ceId}.progress`);
+  return { ...e, id: ceId };
 }
 
 /** SPEC §8: instance or sponsor match (every partner here takes every mirrored type). */
@@ -362,8 +368,8 @@ describe('partner streams (SPEC §8)', () => {
         [B, streamB, wantB],
       ] as const) {
         // anything else on the stream may only be a broadcast of another test (content for all instances)
-        const mine = stream.got.filter((g) => g.id.includes(run));
-        const foreign = stream.got.filter((g) => !g.id.includes(run));
+        const mine = stream.got.filter((g) => ours.has(g.id));
+        const foreign = stream.got.filter((g) => !ours.has(g.id));
         expect(new Set(mine.map((g) => g.id)), p.slug).toEqual(want);
         for (const f of foreign)
           expect([f.attributes['ce-type'], f.data.audience], f.id).toEqual([

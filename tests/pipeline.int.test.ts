@@ -57,7 +57,7 @@ const quizOnlyMastery = (scores: number[]) =>
 describe('interaction → triage → progress → history', () => {
   it('routes each interaction to its agent once and updates progress and history', async () => {
     const student = `s-${randomUUID()}`;
-    const t = await token({ sub: student, role: 'student' });
+    const t = await token({ sub: student, role: 'student', instance: 'inst-a' });
     const taps = Object.fromEntries(
       await Promise.all(
         ['debug', 'code-review', 'exercise', 'progress', 'concepts'].map(
@@ -183,7 +183,7 @@ describe('interaction → triage → progress → history', () => {
 
   it('a duplicate post is answered as duplicate and counted once', async () => {
     const student = `s-${randomUUID()}`;
-    const t = await token({ sub: student, role: 'student' });
+    const t = await token({ sub: student, role: 'student', instance: 'inst-a' });
     const ev = quiz(student, 0.6);
     const first = await ingest(ev, t);
     const second = await ingest(ev, t);
@@ -326,7 +326,7 @@ describe('interaction → triage → progress → history', () => {
 describe('degraded dependencies', () => {
   it('Redis down: valid events are still accepted and applied', async () => {
     const student = `s-${randomUUID()}`;
-    const t = await token({ sub: student, role: 'student' });
+    const t = await token({ sub: student, role: 'student', instance: 'inst-a' });
     await control('redis', 'stop');
     try {
       const res = await ingest(quiz(student, 0.7), t);
@@ -340,7 +340,7 @@ describe('degraded dependencies', () => {
 
   it('Pub/Sub down: 503 with Retry-After; the same ids succeed once it is back', async () => {
     const student = `s-${randomUUID()}`;
-    const t = await token({ sub: student, role: 'student' });
+    const t = await token({ sub: student, role: 'student', instance: 'inst-a' });
     const ev = quiz(student, 0.5);
     await control('pubsub', 'stop');
     let down;
@@ -391,7 +391,7 @@ describe('poison messages', () => {
           'ce-specversion': '1.0',
         },
       });
-      const t = await token({ sub: student, role: 'student' });
+      const t = await token({ sub: student, role: 'student', instance: 'inst-a' });
       expect((await ingest(quiz(student, 1), t)).status).toBe(202);
       await eventually(
         async () => ((await historyCount(student)) === 1 ? true : undefined),

@@ -27,7 +27,7 @@ const studentPath = (id: string, rest = '') => `/students/${encodeURIComponent(i
 
 /** Posts interactions as the learner, one request each, in order. */
 async function send(studentId: string, instanceId: string, events: Json[]) {
-  const tok = await token({ sub: studentId, role: 'student' });
+  const tok = await token({ sub: studentId, role: 'student', instance: instanceId });
   for (const e of events) {
     const res = await fetch(fnUrl('ingestInteraction'), {
       method: 'POST',

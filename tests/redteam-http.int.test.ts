@@ -13,7 +13,11 @@ describe('gzip bombs (finding 1)', () => {
   it('three concurrent unauthenticated bombs per HTTPS function are 413, and no function restarts', async () => {
     const before = await workers();
     const bomb = gzipBomb(200); // ~200 KB on the wire, 200 MiB inflated
-    const targets = [fnUrl('ingestInteraction', '/'), fnUrl('lfsProxy', '/uploads'), fnUrl('publishContent', '/')];
+    const targets = [
+      fnUrl('ingestInteraction', '/'),
+      fnUrl('lfsProxy', '/uploads'),
+      fnUrl('publishContent', '/'),
+    ];
     const answers = await Promise.all(
       targets.flatMap((url) =>
         [1, 2, 3].map(async () => {
@@ -47,8 +51,15 @@ describe('HTTP details (finding 12)', () => {
   });
 
   it('HEAD behaves like GET on a GET route', async () => {
-    const t = await token({ sub: 'ht-student', role: 'student', instance: 'inst-ht', permissions: ['progress:read'] });
-    const get = await fetch(fnUrl('progressApi', '/students/ht-student'), { headers: { authorization: `Bearer ${t}` } });
+    const t = await token({
+      sub: 'ht-student',
+      role: 'student',
+      instance: 'inst-ht',
+      permissions: ['progress:read'],
+    });
+    const get = await fetch(fnUrl('progressApi', '/students/ht-student'), {
+      headers: { authorization: `Bearer ${t}` },
+    });
     const head = await fetch(fnUrl('progressApi', '/students/ht-student'), {
       method: 'HEAD',
       headers: { authorization: `Bearer ${t}` },
@@ -58,7 +69,12 @@ describe('HTTP details (finding 12)', () => {
   });
 
   it('the auth scheme is case-insensitive', async () => {
-    const t = await token({ sub: 'ht-student', role: 'student', instance: 'inst-ht', permissions: ['progress:read'] });
+    const t = await token({
+      sub: 'ht-student',
+      role: 'student',
+      instance: 'inst-ht',
+      permissions: ['progress:read'],
+    });
     for (const scheme of ['bearer', 'BEARER', 'Bearer']) {
       const res = await fetch(fnUrl('progressApi', '/students/ht-student'), {
         headers: { authorization: `${scheme} ${t}` },
@@ -89,7 +105,10 @@ describe('the suite requires its own credential (finding 16)', () => {
     ] as const) {
       const res = await fetch(`${base}${path}`, { method });
       expect(res.status, path).toBe(401);
-      const forged = await fetch(`${base}${path}`, { method, headers: { authorization: 'Bearer not-the-token' } });
+      const forged = await fetch(`${base}${path}`, {
+        method,
+        headers: { authorization: 'Bearer not-the-token' },
+      });
       expect(forged.status, path).toBe(401);
     }
   });

@@ -28,6 +28,28 @@ async function eventually(check: () => Promise<boolean>, timeoutMs: number): Pro
   }
 }
 
+/** One inline command over a raw socket; the first line of the reply. */
+function command(port: number, line: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    let reply = '';
+    socket.setTimeout(2_000, () => {
+      socket.destroy();
+      reject(new Error(`no reply to ${line}`));
+    });
+    socket.once('error', reject);
+    socket.once('connect', () => socket.write(`${line}\r\n`));
+    socket.on('data', (chunk) => {
+      reply += chunk.toString('utf8');
+      const end = reply.indexOf('\r\n');
+      if (end >= 0) {
+        socket.destroy();
+        resolve(reply.slice(0, end));
+      }
+    });
+  });
+}
+
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'ldr-redis-server-'));
 });
@@ -66,6 +88,18 @@ describe('startRedisServer', () => {
     expect(server.pid).not.toBe(orphan.pid);
     expect(() => process.kill(orphan.pid!, 0)).toThrow();
     expect(await ping(port)).toBe(true);
+  });
+
+  it('keeps what it stored across a stop and start in the same dir (a revoked jti stays revoked)', async () => {
+    const port = await freePort();
+    let server = await startRedisServer({ port, dir });
+    started.push(server);
+    expect(await command(port, 'SET revoked:jti:abc 1 EX 3600')).toBe('+OK');
+    await server.stop();
+    server = await startRedisServer({ port, dir });
+    started.push(server);
+    expect(await command(port, 'EXISTS revoked:jti:abc')).toBe(':1');
+    expect(Number((await command(port, 'TTL revoked:jti:abc')).slice(1))).toBeGreaterThan(3000);
   });
 
   it('names redis-server and how to install it when the binary is missing', async () => {

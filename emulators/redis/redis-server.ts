@@ -17,7 +17,11 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-/** Starts a throwaway, non-persistent redis-server on 127.0.0.1:port and waits until it answers PING. */
+/**
+ * Starts redis-server on 127.0.0.1:port and waits until it answers PING. It persists as Upstash does: an
+ * append-only file under `dir` (fsync every second), so revoked jtis, de-duplication windows and rate limits
+ * survive a stop and start (`appendonly-<port>/`; Redis ≥ 7). No RDB snapshots.
+ */
 export async function startRedisServer(opts: { port: number; dir: string }): Promise<RedisServer> {
   const { port } = opts;
   const dir = path.resolve(opts.dir);
@@ -27,7 +31,8 @@ export async function startRedisServer(opts: { port: number; dir: string }): Pro
   await killStale(pidfile);
   await rm(logfile, { force: true });
 
-  const args = ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no'];
+  const args = ['--bind', '127.0.0.1', '--port', String(port), '--save', ''];
+  args.push('--appendonly', 'yes', '--appendfsync', 'everysec', '--appenddirname', `appendonly-${port}`);
   args.push('--dir', dir, '--pidfile', pidfile, '--logfile', logfile, '--daemonize', 'no');
   const child = spawn('redis-server', args, { stdio: 'ignore' });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

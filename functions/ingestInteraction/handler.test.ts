@@ -5,9 +5,10 @@ import type { Bus } from '../../shared/clients.ts';
 import { BusUnavailable } from '../../shared/clients.ts';
 import { type LdrEvent, type PubsubMessage, toMessage } from '../../shared/cloudevents.ts';
 import { HttpError, unauthorized } from '../../shared/errors.ts';
-import { TOPICS } from '../../shared/events.ts';
+import { clientEventId, TOPICS } from '../../shared/events.ts';
 import type { Reply, RouteContext } from '../../shared/http.ts';
 import { createLogger } from '../../shared/log.ts';
+import type { InstanceSponsors } from '../../shared/registry.ts';
 import {
   type ArtifactRecord,
   type Artifacts,
@@ -47,8 +48,20 @@ interface Published {
 class FakeBus implements Bus {
   published: Published[] = [];
   down = false;
+  /** the next n publishes fail as unavailable */
+  failNext = 0;
+  /** when set, publishes wait for it (a publish in flight) */
+  gate: Promise<void> | undefined;
+  /** publishes fail with this ce-id */
+  failIds = new Set<string>();
   async publish(topic: string, event: LdrEvent, orderingKey?: string) {
-    if (this.down) throw new BusUnavailable(`publish to ${topic} failed: UNAVAILABLE`);
+    if (this.gate) await this.gate;
+    if (this.down || this.failIds.has(event.id))
+      throw new BusUnavailable(`publish to ${topic} failed: UNAVAILABLE`);
+    if (this.failNext > 0) {
+      this.failNext--;
+      throw new BusUnavailable(`publish to ${topic} failed: UNAVAILABLE`);
+    }
     this.published.push({ topic, event, orderingKey });
     return String(this.published.length);
   }
@@ -104,6 +117,16 @@ class FakeLimiter implements RateLimiter {
   }
 }
 
+/** Sponsors present at each instance (owned by a partner that runs it). */
+class FakeSponsors implements InstanceSponsors {
+  byInstance: Record<string, string[]> = { [INSTANCE]: ['acme-edu'] };
+  down = false;
+  async at(instance: string) {
+    if (this.down) throw new Error('firestore unavailable');
+    return new Set(this.byInstance[instance] ?? []);
+  }
+}
+
 class FakeArtifacts implements Artifacts {
   records = new Map<string, ArtifactRecord>();
   async get(id: string) {
@@ -118,8 +141,13 @@ class FakeArtifacts implements Artifacts {
 const STUDENT = 'stu-1';
 const INSTANCE = 'inst-berlin';
 
+/** The ce-id published for a client id (scoped to the learner). */
+const ce = (id: string, studentId = STUDENT) => clientEventId(studentId, id);
+
 const principals: Record<string, Omit<Principal, 'exp'>> = {
-  student: { sub: STUDENT, role: 'student', permissions: ['interaction:write'] },
+  student: { sub: STUDENT, role: 'student', permissions: ['interaction:write'], instance: INSTANCE },
+  'student-no-instance': { sub: STUDENT, role: 'student', permissions: ['interaction:write'] },
+  'student-b': { sub: 'stu-b', role: 'student', permissions: ['interaction:write'], instance: INSTANCE },
   'student-of-instance': {
     sub: STUDENT,
     role: 'student',
@@ -140,11 +168,12 @@ const principals: Record<string, Omit<Principal, 'exp'>> = {
   platform: { sub: 'svc', role: 'platform', permissions: ['interaction:write'] },
 };
 
-function setup() {
+function setup(opts: { concurrentWaitMs?: number } = {}) {
   const bus = new FakeBus();
   const dedup = new FakeDedup();
   const limiter = new FakeLimiter();
   const artifacts = new FakeArtifacts();
+  const sponsors = new FakeSponsors();
   let seq = 0;
   const ingest = createIngest({
     verifier: fakeVerifier(principals),
@@ -152,12 +181,14 @@ function setup() {
     limiter,
     dedup,
     artifacts,
+    sponsors,
     log: createLogger('ingest-test', 'silent'),
-    limits: { studentRequestsPerMin: 100, instanceEventsPerMin: 6000 },
+    limits: { studentRequestsPerMin: 100, studentEventsPerMin: 1000, instanceEventsPerMin: 6000 },
     now: () => NOW,
     newId: () => `0195-gen-${++seq}`,
+    concurrentWait: { timeoutMs: opts.concurrentWaitMs ?? 50, pollMs: 1 },
   });
-  return { ingest, bus, dedup, limiter, artifacts };
+  return { ingest, bus, dedup, limiter, artifacts, sponsors };
 }
 
 /** A request shaped like what the functions framework and the router hand to a route handler. */
@@ -227,7 +258,7 @@ describe('createIngest: accepted', () => {
     expect(msg.orderingKey).toBe(STUDENT);
     expect(msg.attributes).toEqual({
       'ce-specversion': '1.0',
-      'ce-id': 'evt-1',
+      'ce-id': ce('evt-1'),
       'ce-source': `/ldr/instances/${INSTANCE}`,
       'ce-type': 'learnflow.interaction.v1',
       'ce-time': NOW.toISOString(),
@@ -237,15 +268,12 @@ describe('createIngest: accepted', () => {
       'ldr-kind': 'exercise_attempt',
     });
     expect(JSON.parse(msg.data.toString())).toEqual(interaction({ id: 'evt-1', topic: 'python.loops' }));
-    expect(dedup.state.get('evt-1')).toBe('done');
+    expect(dedup.state.get(ce('evt-1'))).toBe('done');
   });
 
-  it('adds ldr-sponsor when the interaction is sponsored and defaults the topic', async () => {
+  it('adds ldr-sponsor when the app-instance attributes a sponsor and defaults the topic', async () => {
     const { ingest, bus } = setup();
-    const r = await call(
-      ingest,
-      ctx(interaction({ id: 'evt-sp', sponsor: 'acme-edu' }), { token: 'student' }),
-    );
+    const r = await call(ingest, ctx(interaction({ id: 'evt-sp', sponsor: 'acme-edu' }), { token: 'app' }));
     expect(r.status).toBe(202);
     const msg = toMessage(bus.published[0]!.event);
     expect(msg.attributes['ldr-sponsor']).toBe('acme-edu');
@@ -274,21 +302,25 @@ describe('createIngest: accepted', () => {
       results: events.map((e) => ({ id: e.id, status: 'accepted' })),
     });
     expect(bus.published.map((p) => [p.event.id, p.orderingKey])).toEqual(
-      events.map((e) => [e.id, e.studentId]),
+      events.map((e) => [ce(e.id as string, e.studentId as string), e.studentId]),
     );
     expect(bus.published.every((p) => p.event.subject === `students/${p.orderingKey}`)).toBe(true);
     // an app-instance is limited per event, on its instance
     expect(limiter.calls).toEqual([{ key: `instance:${INSTANCE}`, cost: 5, perMinute: 6000 }]);
   });
 
-  it('limits a student per request and returns the RateLimit headers on success', async () => {
+  it('limits a student per request and per event and returns the RateLimit headers on success', async () => {
     const { ingest, limiter } = setup();
     const r = await call(ingest, ctx(interaction(), { token: 'student' }));
-    expect(limiter.calls).toEqual([{ key: `student:${STUDENT}`, cost: 1, perMinute: 100 }]);
-    expect(r.headers).toMatchObject({
+    expect(limiter.calls).toEqual([
+      { key: `student:${STUDENT}`, cost: 1, perMinute: 100 },
+      { key: `student-events:${STUDENT}`, cost: 1, perMinute: 1000 },
+    ]);
+    expect(r.headers).toEqual({
       'RateLimit-Limit': '100',
       'RateLimit-Remaining': '99',
       'RateLimit-Reset': '60',
+      'RateLimit-Policy': '100;w=60, 1000;w=60',
     });
   });
 
@@ -311,7 +343,37 @@ describe('createIngest: de-duplication', () => {
       duplicates: 1,
       results: [{ id: 'dup-1', status: 'duplicate' }],
     });
-    expect(bus.published.map((p) => p.event.id)).toEqual(['dup-1']);
+    expect(bus.published.map((p) => p.event.id)).toEqual([ce('dup-1')]);
+  });
+
+  it('scopes ids to the learner: students A and B posting the same id are both accepted and published', async () => {
+    const { ingest, bus } = setup();
+    const a = await call(ingest, ctx(interaction({ id: 'shared-X' }), { token: 'student' }));
+    const b = await call(
+      ingest,
+      ctx(
+        interaction({ id: 'shared-X', studentId: 'stu-b', kind: 'help_request', payload: { text: 'help' } }),
+        {
+          token: 'student-b',
+        },
+      ),
+    );
+    expect(body(a).results).toEqual([{ id: 'shared-X', status: 'accepted' }]);
+    expect(body(b).results).toEqual([{ id: 'shared-X', status: 'accepted' }]);
+    const ids = bus.published.map((p) => p.event.id);
+    expect(ids).toEqual([ce('shared-X'), ce('shared-X', 'stu-b')]);
+    expect(new Set(ids).size).toBe(2);
+    // the data keeps the client's id; the ce-id is a UUID that is the same on every retry
+    expect(bus.published.map((p) => (p.event.data as { id: string }).id)).toEqual(['shared-X', 'shared-X']);
+    expect(ids[0]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+
+  it('accepts one app batch naming the same id for two learners', async () => {
+    const { ingest, bus } = setup();
+    const events = [interaction({ id: 'same' }), interaction({ id: 'same', studentId: 'stu-b' })];
+    const r = await call(ingest, ctx({ events }, { token: 'app' }));
+    expect(body(r).accepted).toBe(2);
+    expect(bus.published.map((p) => p.event.id)).toEqual([ce('same'), ce('same', 'stu-b')]);
   });
 
   it('publishes only the new ids of a batch that repeats some', async () => {
@@ -329,16 +391,54 @@ describe('createIngest: de-duplication', () => {
         { id: 'b', status: 'accepted' },
       ],
     });
-    expect(bus.published.map((p) => p.event.id)).toEqual(['a', 'b']);
+    expect(bus.published.map((p) => p.event.id)).toEqual([ce('a'), ce('b')]);
   });
 
-  it('republishes an id whose claim is still pending (at-least-once; consumers de-duplicate on ce-id)', async () => {
-    const { ingest, bus, dedup } = setup();
-    dedup.state.set('inflight', 'pending'); // e.g. a crashed or concurrent request claimed it
+  it('of three identical posts at once exactly one is accepted, the others wait for it and are duplicates', async () => {
+    const { ingest, bus } = setup({ concurrentWaitMs: 5_000 });
+    let open!: () => void;
+    bus.gate = new Promise((r) => {
+      open = r;
+    });
+    const posts = Array.from({ length: 3 }, () =>
+      call(ingest, ctx(interaction({ id: 'same-time' }), { token: 'student' })),
+    );
+    setTimeout(open, 20);
+    const replies = await Promise.all(posts);
+    expect(replies.map((r) => r.status)).toEqual([202, 202, 202]);
+    expect(replies.map((r) => body(r).results[0]!.status).sort()).toEqual([
+      'accepted',
+      'duplicate',
+      'duplicate',
+    ]);
+    expect(bus.published).toHaveLength(1);
+  });
+
+  it('when the first of concurrent posts fails to publish, a waiting one publishes: the event is not lost', async () => {
+    const { ingest, bus, dedup } = setup({ concurrentWaitMs: 5_000 });
+    let open!: () => void;
+    bus.gate = new Promise((r) => {
+      open = r;
+    });
+    bus.failNext = 1;
+    const posts = Array.from({ length: 3 }, () =>
+      call(ingest, ctx(interaction({ id: 'first-fails' }), { token: 'student' })),
+    );
+    setTimeout(open, 20);
+    const replies = await Promise.all(posts);
+    const outcome = replies.map((r) => (r.status === 202 ? body(r).results[0]!.status : r.status));
+    expect(outcome.sort()).toEqual([503, 'accepted', 'duplicate'].sort());
+    expect(bus.published.map((p) => p.event.id)).toEqual([ce('first-fails')]);
+    expect(dedup.state.get(ce('first-fails'))).toBe('done');
+  });
+
+  it('publishes after the wait when a claim stays pending (its holder crashed), at least once', async () => {
+    const { ingest, bus, dedup } = setup({ concurrentWaitMs: 30 });
+    dedup.state.set(ce('inflight'), 'pending');
     const r = await call(ingest, ctx(interaction({ id: 'inflight' }), { token: 'student' }));
     expect(body(r).results).toEqual([{ id: 'inflight', status: 'accepted' }]);
-    expect(bus.published.map((p) => p.event.id)).toEqual(['inflight']);
-    expect(dedup.state.get('inflight')).toBe('done');
+    expect(bus.published.map((p) => p.event.id)).toEqual([ce('inflight')]);
+    expect(dedup.state.get(ce('inflight'))).toBe('done');
   });
 
   it('publishes anyway when the de-duplication store is down', async () => {
@@ -347,14 +447,14 @@ describe('createIngest: de-duplication', () => {
     const r = await call(ingest, ctx(interaction({ id: 'no-redis' }), { token: 'student' }));
     expect(r.status).toBe(202);
     expect(body(r).results).toEqual([{ id: 'no-redis', status: 'accepted' }]);
-    expect(bus.published.map((p) => p.event.id)).toEqual(['no-redis']);
+    expect(bus.published.map((p) => p.event.id)).toEqual([ce('no-redis')]);
   });
 });
 
 describe('createIngest: bus unavailable', () => {
   it('answers 503 with Retry-After, releases its claims, and a retry with the same ids publishes', async () => {
     const { ingest, bus, dedup } = setup();
-    dedup.state.set('other-pending', 'pending');
+    dedup.state.set(ce('other-pending'), 'pending');
     bus.down = true;
     const events = [
       interaction({ id: 'r-1' }),
@@ -368,15 +468,33 @@ describe('createIngest: bus unavailable', () => {
     expect(problem(r).detail).toMatch(/retry/i);
     expect(bus.published).toEqual([]);
     // only this request's own claims are released; a claim held by someone else stays
-    expect(dedup.released.sort()).toEqual(['r-1', 'r-2']);
-    expect(dedup.state.has('r-1')).toBe(false);
-    expect(dedup.state.get('other-pending')).toBe('pending');
+    expect(dedup.released.sort()).toEqual([ce('r-1'), ce('r-2')].sort());
+    expect(dedup.state.has(ce('r-1'))).toBe(false);
+    expect(dedup.state.get(ce('other-pending'))).toBe('pending');
 
     bus.down = false;
     const retry = await call(ingest, ctx({ events }, { token: 'student' }));
     expect(retry.status).toBe(202);
     expect(body(retry).results.map((x) => x.status)).toEqual(['accepted', 'accepted', 'accepted']);
-    expect(bus.published.map((p) => p.event.id).sort()).toEqual(['other-pending', 'r-1', 'r-2']);
+    expect(bus.published.map((p) => p.event.id).sort()).toEqual(
+      [ce('other-pending'), ce('r-1'), ce('r-2')].sort(),
+    );
+  });
+
+  it('on a partial failure confirms what went out, releases the rest, and a retry publishes only the rest', async () => {
+    const { ingest, bus, dedup } = setup();
+    bus.failIds.add(ce('p-2'));
+    const events = [interaction({ id: 'p-1' }), interaction({ id: 'p-2' })];
+    expect((await call(ingest, ctx({ events }, { token: 'student' }))).status).toBe(503);
+    expect(dedup.state.get(ce('p-1'))).toBe('done');
+    expect(dedup.state.has(ce('p-2'))).toBe(false);
+    bus.failIds.clear();
+    const retry = await call(ingest, ctx({ events }, { token: 'student' }));
+    expect(body(retry).results).toEqual([
+      { id: 'p-1', status: 'duplicate' },
+      { id: 'p-2', status: 'accepted' },
+    ]);
+    expect(bus.published.map((p) => p.event.id)).toEqual([ce('p-1'), ce('p-2')]);
   });
 
   it('still answers 503 (not 500) when the dedup store is down as well', async () => {
@@ -414,11 +532,30 @@ describe('createIngest: rate limits', () => {
       'RateLimit-Limit': '100',
       'RateLimit-Remaining': '0',
       'RateLimit-Reset': '13',
-      'RateLimit-Policy': '100;w=60',
+      'RateLimit-Policy': '100;w=60, 1000;w=60',
     });
     expect(problem(r).detail).toContain('100 requests per minute');
     expect(bus.published).toEqual([]);
     expect(dedup.state.size).toBe(0);
+  });
+
+  it('caps a student token at its events per minute (batches count each event): 429 naming the event limit', async () => {
+    const { ingest, bus, limiter } = setup();
+    limiter.decide = (key, cost, perMinute) =>
+      key.startsWith('student-events:')
+        ? { success: false, limit: perMinute, remaining: 0, reset: NOW.getTime() + 30_000 }
+        : { success: true, limit: perMinute, remaining: perMinute - cost, reset: NOW.getTime() + 60_000 };
+    const events = Array.from({ length: 500 }, (_, i) => interaction({ id: `cap-${i}` }));
+    const r = await call(ingest, ctx({ events }, { token: 'student' }));
+    expect(r.status).toBe(429);
+    expect(limiter.calls).toContainEqual({ key: `student-events:${STUDENT}`, cost: 500, perMinute: 1000 });
+    expect(problem(r).detail).toContain('1000 events per minute');
+    expect(r.headers).toMatchObject({
+      'Retry-After': '30',
+      'RateLimit-Limit': '1000',
+      'RateLimit-Remaining': '0',
+    });
+    expect(bus.published).toEqual([]);
   });
 
   it('says Retry-After of at least 1 s even when the window resets now', async () => {
@@ -445,13 +582,21 @@ describe('createIngest: authentication and authorisation', () => {
 
   it.each<[string, string, Record<string, unknown>, RegExp]>([
     ['app token for another instance', 'app-other', {}, /instanceId/],
-    ['app token without an instance', 'app-no-instance', {}, /instanceId/],
+    ['app token without an instance', 'app-no-instance', {}, /without an instance claim/],
     ['student token for another student', 'student', { studentId: 'stu-2' }, /studentId/],
     [
       'student token bound to another instance',
       'student-of-instance',
       { instanceId: 'inst-other' },
       /instanceId/,
+    ],
+    // SPEC §5: a student cannot choose the instance or the sponsor its events are attributed to
+    ['student token without an instance claim', 'student-no-instance', {}, /without an instance claim/],
+    [
+      'student token naming a sponsor absent from its instance',
+      'student',
+      { sponsor: 'rival' },
+      /\/sponsor: .*not present/,
     ],
     ['teacher token', 'teacher', {}, /teacher/],
     ['partner token', 'partner', {}, /partner/],
@@ -463,8 +608,34 @@ describe('createIngest: authentication and authorisation', () => {
     expect(r.status).toBe(403);
     expect(problem(r).detail).toMatch(detail);
     expect(bus.published).toEqual([]);
-    if (token === 'teacher' || token === 'partner' || token === 'student-no-perm')
+    if (['teacher', 'partner', 'student-no-perm', 'student-no-instance'].includes(token))
       expect(limiter.calls).toEqual([]);
+  });
+
+  it('lets a student name a sponsor present at its instance, and only that one', async () => {
+    const { ingest, bus } = setup();
+    const ok = await call(
+      ingest,
+      ctx(interaction({ id: 'sp-ok', sponsor: 'acme-edu' }), { token: 'student' }),
+    );
+    expect(ok.status).toBe(202);
+    expect(toMessage(bus.published[0]!.event).attributes['ldr-sponsor']).toBe('acme-edu');
+    const events = [interaction({ sponsor: 'acme-edu' }), interaction({ sponsor: 'rival' })];
+    const r = await call(ingest, ctx({ events }, { token: 'student' }));
+    expect(r.status).toBe(403);
+    expect(problem(r).detail).toContain('/events/1/sponsor');
+    expect(bus.published).toHaveLength(1);
+  });
+
+  it('answers 503 (not 500) when the partner registry cannot be read for a student naming a sponsor', async () => {
+    const { ingest, bus, sponsors } = setup();
+    sponsors.down = true;
+    const r = await call(ingest, ctx(interaction({ sponsor: 'acme-edu' }), { token: 'student' }));
+    expect(r.status).toBe(503);
+    expect(r.headers?.['Retry-After']).toBeDefined();
+    expect(bus.published).toEqual([]);
+    // without a sponsor the registry is not needed
+    expect((await call(ingest, ctx(interaction(), { token: 'student' }))).status).toBe(202);
   });
 
   it('403 names the offending index of a batch', async () => {
@@ -534,11 +705,20 @@ describe('createIngest: artifacts', () => {
 
   function seeded() {
     const s = setup();
-    s.artifacts.records.set('pend', { state: 'pending', ownerId: STUDENT });
-    s.artifacts.records.set('rej', { state: 'rejected', ownerId: STUDENT });
-    s.artifacts.records.set('foreign', { state: 'stored', ownerId: 'stu-other', instanceId: 'inst-other' });
-    s.artifacts.records.set('mine', { state: 'stored', ownerId: STUDENT });
-    s.artifacts.records.set('instance', { state: 'stored', ownerId: 'stu-other', instanceId: INSTANCE });
+    const learner = { ownerKind: 'student', instanceId: INSTANCE } as const;
+    s.artifacts.records.set('pend', { ...learner, state: 'pending', ownerId: STUDENT });
+    s.artifacts.records.set('rej', { ...learner, state: 'rejected', ownerId: STUDENT });
+    s.artifacts.records.set('foreign', {
+      ...learner,
+      state: 'stored',
+      ownerId: 'stu-other',
+      instanceId: 'inst-other',
+    });
+    s.artifacts.records.set('mine', { ...learner, state: 'stored', ownerId: STUDENT });
+    // another learner's artifact, uploaded through the same instance
+    s.artifacts.records.set('instance', { ...learner, state: 'stored', ownerId: 'stu-other' });
+    // content the platform uploaded (ownerId a platform principal)
+    s.artifacts.records.set('content', { state: 'stored', ownerId: STUDENT, ownerKind: 'platform' });
     return s;
   }
 
@@ -568,28 +748,39 @@ describe('createIngest: artifacts', () => {
     expect(bus.published).toEqual([]);
   });
 
-  it("accepts stored artifacts owned by the learner or shared within the token's instance", async () => {
+  it('accepts a stored artifact the student owns', async () => {
     const { ingest, bus } = seeded();
-    const r = await call(ingest, ctx(withArtifacts('mine', 'instance'), { token: 'student-of-instance' }));
+    const r = await call(ingest, ctx(withArtifacts('mine'), { token: 'student' }));
     expect(r.status).toBe(202);
-    expect((bus.published[0]!.event.data as { artifacts: string[] }).artifacts).toEqual([
-      'lfs://mine',
-      'lfs://instance',
-    ]);
+    expect((bus.published[0]!.event.data as { artifacts: string[] }).artifacts).toEqual(['lfs://mine']);
   });
 
-  it('does not let a student token without an instance reach an instance artifact by naming that instance', async () => {
+  // issue 11 #3: ingest applies exactly lfsProxy's read rule (GET /objects/<id> answers 404 for these)
+  it.each([
+    ["another learner's artifact of the same instance", 'instance'],
+    ['a platform artifact whose owner id equals the student id', 'content'],
+  ])('400 for a student referencing %s', async (_name, id) => {
     const { ingest, bus } = seeded();
-    // the event claims INSTANCE, which the token does not prove; the artifact belongs to another learner
-    const r = await call(ingest, ctx(withArtifacts('instance'), { token: 'student' }));
+    const r = await call(ingest, ctx(withArtifacts(id), { token: 'student' }));
     expect(r.status).toBe(400);
     expect(problem(r).errors).toEqual([{ path: '/artifacts/0', message: 'no such artifact' }]);
     expect(bus.published).toEqual([]);
   });
 
+  it('lets an app token reference any artifact of its instance, as GET /objects lets it read them', async () => {
+    const { ingest } = seeded();
+    const r = await call(ingest, ctx(withArtifacts('mine', 'instance'), { token: 'app' }));
+    expect(r.status).toBe(202);
+  });
+
   it("does not let an app token reach another instance's shared artifact", async () => {
     const { ingest, artifacts } = seeded();
-    artifacts.records.set('hh', { state: 'stored', ownerId: 'stu-hh', instanceId: 'inst-hamburg' });
+    artifacts.records.set('hh', {
+      state: 'stored',
+      ownerId: STUDENT,
+      ownerKind: 'student',
+      instanceId: 'inst-hamburg',
+    });
     const r = await call(ingest, ctx(withArtifacts('hh'), { token: 'app' }));
     expect(r.status).toBe(400);
     expect(problem(r).errors?.map((e) => e.path)).toEqual(['/artifacts/0']);

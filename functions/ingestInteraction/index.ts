@@ -2,6 +2,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { firestoreArtifacts } from '../../shared/artifacts.ts';
 import { httpFunction, route } from '../../shared/http.ts';
 import { redisDedupWindow, upstashRateLimiter } from '../../shared/redis-ports.ts';
+import { firestoreInstanceSponsors } from '../../shared/registry.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { serveHttp } from '../../shared/serve.ts';
 import { createIngest } from './handler.ts';
@@ -14,9 +15,11 @@ const ingest = createIngest({
   limiter: upstashRateLimiter(rt.redis()),
   dedup: redisDedupWindow(rt.redis(), rt.config.DEDUP_TTL_SECONDS),
   artifacts: firestoreArtifacts(rt.firestore()),
+  sponsors: firestoreInstanceSponsors(rt.firestore()),
   log: rt.log,
   limits: {
     studentRequestsPerMin: rt.config.RATE_STUDENT_PER_MIN,
+    studentEventsPerMin: rt.config.RATE_STUDENT_EVENTS_PER_MIN,
     instanceEventsPerMin: rt.config.RATE_INSTANCE_EVENTS_PER_MIN,
   },
   newId: uuidv7,

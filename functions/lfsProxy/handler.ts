@@ -3,6 +3,7 @@ import {
   type ArtifactDoc,
   type ArtifactStore,
   artifactUri,
+  mayReadArtifact,
   objectNameOf,
 } from '../../shared/artifacts.ts';
 import type { Principal, Verifier } from '../../shared/auth.ts';
@@ -22,7 +23,7 @@ import type { UrlSigner } from './storage.ts';
  *   learner of its instance (studentId required); a platform token for content owned by itself.
  * - read (`artifact:read`): the owning student; app and teacher tokens whose `instance` is the
  *   artifact's instance; platform tokens. Partners never. Unknown ids and ids the caller may not see are
- *   the same 404.
+ *   the same 404. The read rule is `mayReadArtifact` (shared/artifacts.ts); ingest applies it to `artifacts`.
  */
 
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -118,7 +119,7 @@ export function createLfsProxy(deps: LfsProxyDeps) {
     if (principal.role === 'partner') throw forbidden('partner tokens cannot read artifacts');
     const artifactId = params.artifactId ?? '';
     const record = ARTIFACT_ID_RE.test(artifactId) ? await deps.store.get(artifactId) : undefined;
-    if (!record || !mayRead(principal, record)) throw notFound('no such artifact');
+    if (!record || !mayReadArtifact(principal, record)) throw notFound('no such artifact');
 
     const body: Record<string, unknown> = {
       artifactId,
@@ -171,23 +172,5 @@ export function ownerOf(p: Principal, request: Pick<UploadRequest, 'studentId'>)
       return { ownerId: p.sub, ownerKind: 'platform' };
     default:
       throw forbidden(`a ${p.role} token cannot upload artifacts`);
-  }
-}
-
-/** Read access (the 404 rule hides the difference from "unknown"). */
-export function mayRead(
-  p: Principal,
-  record: Pick<ArtifactDoc, 'ownerId' | 'ownerKind' | 'instanceId'>,
-): boolean {
-  switch (p.role) {
-    case 'student':
-      return record.ownerKind === 'student' && record.ownerId === p.sub;
-    case 'app':
-    case 'teacher':
-      return p.instance !== undefined && record.instanceId === p.instance;
-    case 'platform':
-      return true;
-    default:
-      return false;
   }
 }

@@ -123,6 +123,7 @@ const interaction = (over: Partial<Interaction> = {}) =>
       ...over,
     } as Interaction,
     new Date('2025-03-10T12:00:00Z'),
+    over.id ?? 'evt-1', // the ce-id (the mirror keeps it as is)
   );
 
 // ---------------------------------------------------------------------------------------------

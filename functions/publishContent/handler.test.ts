@@ -80,9 +80,9 @@ function setup() {
     store,
     learners: new FakeLearners({ 'stu-1': 'inst-a' }),
     artifacts: new FakeArtifacts({
-      'art-ok': { state: 'stored', ownerId: 'content-engine' },
-      'art-pending': { state: 'pending', ownerId: 'content-engine' },
-      'art-bad': { state: 'rejected', ownerId: 'content-engine' },
+      'art-ok': { state: 'stored', ownerId: 'content-engine', ownerKind: 'platform' },
+      'art-pending': { state: 'pending', ownerId: 'content-engine', ownerKind: 'platform' },
+      'art-bad': { state: 'rejected', ownerId: 'content-engine', ownerKind: 'platform' },
     }),
     now: () => NOW,
   });

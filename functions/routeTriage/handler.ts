@@ -14,7 +14,7 @@ export interface TriageRouted extends TriageDecision {
 }
 
 /**
- * One decision per interaction. Its event id is derived from the interaction id, so a redelivery
+ * One decision per interaction. Its event id is derived from the interaction's ce-id, so a redelivery
  * republishes the same decision under the same ce-id and consumers keep exactly one.
  */
 export function createRouteTriage(deps: { bus: Bus; rules: TriageRules }) {
@@ -31,7 +31,7 @@ export function createRouteTriage(deps: { bus: Bus; rules: TriageRules }) {
       occurredAt: i.occurredAt,
     };
     const routed: LdrEvent<TriageRouted> = {
-      id: `${i.id}.triage`,
+      id: `${ev.id}.triage`,
       source: '/ldr/functions/routeTriage',
       type: TYPES.triage,
       time: ev.time,

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Bus } from '../../shared/clients.ts';
 import type { LdrEvent } from '../../shared/cloudevents.ts';
-import { interactionEvent } from '../../shared/events.ts';
+import { clientEventId, interactionEvent } from '../../shared/events.ts';
 import { suite } from '../../tests/helpers.ts';
 import { createUpdateProgress } from './handler.ts';
 import { firestoreProgressView, type ProgressView } from './projection.ts';
@@ -32,18 +32,24 @@ afterAll(async () => {
   await db.terminate();
 });
 
-const quiz = (studentId: string, score: number) =>
+const quiz = (
+  studentId: string,
+  score: number,
+  id = `q-${randomUUID()}`,
+  occurredAt = new Date().toISOString(),
+) =>
   interactionEvent(
     {
-      id: `q-${randomUUID()}`,
+      id,
       studentId,
       instanceId: 'inst-a',
       kind: 'quiz_answer',
-      occurredAt: new Date().toISOString(),
+      occurredAt,
       topic: 'general',
       payload: { quizId: 'q', correct: score >= 0.5, score },
     } as never,
     new Date(),
+    clientEventId(studentId, id),
   );
 
 describe('updateProgress handler', () => {
@@ -104,5 +110,42 @@ describe('updateProgress handler', () => {
     expect(after).toEqual(before);
     // 100 × (0.3 × 0.6 + 0.1 × 1/7) = 18 + 1.43 = 19.4
     expect(after?.mastery).toBe(19.4);
+  });
+
+  it('counts the same client id once per learner: two learners, two interactions, distinct derived ce-ids', async () => {
+    const [a, b] = [`s-${randomUUID()}`, `s-${randomUUID()}`];
+    const shared = `shared-${randomUUID().slice(0, 8)}`;
+    const handle = createUpdateProgress({ pool, view: firestoreProgressView(db), bus });
+    const [evA, evB] = [quiz(a, 0.9, shared), quiz(b, 0.3, shared)];
+    expect(evA.id).not.toBe(evB.id);
+    expect((await handle(evA)).applied).toBe(true);
+    expect((await handle(evB)).applied).toBe(true);
+    expect((await handle(evB)).applied).toBe(false);
+    const rows = await pool.query(
+      'SELECT student_id, ce_id FROM interactions WHERE event_id = $1 ORDER BY ce_id',
+      [shared],
+    );
+    expect(rows.rows.map((r) => [r.student_id, r.ce_id]).sort()).toEqual(
+      [
+        [a, evA.id],
+        [b, evB.id],
+      ].sort(),
+    );
+    for (const [s, ev] of [
+      [a, evA],
+      [b, evB],
+    ] as const) {
+      const snap = await db.collection('students').doc(s).collection('topics').doc('general').get();
+      expect(snap.get('interactions')).toBe(1);
+      const ids = published.filter((p) => p.event.subject === `students/${s}`).map((p) => p.event.id);
+      expect(ids).toContain(`${ev.id}.progress`);
+    }
+  });
+
+  it('records the earliest and latest occurredAt ingest accepts (year 2000, a +14:00 offset)', async () => {
+    const student = `s-${randomUUID()}`;
+    const handle = createUpdateProgress({ pool, view: firestoreProgressView(db), bus });
+    for (const at of ['2000-01-01T00:00:00Z', '2000-01-01T14:00:00+14:00', '2024-02-29T23:59:59.999-12:00'])
+      expect((await handle(quiz(student, 0.8, `t-${randomUUID()}`, at))).applied).toBe(true);
   });
 });

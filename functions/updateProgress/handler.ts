@@ -34,7 +34,7 @@ export function createUpdateProgress(deps: {
     retryTransient(op, { budgetMs: deps.outageBudgetMs ?? 45_000, onRetry: deps.onRetry });
   return async (ev: LdrEvent) => {
     const i = readInteraction(ev);
-    const { applied, row } = await retry(() => applyInteraction(deps.pool, i)).catch(
+    const { applied, row } = await retry(() => applyInteraction(deps.pool, i, ev.id)).catch(
       (err: { code?: string; message?: string }) => {
         // data PostgreSQL can never store (e.g. U+0000 in jsonb): retrying cannot help
         if (err.code && UNSTORABLE.has(err.code))

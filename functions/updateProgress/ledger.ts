@@ -52,7 +52,8 @@ export const struggleData = (i: Interaction, s: Struggle, day: string) => ({
 
 /**
  * The history in PostgreSQL is the ledger that makes progress exactly-once: inside one transaction the
- * learner's topic row is locked, the interaction id is inserted only if new, the state advances, the
+ * learner's topic row is locked, the interaction (keyed by learner and id: ids are scoped to the learner,
+ * SPEC §3) is inserted only if new, the state advances, the
  * daily snapshot and struggle alerts (once per learner, topic, reason and day) are written, and the
  * events to announce go to the outbox. A duplicate, concurrent or replayed delivery finds the id and
  * changes nothing.
@@ -60,6 +61,8 @@ export const struggleData = (i: Interaction, s: Struggle, day: string) => ({
 export async function applyInteraction(
   pool: pg.Pool,
   i: Interaction,
+  /** the interaction's ce-id (unique across learners); the events it causes derive their ids from it */
+  ceId: string,
 ): Promise<{ applied: boolean; row: TopicRow }> {
   const client = await pool.connect();
   try {
@@ -74,7 +77,10 @@ export async function applyInteraction(
       [i.studentId, i.topic],
     );
     const before = locked.rows[0] as { state: TopicState; mastery: string; level: string; version: string };
-    const dup = await client.query('SELECT 1 FROM interactions WHERE event_id = $1', [i.id]);
+    const dup = await client.query('SELECT 1 FROM interactions WHERE student_id = $1 AND event_id = $2', [
+      i.studentId,
+      i.id,
+    ]);
     if (dup.rowCount) {
       await client.query('ROLLBACK');
       // read on the connection already held: asking the pool for a second one can exhaust it
@@ -85,8 +91,8 @@ export async function applyInteraction(
     const version = Number(before.version) + 1;
     const day = new Date(i.occurredAt).toISOString().slice(0, 10);
     await client.query(
-      `INSERT INTO interactions (event_id, student_id, instance_id, topic, kind, sponsor, occurred_at, payload, artifacts, mastery_after)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      `INSERT INTO interactions (event_id, student_id, instance_id, topic, kind, sponsor, occurred_at, payload, artifacts, mastery_after, ce_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
       [
         i.id,
         i.studentId,
@@ -98,6 +104,7 @@ export async function applyInteraction(
         i.payload,
         i.artifacts ?? [],
         m.mastery,
+        ceId,
       ],
     );
     const updated = await client.query(
@@ -118,7 +125,7 @@ export async function applyInteraction(
         topic: TOPICS.progress,
         orderingKey: i.studentId,
         event: {
-          id: `${i.id}.progress`,
+          id: `${ceId}.progress`,
           source: '/ldr/functions/updateProgress',
           type: TYPES.progress,
           time,
@@ -139,7 +146,7 @@ export async function applyInteraction(
         topic: TOPICS.struggle,
         orderingKey: i.studentId,
         event: {
-          id: `${i.id}.struggle.${s.reason}`,
+          id: `${ceId}.struggle.${s.reason}`,
           source: '/ldr/functions/updateProgress',
           type: TYPES.struggle,
           time,

@@ -73,6 +73,22 @@ describe('validateBatch: valid single interactions', () => {
     expect(generated.events[0]?.id).toMatch(/^gen-\d+$/);
   });
 
+  it('accepts occurredAt from 2000-01-01T00:00:00Z on, with offsets from -12:00 to +14:00', () => {
+    for (const occurredAt of [
+      '2000-01-01T00:00:00Z',
+      '2000-01-01T14:00:00+14:00',
+      '2024-02-29T23:59:59.999-12:00',
+    ])
+      ok({ ...base, occurredAt, kind: 'session', payload: { action: 'start' } });
+  });
+
+  it('names /events/i/occurredAt for a batch event before the year 2000', () => {
+    const e = { ...base, kind: 'session', payload: { action: 'start' } };
+    expect(bad({ events: [e, { ...e, occurredAt: '0000-01-01T00:00:00Z' }] }).errors).toEqual([
+      { path: '/events/1/occurredAt', message: expect.stringContaining('2000') },
+    ]);
+  });
+
   it('accepts occurredAt exactly 5 minutes ahead and rejects one millisecond more', () => {
     ok({ ...base, occurredAt: '2025-03-10T12:05:00Z', kind: 'session', payload: { action: 'start' } });
     expect(
@@ -105,6 +121,14 @@ describe('validateBatch: field errors', () => {
     [{ occurredAt: '2025-03-10' }, '/occurredAt'],
     [{ occurredAt: '2025-02-30T10:00:00Z' }, '/occurredAt'],
     [{ occurredAt: 1741600000000 }, '/occurredAt'],
+    // SPEC §3: year 2000 or later (issue 11 #5: year 0000 was accepted, then dead-lettered by updateProgress)
+    [{ occurredAt: '0000-01-01T00:00:00Z' }, '/occurredAt'],
+    [{ occurredAt: '1999-12-31T23:59:59.999Z' }, '/occurredAt'],
+    [{ occurredAt: '2000-01-01T00:30:00+01:00' }, '/occurredAt'], // 1999-12-31T23:30Z
+    [{ occurredAt: '2024-04-31T10:00:00Z' }, '/occurredAt'],
+    [{ occurredAt: '2023-02-29T10:00:00Z' }, '/occurredAt'],
+    [{ occurredAt: '2025-03-10T11:59:00+16:00' }, '/occurredAt'], // PostgreSQL refuses beyond ±15:59
+    [{ occurredAt: '2025-03-10T11:59:00-12:01' }, '/occurredAt'],
     [{ topic: 'Python' }, '/topic'],
     [{ topic: '.loops' }, '/topic'],
     [{ topic: 'a'.repeat(129) }, '/topic'],
@@ -269,6 +293,14 @@ describe('validateBatch: batches', () => {
     expect(r.errors).toEqual([
       { path: '/events/2/id', message: expect.stringContaining('/events/0') },
       { path: '/events/3/id', message: expect.stringContaining('/events/0') },
+    ]);
+  });
+
+  it('accepts the same id for two learners in one batch: ids are scoped to the learner', () => {
+    const r = ok({ events: [ev({ id: 'x' }), ev({ id: 'x', studentId: 'stu-2' })] });
+    expect(r.events.map((e) => [e.studentId, e.id])).toEqual([
+      ['stu-1', 'x'],
+      ['stu-2', 'x'],
     ]);
   });
 });

@@ -29,6 +29,19 @@ export const LIMITS = {
   futureSkewMs: 5 * 60 * 1000,
 } as const;
 
+/**
+ * The earliest `occurredAt` (SPEC §3: year 2000 or later), as an instant. With the offset bound below and
+ * the "not more than 5 min in the future" rule, every accepted timestamp is one PostgreSQL stores.
+ */
+export const EARLIEST_OCCURRED_AT = Date.UTC(2000, 0, 1);
+/** Real zones lie between -12:00 and +14:00; PostgreSQL refuses offsets beyond ±15:59. */
+function offsetInRange(s: string): boolean {
+  const m = /([+-])(\d{2}):(\d{2})$/.exec(s);
+  if (!m) return true; // `Z`, or a format error reported by the datetime check
+  const minutes = (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3]));
+  return minutes >= -12 * 60 && minutes <= 14 * 60;
+}
+
 const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const PRINCIPAL_RE = /^[A-Za-z0-9._:@-]{1,128}$/;
 const TOPIC_RE = /^[a-z0-9][a-z0-9._-]{0,127}$/;
@@ -84,10 +97,16 @@ const envelope = {
       'must not be ".", ".." or of the form __name__',
     ),
   instanceId: z.string().regex(PRINCIPAL_RE, 'must be 1–128 characters of A–Z, a–z, 0–9, . _ : @ or -'),
-  occurredAt: z.iso.datetime({
-    offset: true,
-    error: 'must be an RFC 3339 timestamp with seconds and a time zone (Z or ±hh:mm)',
-  }),
+  occurredAt: z.iso
+    .datetime({
+      offset: true,
+      error: 'must be an RFC 3339 timestamp with seconds and a time zone (Z or ±hh:mm)',
+    })
+    .refine(offsetInRange, 'the time zone offset must be between -12:00 and +14:00')
+    .refine(
+      (s) => !(Date.parse(s) < EARLIEST_OCCURRED_AT),
+      'must be in the year 2000 or later (2000-01-01T00:00:00Z)',
+    ),
   topic: z
     .string()
     .regex(TOPIC_RE, 'must match ^[a-z0-9][a-z0-9._-]{0,127}$, e.g. "python.loops"')
@@ -255,12 +274,17 @@ export function validateBatch(body: unknown, opts: ValidateOptions): BatchResult
     errors.push(...check.errors);
     tooLarge ||= check.tooLarge;
     if (check.value) parsed.push(check.value);
+    // ids are scoped to the learner (SPEC §3): the same id for two learners names two events
     const id = isObject(raw) ? raw.id : undefined;
     if (typeof id === 'string' && ID_RE.test(id)) {
-      const first = firstIndexOfId.get(id);
-      if (first === undefined) firstIndexOfId.set(id, i);
+      const key = `${String((raw as { studentId?: unknown }).studentId)}/${id}`;
+      const first = firstIndexOfId.get(key);
+      if (first === undefined) firstIndexOfId.set(key, i);
       else
-        errors.push({ path: `${prefixOf(i)}/id`, message: `duplicate id; already used by /events/${first}` });
+        errors.push({
+          path: `${prefixOf(i)}/id`,
+          message: `duplicate id for this learner; already used by /events/${first}`,
+        });
     }
   });
 
