@@ -142,6 +142,16 @@ describe('history query', () => {
     [`cursor=${Buffer.from('[1,2]').toString('base64url')}`, '/query/cursor'],
     ['limt=10', '/query/limt'],
     ['limit=1&limit=2', '/query/limit'],
+    // real calendar dates only (issue 11 #4: these reached PostgreSQL and came back as 500 / 22008)
+    ['from=2026-02-30T00:00:00Z', '/query/from'],
+    ['to=2026-04-31T00:00:00Z', '/query/to'],
+    ['from=0000-01-01T00:00:00Z', '/query/from'],
+    ['from=1999-12-31T23:59:59Z', '/query/from'],
+    ['to=2026-01-01T24:00:00Z', '/query/to'],
+    ['to=2026-13-01T00:00:00Z', '/query/to'],
+    ['to=2026-01-01T00:00:00%2B15:00', '/query/to'],
+    [`cursor=${Buffer.from('["0000-01-01T00:00:00.000000Z","e1"]').toString('base64url')}`, '/query/cursor'],
+    [`cursor=${Buffer.from('["2026-02-30T00:00:00.000000Z","e1"]').toString('base64url')}`, '/query/cursor'],
   ])('%s → 400 naming %s', (query, path) => {
     const err = (() => {
       try {
@@ -177,6 +187,13 @@ describe('history query', () => {
       from: '2025-03-10T09:00:00.123456+02:00',
       to: '2025-03-11T00:00:00Z',
     });
+  });
+
+  it('accepts 29 February in a leap year only', () => {
+    expect(parseHistoryQuery(new URLSearchParams('from=2028-02-29T00:00:00Z')).from).toBe(
+      '2028-02-29T00:00:00Z',
+    );
+    expect(() => parseHistoryQuery(new URLSearchParams('from=2026-02-29T00:00:00Z'))).toThrow(HttpError);
   });
 
   it('round-trips a cursor, microseconds included', () => {

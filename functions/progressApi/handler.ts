@@ -24,7 +24,35 @@ export const HISTORY_LIMIT = { default: 50, max: 500 } as const;
 const STUDENT_ID_RE = /^[A-Za-z0-9._:@-]{1,128}$/;
 const EVENT_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 /** RFC 3339 date-time with seconds and an offset (Z or ±hh:mm); fractions up to microseconds. */
-const RFC3339_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$/i;
+const RFC3339_RE =
+  /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?(?:Z|[+-](\d{2}):(\d{2}))$/i;
+
+/**
+ * A real calendar instant in the room's range: RFC 3339 syntax, year 2000–9999 (SPEC §3: nothing the
+ * room holds is older), a day that exists in its month, hours 0–23, no leap second, an offset of at
+ * most ±14:59. `Date.parse` alone is not enough: it rolls 2026-02-30 over to March and accepts year
+ * 0000, which PostgreSQL then refuses (22008) — a client mistake must not become a 500.
+ */
+export function isCalendarTimestamp(s: string): boolean {
+  const m = RFC3339_RE.exec(s);
+  if (!m) return false;
+  const [year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, offH = 0, offM = 0] = m
+    .slice(1)
+    .map((x) => Number(x ?? 0));
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  return (
+    year >= 2000 &&
+    month >= 1 &&
+    month <= 12 &&
+    day >= 1 &&
+    day <= daysInMonth &&
+    hour <= 23 &&
+    minute <= 59 &&
+    second <= 59 &&
+    offH <= 14 &&
+    offM <= 59
+  );
+}
 
 export interface TopicProgress {
   topic: string;
@@ -118,13 +146,7 @@ export function decodeCursor(cursor: string): HistoryPosition | undefined {
   }
   if (!Array.isArray(v) || v.length !== 2) return undefined;
   const [occurredAt, eventId] = v as unknown[];
-  if (
-    typeof occurredAt !== 'string' ||
-    !RFC3339_RE.test(occurredAt) ||
-    Number.isNaN(Date.parse(occurredAt))
-  ) {
-    return undefined;
-  }
+  if (typeof occurredAt !== 'string' || !isCalendarTimestamp(occurredAt)) return undefined;
   if (typeof eventId !== 'string' || !EVENT_ID_RE.test(eventId)) return undefined;
   return { occurredAt, eventId };
 }
@@ -159,8 +181,6 @@ export function parseQuery(query: URLSearchParams, allowed: readonly string[]) {
   if (errors.length) throw badRequest(`${errors.length} invalid query parameter(s)`, errors);
 }
 
-const isTimestamp = (s: string) => RFC3339_RE.test(s) && !Number.isNaN(Date.parse(s));
-
 /**
  * Validates the history query: names every offending parameter. Unknown and repeated parameters are
  * rejected rather than ignored, so a typo (`limt=10`) is not silently answered with the default.
@@ -177,10 +197,11 @@ export function parseHistoryQuery(query: URLSearchParams): HistoryQuery {
   for (const key of ['from', 'to'] as const) {
     const v = query.get(key);
     if (v === null) continue;
-    if (!isTimestamp(v)) {
+    if (!isCalendarTimestamp(v)) {
       errors.push({
         path: `/query/${key}`,
-        message: 'must be an RFC 3339 timestamp with seconds and a time zone (Z or ±hh:mm)',
+        message:
+          'must be an RFC 3339 timestamp of a real date, year 2000 or later, with seconds and a time zone (Z or ±hh:mm)',
       });
     } else q[key] = v;
   }
