@@ -5,14 +5,18 @@ import type { Level } from '../../shared/domain/mastery.ts';
 import { badRequest, type FieldError, forbidden, HttpError, notFound } from '../../shared/errors.ts';
 import type { Reply, RouteContext } from '../../shared/http.ts';
 import type { Logger } from '../../shared/log.ts';
+import { instanceView, type LedgerEntry } from './instance-view.ts';
 
 /**
  * SPEC §4 progressApi: the read side of the room. Current mastery comes from the Firestore view,
  * history and struggle alerts from the PostgreSQL ledger. Who may read a learner:
  *
- * - the student themself (sub = id); another student → 403;
- * - app and teacher tokens whose `instance` the learner's interactions came through;
- * - platform tokens; partner tokens never (403);
+ * - the student themself (sub = id) and platform tokens: everything; another student → 403;
+ * - app and teacher tokens whose `instance` the learner's interactions came through, and then only
+ *   what came through that instance: the history rows posted through it, and mastery and alerts
+ *   computed from those rows alone (instance-view.ts), never the room-wide figures that mix in what
+ *   other instances posted. Posting for a learner never makes a token a reader of other instances' data;
+ * - partner tokens never (403);
  * - every reader needs the permission `progress:read`.
  *
  * A learner unknown to the room and a learner the caller's instance does not hold get the same 404,
@@ -72,6 +76,8 @@ export interface HistoryPosition {
 }
 
 export interface HistoryQuery {
+  /** only rows posted through this app-instance (scoped readers) */
+  instance?: string;
   /** inclusive lower bound, RFC 3339 */
   from?: string;
   /** exclusive upper bound, RFC 3339 */
@@ -105,7 +111,7 @@ export interface Alert {
 export interface LearnerPresence {
   /** the learner has history in the room */
   known: boolean;
-  /** the given instance sent interactions for the learner */
+  /** interactions for the learner came through the given instance */
   heldBy: boolean;
 }
 
@@ -119,6 +125,8 @@ export interface ProgressReader {
   history(studentId: string, q: HistoryQuery): Promise<HistoryItem[]>;
   /** PostgreSQL `struggle_alerts`, newest first. */
   alerts(studentId: string): Promise<Alert[]>;
+  /** PostgreSQL `interactions` posted through `instance`, in the order they were applied. */
+  entries(studentId: string, instance: string): Promise<LedgerEntry[]>;
 }
 
 /** A store could not be reached; the request may be retried. */
@@ -237,12 +245,20 @@ export function createProgressApi(deps: ProgressApiDeps) {
     return { principal, studentId };
   }
 
-  /** 404 unless the learner is known and, for app and teacher tokens, held by the caller's instance. */
-  async function requireVisible(p: Principal, studentId: string) {
+  /**
+   * 404 unless the learner is known and, for app and teacher tokens, has interactions posted through
+   * the caller's instance. Returns that instance for scoped readers, undefined for full readers.
+   */
+  async function requireVisible(p: Principal, studentId: string): Promise<{ instance?: string }> {
     const scoped = p.role === 'app' || p.role === 'teacher';
     const presence = await read(() => reader.presence(studentId, scoped ? p.instance : undefined));
     if (!presence.known || (scoped && !presence.heldBy)) throw notFound(NOT_FOUND);
+    return scoped ? { instance: p.instance } : {};
   }
+
+  /** Mastery and alerts of the learner as seen through one instance. */
+  const viewThrough = async (studentId: string, instance: string) =>
+    instanceView(await read(() => reader.entries(studentId, instance)));
 
   async function read<T>(f: () => Promise<T>): Promise<T> {
     try {
@@ -261,8 +277,10 @@ export function createProgressApi(deps: ProgressApiDeps) {
     async progress(ctx: RouteContext): Promise<Reply> {
       const { principal, studentId } = await admit(ctx);
       parseQuery(ctx.query, []);
-      await requireVisible(principal, studentId);
-      const topics = await read(() => reader.topics(studentId));
+      const { instance } = await requireVisible(principal, studentId);
+      const topics = instance
+        ? (await viewThrough(studentId, instance)).topics
+        : await read(() => reader.topics(studentId));
       return { status: 200, body: { studentId, topics } };
     },
 
@@ -270,9 +288,11 @@ export function createProgressApi(deps: ProgressApiDeps) {
     async history(ctx: RouteContext): Promise<Reply> {
       const { principal, studentId } = await admit(ctx);
       const q = parseHistoryQuery(ctx.query);
-      await requireVisible(principal, studentId);
+      const { instance } = await requireVisible(principal, studentId);
       // one row more than asked tells whether another page follows
-      const rows = await read(() => reader.history(studentId, { ...q, limit: q.limit + 1 }));
+      const rows = await read(() =>
+        reader.history(studentId, { ...q, ...(instance ? { instance } : {}), limit: q.limit + 1 }),
+      );
       const page = rows.slice(0, q.limit);
       const last = page.at(-1);
       return {
@@ -288,8 +308,11 @@ export function createProgressApi(deps: ProgressApiDeps) {
     async alerts(ctx: RouteContext): Promise<Reply> {
       const { principal, studentId } = await admit(ctx);
       parseQuery(ctx.query, []);
-      await requireVisible(principal, studentId);
-      return { status: 200, body: { alerts: await read(() => reader.alerts(studentId)) } };
+      const { instance } = await requireVisible(principal, studentId);
+      const alerts = instance
+        ? (await viewThrough(studentId, instance)).alerts
+        : await read(() => reader.alerts(studentId));
+      return { status: 200, body: { alerts } };
     },
   };
 }
