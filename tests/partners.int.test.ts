@@ -582,8 +582,58 @@ describe('the partner room (custom URL)', () => {
   });
 });
 
+describe('content versions are immutable (issue 11 #10)', () => {
+  it('same data → already published, not resent; other data → 409; unknown instances → 400', async () => {
+    const a1 = listen('instance.inst-a1.content');
+    try {
+      const contentId = `cv-${run}`;
+      const first = await publishContent({ contentId, instances: ['inst-a1'] });
+      expect(first.status).toBe(202);
+      await eventually(async () => (a1.has([`${contentId}@1`]) ? true : undefined), 20_000, 'the content');
+      const again = await publishContent({ contentId, instances: ['inst-a1'] });
+      expect(again).toMatchObject({ status: 200, body: { status: 'already_published' } });
+      const changed = await publishContent({ contentId, instances: ['inst-a1'], title: 'Another title' });
+      expect(changed.status).toBe(409);
+      expect(changed.body.errors).toEqual([
+        { path: '/version', message: 'already published with other data' },
+      ]);
+      const unknown = await publishContent({
+        contentId: `${contentId}-x`,
+        instances: ['inst-a1', `nope-${run}`],
+      });
+      expect(unknown.status).toBe(400);
+      expect(unknown.body.errors).toEqual([{ path: '/instances/1', message: 'no such app-instance' }]);
+      await quiet(() => a1.got.length);
+      expect(a1.got.filter((g) => g.id === `${contentId}@1`)).toHaveLength(1);
+      expect(a1.got.find((g) => g.id === `${contentId}@1`)!.data.title).toBe('Loops');
+    } finally {
+      await a1.close();
+    }
+  }, 60_000);
+
+  it('a signal goes only to an instance the learner’s interactions came through (issue 11 #2)', async () => {
+    const learner = `s7-${run}`;
+    await post({ studentId: learner, instanceId: 'inst-b1', kind: 'session', payload: { action: 'start' } });
+    const signal = (instances: string[]) =>
+      publishContent({ contentId: `sg-${run}`, kind: 'signal', studentId: learner, instances, title: 'Hi' });
+    // inst-a1 never posted for the learner: refused, whatever the learner's history elsewhere
+    await eventually(
+      async () =>
+        (await signal(['inst-a1'])).status === 400 && (await signal(['inst-b1'])).status === 202
+          ? true
+          : undefined,
+      20_000,
+      'the learner to be known through inst-b1',
+    );
+    const r = await signal(['inst-a1']);
+    expect(r.body.errors).toEqual([
+      { path: '/instances/0', message: 'the learner has no interactions through this instance' },
+    ]);
+  });
+});
+
 describe('content delivery to app-instances', () => {
-  it('listed instances only, all instances when omitted, and a signal to its learner’s instance', async () => {
+  it('listed instances only, all instances when omitted, and a signal to the learner’s instance it names', async () => {
     const a1 = listen('instance.inst-a1.content');
     const b1 = listen('instance.inst-b1.content');
     try {
@@ -602,6 +652,7 @@ describe('content delivery to app-instances', () => {
             contentId: signalId,
             kind: 'signal',
             studentId: learner,
+            instances: ['inst-b1'],
             title: 'Try the next quiz',
           });
           return r.status === 202 ? r : undefined;
