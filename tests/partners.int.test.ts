@@ -374,6 +374,9 @@ describe('partner streams (SPEC §8)', () => {
         for (const g of mine) {
           const everything = JSON.stringify([g.attributes, g.raw, g.orderingKey]);
           for (const s of students) expect(everything, `${p.slug} ${g.id}`).not.toContain(s);
+          // no id of an instance the partner does not run, also in sponsor-matched copies (issue 11 #14)
+          for (const other of ['inst-a1', 'inst-b1', 'inst-c'].filter((i) => !p.instances.includes(i)))
+            expect(everything, `${p.slug} ${g.id}`).not.toContain(other);
           expect(everything, `${p.slug} ${g.id}`).not.toContain(SECRET);
           expect(
             Object.keys(g.attributes).filter((k) => k.startsWith('ldr-to-') || k === 'ldr-audience'),
@@ -483,6 +486,53 @@ describe('partner streams (SPEC §8)', () => {
   }, 240_000);
 });
 
+describe('partner room hardening (issue 11 #15)', () => {
+  it('pull, ack and nack need partner:pull; the manifest does not', async () => {
+    const readOnly = await token({
+      sub: `${A.slug}-ro`,
+      role: 'partner',
+      partner: A.slug,
+      permissions: ['progress:read'],
+    });
+    expect((await room('POST', A.slug, '/pull?wait=0', readOnly)).status).toBe(403);
+    expect((await room('POST', A.slug, '/ack', readOnly, { ackIds: ['x'] })).status).toBe(403);
+    expect((await room('POST', A.slug, '/nack', readOnly, { ackIds: ['x'] })).status).toBe(403);
+    expect((await room('GET', A.slug, '', readOnly)).status).toBe(200);
+  });
+
+  it('unknown or repeated query parameters are a 400 naming them', async () => {
+    const r = await room('POST', A.slug, '/pull?max=1&max=2&returnImmediately=true', tokenA);
+    expect(r.status).toBe(400);
+    expect(r.body.errors).toEqual([
+      { path: '/query/max', message: 'must be given at most once' },
+      { path: '/query/returnImmediately', message: 'unknown parameter' },
+    ]);
+  });
+
+  it('nack of made-up ack ids releases nothing and says so', async () => {
+    const made = Array.from({ length: 20 }, (_, i) => `made-up-${run}-${i}`);
+    const r = await room('POST', A.slug, '/nack', tokenA, { ackIds: made });
+    expect(r).toMatchObject({ status: 200, body: { released: 0 } });
+  });
+
+  it('an empty stream is a bounded long poll: ?wait=1 answers 200 within a few seconds', async () => {
+    const quietSlug = `pq-${run}`;
+    cli('partner', 'add', quietSlug, '--name', 'Quiet', '--instances', 'inst-none');
+    try {
+      const t = await token({ sub: `${quietSlug}-site`, role: 'partner', partner: quietSlug });
+      const started = Date.now();
+      const r = await room('POST', quietSlug, '/pull?wait=1', t);
+      const took = Date.now() - started;
+      expect(r).toMatchObject({ status: 200, body: { messages: [] } });
+      expect(took).toBeGreaterThanOrEqual(900);
+      expect(took).toBeLessThan(10_000);
+      expect((await room('POST', quietSlug, '/pull?wait=21', t)).status).toBe(400);
+    } finally {
+      cli('partner', 'remove', quietSlug);
+    }
+  });
+});
+
 describe('the partner room (custom URL)', () => {
   it('GET /p/<slug> is the partner’s manifest', async () => {
     const r = await room('GET', A.slug, '', tokenA);
@@ -494,7 +544,7 @@ describe('the partner room (custom URL)', () => {
       eventTypes: [...mirroredTypes],
       shareContent: false,
       endpoints: {
-        pull: `/p/${A.slug}/pull?max=N`,
+        pull: `/p/${A.slug}/pull?max=N&wait=S`,
         ack: `/p/${A.slug}/ack`,
         nack: `/p/${A.slug}/nack`,
         content: `/p/${A.slug}/content`,
