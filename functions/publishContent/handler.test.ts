@@ -101,7 +101,10 @@ function setup() {
       'art-bad': { state: 'rejected', ownerId: 'content-engine' },
     }),
     // every request a second later, so a republished event would show another time
-    now: () => new Date((clock += 1000) - 1000),
+    now: () => {
+      clock += 1000;
+      return new Date(clock - 1000);
+    },
   });
   const call = async (body: unknown, token: string | null = 'platform'): Promise<Reply> => {
     const raw = Buffer.from(JSON.stringify(body));
