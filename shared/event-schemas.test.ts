@@ -83,8 +83,12 @@ async function published(): Promise<Array<[EventType, LdrEvent]>> {
   const publish = createPublishContent({
     verifier: { verify: async () => platform },
     bus: content.bus,
-    store: { putIfNewer: async () => true },
-    learners: { instanceOf: async () => 'app-1' },
+    store: {
+      record: async (c) => ({ state: 'new' as const, publishedAt: c.publishedAt }),
+      markSent: async () => {},
+    },
+    instances: { known: async (ids) => new Set(ids) },
+    learners: { instancesOf: async () => ['app-1'] },
     artifacts: { get: async () => undefined },
     now: () => NOW,
   });
@@ -119,6 +123,7 @@ async function published(): Promise<Array<[EventType, LdrEvent]>> {
       title: 'Hint',
       topic: 'python.loops',
       studentId: 'stu-1',
+      instances: ['app-1'],
     }).ctx,
   );
   expect(content.published).toHaveLength(2);

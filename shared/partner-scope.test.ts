@@ -236,6 +236,86 @@ describe('scopedCopy (SPEC §8)', () => {
     expect(JSON.stringify(event)).not.toContain(STUDENT);
   });
 
+  describe('issue 11 #9: no student id inside strings, no free text of a content body', () => {
+    const signal = (body: unknown, title = 'Nudge') =>
+      ({
+        ...content(
+          { 'ldr-audience': 'list', 'ldr-to-inst-a': '1', 'ldr-instance': 'inst-a', 'ldr-kind': 'signal' },
+          { kind: 'signal', studentId: STUDENT, audience: ['inst-a'], title, body },
+        ),
+        subject: `students/${STUDENT}`,
+      }) as LdrEvent;
+
+    it('drops the body of content unless shareContent', () => {
+      const { event } = scopedCopy(A, SECRET_A, signal({ note: `${STUDENT} needs help`, level: 3 }));
+      expect(event.data).not.toHaveProperty('body');
+      expect(JSON.stringify(event)).not.toContain('needs help');
+      const lesson = scopedCopy(
+        A,
+        SECRET_A,
+        content({ 'ldr-audience': 'all' }, { body: { md: 'Bob.B2 wrote' } }),
+      );
+      expect(lesson.event.data).not.toHaveProperty('body');
+    });
+
+    it('replaces the learner’s id inside strings and keys, in any case, when the body is shared', () => {
+      const sharing = { ...A, shareContent: true };
+      const { event } = scopedCopy(
+        sharing,
+        SECRET_A,
+        signal(
+          { note: `${STUDENT} needs help`, [STUDENT]: [`see ${STUDENT.toUpperCase()}!`] },
+          `Hi ${STUDENT}`,
+        ),
+      );
+      expect((event.data as { body: unknown }).body).toEqual({
+        note: `${refA} needs help`,
+        [refA]: [`see ${refA}!`],
+      });
+      expect((event.data as { title: string }).title).toBe(`Hi ${refA}`);
+      expect(JSON.stringify(event).toLowerCase()).not.toContain(STUDENT.toLowerCase());
+    });
+
+    it('replaces the learner’s id inside interaction text shared with the partner', () => {
+      const ev = interaction({ payload: { text: `I am ${STUDENT}, help` } } as Partial<Interaction>);
+      const { event } = scopedCopy({ ...A, shareContent: true }, SECRET_A, ev);
+      expect((event.data as { payload: unknown }).payload).toEqual({ text: `I am ${refA}, help` });
+    });
+  });
+
+  describe('issue 11 #14: no id of an instance the partner does not run', () => {
+    it('a sponsor-matched copy of another instance’s event carries neither ldr-instance nor instanceId', () => {
+      const ev = interaction({
+        instanceId: 'inst-b',
+        sponsor: 'acme-edu',
+        kind: 'session',
+        payload: { action: 'start' },
+      });
+      for (const p of [A, SPONSOR_ONLY]) {
+        const { event } = scopedCopy(p, SECRET_A, ev);
+        expect(event.extensions).not.toHaveProperty('ldr-instance');
+        expect(event.data).not.toHaveProperty('instanceId');
+        expect(JSON.stringify(event)).not.toContain('inst-b');
+      }
+      const progress: LdrEvent = {
+        id: 'evt-1.progress',
+        source: '/ldr/functions/updateProgress',
+        type: TYPES.progress,
+        time: NOW.toISOString(),
+        subject: `students/${STUDENT}`,
+        data: { studentId: STUDENT, instanceId: 'inst-b', topic: 't', mastery: 1 },
+        extensions: { 'ldr-instance': 'inst-b', 'ldr-sponsor': 'acme-edu' },
+      };
+      expect(JSON.stringify(scopedCopy(A, SECRET_A, progress).event)).not.toContain('inst-b');
+    });
+
+    it('a copy of the partner’s own instance’s event keeps the instance', () => {
+      const { event } = scopedCopy(A, SECRET_A, interaction({ instanceId: 'inst-a' }));
+      expect(event.extensions?.['ldr-instance']).toBe('inst-a');
+      expect((event.data as { instanceId: string }).instanceId).toBe('inst-a');
+    });
+  });
+
   it('learnerRef is stable for one partner and differs across partners with different secrets', () => {
     const first = scopedCopy(A, SECRET_A, interaction({ id: 'e1' }));
     const second = scopedCopy(

@@ -23,8 +23,15 @@ export function entitled(p: Partner, ev: LdrEvent): boolean {
 }
 
 /**
- * The partner's copy: same id, type and time; the student id replaced by the partner's learnerRef
- * wherever it appears; free text and code dropped unless the partner has `shareContent`.
+ * The partner's copy (SPEC §8): same id, type and time, and
+ * - the learner's id replaced by the partner's learnerRef wherever it appears: a `studentId` field
+ *   becomes `learnerRef`, and every occurrence inside any string or key (a note "Alice.A1 needs help",
+ *   an attribute) is replaced, case-insensitively;
+ * - free text and code dropped unless the partner has `shareContent`: the FREE_TEXT fields and the
+ *   `body` of content (free text written for learners, where ids of other learners could hide);
+ * - no id of an instance the partner does not run: `ldr-instance`, `instanceId` fields and the
+ *   instance lists of content keep only the partner's own instances (a sponsor-matched copy of another
+ *   instance's event names no instance at all).
  */
 export function scopedCopy(
   p: Partner,
@@ -33,14 +40,19 @@ export function scopedCopy(
 ): { event: LdrEvent; orderingKey?: string } {
   const student = studentOf(ev);
   const ref = student ? learnerRef(secret, student) : undefined;
-  const scrub = (v: unknown): unknown => {
-    if (typeof v === 'string') return student && v === student ? ref : v;
-    if (Array.isArray(v)) return v.map(scrub);
+  const learnerId = student ? new RegExp(student.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'gi') : undefined;
+  const text = (s: string): string => (learnerId && ref ? s.replace(learnerId, ref) : s);
+  const ours = (instance: unknown) => typeof instance === 'string' && p.instances.includes(instance);
+  const isContent = ev.type === TYPES.content;
+  const scrub = (v: unknown, top = false): unknown => {
+    if (typeof v === 'string') return text(v);
+    if (Array.isArray(v)) return v.map((x) => scrub(x));
     if (v && typeof v === 'object') {
       const out: Record<string, unknown> = {};
       for (const [k, val] of Object.entries(v)) {
-        if (!p.shareContent && FREE_TEXT.has(k)) continue;
-        out[k === 'studentId' ? 'learnerRef' : k] = scrub(val);
+        if (!p.shareContent && (FREE_TEXT.has(k) || (top && isContent && k === 'body'))) continue;
+        if (k === 'instanceId' && !ours(val)) continue;
+        out[k === 'studentId' ? 'learnerRef' : text(k)] = scrub(val);
       }
       return out;
     }
@@ -49,22 +61,22 @@ export function scopedCopy(
   const extensions: Record<string, string | undefined> = {};
   for (const [k, v] of Object.entries(ev.extensions ?? {})) {
     if (k.startsWith('ldr-to-') || k === 'ldr-audience') continue; // other instances' addressing stays private
-    extensions[k] = typeof v === 'string' ? (scrub(v) as string) : v;
+    if (k === 'ldr-instance' && !ours(v)) continue;
+    extensions[k] = typeof v === 'string' ? text(v) : v;
   }
   extensions['ldr-partner'] = p.slug;
-  const data = scrub(ev.data) as Record<string, unknown>;
+  const data = scrub(ev.data, true) as Record<string, unknown>;
   // content addressed to a list of instances names only the partner's own ones in its copy
-  if (ev.type === TYPES.content && data && typeof data === 'object') {
+  if (isContent && data && typeof data === 'object') {
     for (const k of ['instances', 'audience'] as const) {
-      if (Array.isArray(data[k]))
-        data[k] = (data[k] as unknown[]).filter((i) => p.instances.includes(i as string));
+      if (Array.isArray(data[k])) data[k] = (data[k] as unknown[]).filter(ours);
     }
   }
   const contentId = typeof data?.contentId === 'string' ? data.contentId : undefined;
   return {
     event: {
       id: ev.id,
-      source: ev.source.replace(/instances\/[^/]+/, 'instances/-'),
+      source: text(ev.source.replace(/instances\/[^/]+/, 'instances/-')),
       type: ev.type,
       time: ev.time,
       subject: ref ? `learners/${ref}` : ev.subject,

@@ -380,6 +380,9 @@ describe('partner streams (SPEC §8)', () => {
         for (const g of mine) {
           const everything = JSON.stringify([g.attributes, g.raw, g.orderingKey]);
           for (const s of students) expect(everything, `${p.slug} ${g.id}`).not.toContain(s);
+          // no id of an instance the partner does not run, also in sponsor-matched copies (issue 11 #14)
+          for (const other of ['inst-a1', 'inst-b1', 'inst-c'].filter((i) => !p.instances.includes(i)))
+            expect(everything, `${p.slug} ${g.id}`).not.toContain(other);
           expect(everything, `${p.slug} ${g.id}`).not.toContain(SECRET);
           expect(
             Object.keys(g.attributes).filter((k) => k.startsWith('ldr-to-') || k === 'ldr-audience'),
@@ -489,6 +492,53 @@ describe('partner streams (SPEC §8)', () => {
   }, 240_000);
 });
 
+describe('partner room hardening (issue 11 #15)', () => {
+  it('pull, ack and nack need partner:pull; the manifest does not', async () => {
+    const readOnly = await token({
+      sub: `${A.slug}-ro`,
+      role: 'partner',
+      partner: A.slug,
+      permissions: ['progress:read'],
+    });
+    expect((await room('POST', A.slug, '/pull?wait=0', readOnly)).status).toBe(403);
+    expect((await room('POST', A.slug, '/ack', readOnly, { ackIds: ['x'] })).status).toBe(403);
+    expect((await room('POST', A.slug, '/nack', readOnly, { ackIds: ['x'] })).status).toBe(403);
+    expect((await room('GET', A.slug, '', readOnly)).status).toBe(200);
+  });
+
+  it('unknown or repeated query parameters are a 400 naming them', async () => {
+    const r = await room('POST', A.slug, '/pull?max=1&max=2&returnImmediately=true', tokenA);
+    expect(r.status).toBe(400);
+    expect(r.body.errors).toEqual([
+      { path: '/query/max', message: 'must be given at most once' },
+      { path: '/query/returnImmediately', message: 'unknown parameter' },
+    ]);
+  });
+
+  it('nack of made-up ack ids releases nothing and says so', async () => {
+    const made = Array.from({ length: 20 }, (_, i) => `made-up-${run}-${i}`);
+    const r = await room('POST', A.slug, '/nack', tokenA, { ackIds: made });
+    expect(r).toMatchObject({ status: 200, body: { released: 0 } });
+  });
+
+  it('an empty stream is a bounded long poll: ?wait=1 answers 200 within a few seconds', async () => {
+    const quietSlug = `pq-${run}`;
+    cli('partner', 'add', quietSlug, '--name', 'Quiet', '--instances', 'inst-none');
+    try {
+      const t = await token({ sub: `${quietSlug}-site`, role: 'partner', partner: quietSlug });
+      const started = Date.now();
+      const r = await room('POST', quietSlug, '/pull?wait=1', t);
+      const took = Date.now() - started;
+      expect(r).toMatchObject({ status: 200, body: { messages: [] } });
+      expect(took).toBeGreaterThanOrEqual(900);
+      expect(took).toBeLessThan(10_000);
+      expect((await room('POST', quietSlug, '/pull?wait=21', t)).status).toBe(400);
+    } finally {
+      cli('partner', 'remove', quietSlug);
+    }
+  });
+});
+
 describe('the partner room (custom URL)', () => {
   it('GET /p/<slug> is the partner’s manifest', async () => {
     const r = await room('GET', A.slug, '', tokenA);
@@ -500,7 +550,7 @@ describe('the partner room (custom URL)', () => {
       eventTypes: [...mirroredTypes],
       shareContent: false,
       endpoints: {
-        pull: `/p/${A.slug}/pull?max=N`,
+        pull: `/p/${A.slug}/pull?max=N&wait=S`,
         ack: `/p/${A.slug}/ack`,
         nack: `/p/${A.slug}/nack`,
         content: `/p/${A.slug}/content`,
@@ -588,8 +638,58 @@ describe('the partner room (custom URL)', () => {
   });
 });
 
+describe('content versions are immutable (issue 11 #10)', () => {
+  it('same data → already published, not resent; other data → 409; unknown instances → 400', async () => {
+    const a1 = listen('instance.inst-a1.content');
+    try {
+      const contentId = `cv-${run}`;
+      const first = await publishContent({ contentId, instances: ['inst-a1'] });
+      expect(first.status).toBe(202);
+      await eventually(async () => (a1.has([`${contentId}@1`]) ? true : undefined), 20_000, 'the content');
+      const again = await publishContent({ contentId, instances: ['inst-a1'] });
+      expect(again).toMatchObject({ status: 200, body: { status: 'already_published' } });
+      const changed = await publishContent({ contentId, instances: ['inst-a1'], title: 'Another title' });
+      expect(changed.status).toBe(409);
+      expect(changed.body.errors).toEqual([
+        { path: '/version', message: 'already published with other data' },
+      ]);
+      const unknown = await publishContent({
+        contentId: `${contentId}-x`,
+        instances: ['inst-a1', `nope-${run}`],
+      });
+      expect(unknown.status).toBe(400);
+      expect(unknown.body.errors).toEqual([{ path: '/instances/1', message: 'no such app-instance' }]);
+      await quiet(() => a1.got.length);
+      expect(a1.got.filter((g) => g.id === `${contentId}@1`)).toHaveLength(1);
+      expect(a1.got.find((g) => g.id === `${contentId}@1`)!.data.title).toBe('Loops');
+    } finally {
+      await a1.close();
+    }
+  }, 60_000);
+
+  it('a signal goes only to an instance the learner’s interactions came through (issue 11 #2)', async () => {
+    const learner = `s7-${run}`;
+    await post({ studentId: learner, instanceId: 'inst-b1', kind: 'session', payload: { action: 'start' } });
+    const signal = (instances: string[]) =>
+      publishContent({ contentId: `sg-${run}`, kind: 'signal', studentId: learner, instances, title: 'Hi' });
+    // inst-a1 never posted for the learner: refused, whatever the learner's history elsewhere
+    await eventually(
+      async () =>
+        (await signal(['inst-a1'])).status === 400 && (await signal(['inst-b1'])).status === 202
+          ? true
+          : undefined,
+      20_000,
+      'the learner to be known through inst-b1',
+    );
+    const r = await signal(['inst-a1']);
+    expect(r.body.errors).toEqual([
+      { path: '/instances/0', message: 'the learner has no interactions through this instance' },
+    ]);
+  });
+});
+
 describe('content delivery to app-instances', () => {
-  it('listed instances only, all instances when omitted, and a signal to its learner’s instance', async () => {
+  it('listed instances only, all instances when omitted, and a signal to the learner’s instance it names', async () => {
     const a1 = listen('instance.inst-a1.content');
     const b1 = listen('instance.inst-b1.content');
     try {
@@ -608,6 +708,7 @@ describe('content delivery to app-instances', () => {
             contentId: signalId,
             kind: 'signal',
             studentId: learner,
+            instances: ['inst-b1'],
             title: 'Try the next quiz',
           });
           return r.status === 202 ? r : undefined;

@@ -25,9 +25,9 @@ async function get(path: string, tok?: string) {
 
 const studentPath = (id: string, rest = '') => `/students/${encodeURIComponent(id)}${rest}`;
 
-/** Posts interactions as the learner, one request each, in order. */
-async function send(studentId: string, instanceId: string, events: Json[]) {
-  const tok = await token({ sub: studentId, role: 'student', instance: instanceId });
+/** Posts interactions as the learner (or with the given token), one request each, in order. */
+async function send(studentId: string, instanceId: string, events: Json[], as?: string) {
+  const tok = as ?? (await token({ sub: studentId, role: 'student', instance: instanceId }));
   for (const e of events) {
     const res = await fetch(fnUrl('ingestInteraction'), {
       method: 'POST',
@@ -231,6 +231,14 @@ describe('progressApi', () => {
       ['to=2025-03-10', '/query/to'],
       ['from=2025-03-11T00:00:00Z&to=2025-03-10T00:00:00Z', '/query/to'],
       ['limt=5', '/query/limt'],
+      // dates that parse but do not exist reached PostgreSQL and came back 500 (issue 11 #4)
+      ['from=2026-02-30T00:00:00Z', '/query/from'],
+      ['to=2026-04-31T00:00:00Z', '/query/to'],
+      ['from=0000-01-01T00:00:00Z', '/query/from'],
+      [
+        `cursor=${Buffer.from('["0000-01-01T00:00:00.000000Z","e1"]').toString('base64url')}`,
+        '/query/cursor',
+      ],
     ])('history?%s → 400 naming %s', async (query, path) => {
       const res = await get(studentPath(studentId, `/history?${query}`), tokens.self);
       expect(res.status).toBe(400);
@@ -408,6 +416,90 @@ describe('progressApi', () => {
       const stranger = await token({ sub: `t-${uid()}`, role: 'teacher', instance: `inst-${uid()}` });
       expect((await get(studentPath(studentId, '/alerts'), teacher)).body.alerts).toHaveLength(2);
       expect((await get(studentPath(studentId, '/alerts'), stranger)).status).toBe(404);
+    });
+  });
+
+  describe('readers of an instance (issue 11 #2: one post must not open another instance’s data)', () => {
+    const studentId = `stu-${uid()}`;
+    const home = `inst-${uid()}`;
+    const intruder = `inst-${uid()}`;
+    const p = uid();
+    const tokens: Record<string, string> = {};
+
+    beforeAll(async () => {
+      // the learner's own instance: a poor quiz (an alert) and free text
+      await send(studentId, home, [
+        {
+          id: `${p}-h1`,
+          kind: 'quiz_answer',
+          occurredAt: at('09:00:00'),
+          payload: { quizId: 'q-home', correct: false, score: 0.2 },
+        },
+        {
+          id: `${p}-h2`,
+          kind: 'help_request',
+          occurredAt: at('09:01:00'),
+          payload: { text: 'I am stuck: private words only the home instance may read' },
+        },
+      ]);
+      // another instance's app posts one event for the same learner
+      const intruderApp = await token({ sub: `app-${uid()}`, role: 'app', instance: intruder });
+      await send(
+        studentId,
+        intruder,
+        [
+          {
+            id: `${p}-x1`,
+            kind: 'quiz_answer',
+            occurredAt: at('09:02:00'),
+            payload: { quizId: 'q-x', correct: true, score: 1 },
+          },
+        ],
+        intruderApp,
+      );
+      tokens.intruderApp = intruderApp;
+      tokens.intruderTeacher = await token({ sub: `t-${uid()}`, role: 'teacher', instance: intruder });
+      tokens.homeTeacher = await token({ sub: `t-${uid()}`, role: 'teacher', instance: home });
+      await settled(studentId, 3);
+    });
+
+    it.each(['intruderApp', 'intruderTeacher'])('%s: history holds only its own post', async (who) => {
+      const h = await get(studentPath(studentId, '/history'), tokens[who]);
+      expect(h.status).toBe(200);
+      expect(h.body.items.map((i: Json) => i.id)).toEqual([`${p}-x1`]);
+      expect(JSON.stringify(h.body)).not.toContain('private words');
+    });
+
+    it.each(['intruderApp', 'intruderTeacher'])('%s: mastery from its own post alone', async (who) => {
+      const res = await get(studentPath(studentId), tokens[who]);
+      expect(res.status).toBe(200);
+      // one perfect quiz on one day: 100 × (0.3 × 1 + 0.1 × 1/7) = 31.4 (room-wide the quiz mean is 0.6)
+      expect(res.body.topics).toEqual([
+        expect.objectContaining({
+          topic: 'general',
+          mastery: 31.4,
+          components: { exercise: 0, quiz: 1, quality: 0, consistency: 1 / 7 },
+          interactions: 1,
+        }),
+      ]);
+    });
+
+    it.each(['intruderApp', 'intruderTeacher'])('%s: no alert raised by the home instance', async (who) => {
+      const res = await get(studentPath(studentId, '/alerts'), tokens[who]);
+      expect(res.status).toBe(200);
+      expect(res.body.alerts).toEqual([]);
+    });
+
+    it('the home instance still sees its own history, mastery and alert, not the intruder’s post', async () => {
+      const h = await get(studentPath(studentId, '/history'), tokens.homeTeacher);
+      expect(h.body.items.map((i: Json) => i.id)).toEqual([`${p}-h1`, `${p}-h2`]);
+      const a = await get(studentPath(studentId, '/alerts'), tokens.homeTeacher);
+      expect(a.body.alerts.map((x: Json) => [x.reason, x.interactionId])).toEqual([
+        ['stuck', `${p}-h2`],
+        ['low_quiz_score', `${p}-h1`],
+      ]);
+      const m = await get(studentPath(studentId), tokens.homeTeacher);
+      expect(m.body.topics[0]).toMatchObject({ interactions: 2, components: { quiz: 0.2 } });
     });
   });
 });

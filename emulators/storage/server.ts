@@ -3,6 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLogger, type Logger } from '../../shared/log.ts';
+import { authorizeJson } from './auth.ts';
 import { type Context, sendJson } from './context.ts';
 import { StorageError } from './errors.ts';
 import { isJsonApiPath, matchJsonRoute } from './json-api.ts';
@@ -31,6 +32,11 @@ export interface StorageEmulatorOptions {
   now?: () => number;
   /** Create a bucket on the first upload into it (default true); false answers 404 like production. */
   autoCreateBuckets?: boolean;
+  /**
+   * Require credentials on the JSON API (auth.ts): a bearer token from `tokens`, or a self-signed JWT of
+   * one of the `signers` as the official client sends it. Without this option the JSON API is open.
+   */
+  auth?: { tokens: string[] };
   logger?: Logger;
 }
 
@@ -68,7 +74,16 @@ export async function startStorageEmulator(options: StorageEmulatorOptions): Pro
     log,
   };
 
-  const server = createServer((req, res) => void handle(ctx, req, res));
+  const auth = options.auth;
+  const server = createServer(
+    (req, res) =>
+      void handle(
+        ctx,
+        req,
+        res,
+        auth ? () => authorizeJson(req, { tokens: auth.tokens, signers, now }) : undefined,
+      ),
+  );
   const port = await listen(server, options.port);
   baseUrl = `http://127.0.0.1:${port}`;
   log.info(
@@ -101,11 +116,18 @@ function parseSigners(signers: StorageEmulatorOptions['signers']): Map<string, K
   return keys;
 }
 
-async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse) {
+async function handle(
+  ctx: Context,
+  req: IncomingMessage,
+  res: ServerResponse,
+  authorize?: () => Promise<void>,
+) {
   const started = performance.now();
   const [path = '/', rawQuery = ''] = splitOnce(req.url ?? '/', '?');
   const api = chooseApi(req.method ?? 'GET', path, rawQuery);
   try {
+    // a resumable session URI is its own credential, as in production
+    if (api === 'json' && authorize && !new URLSearchParams(rawQuery).has('upload_id')) await authorize();
     await dispatch(ctx, api, req, res, path, rawQuery);
   } catch (err) {
     sendError(ctx, api, res, err);

@@ -685,3 +685,93 @@ describe('durability', () => {
     expect(peak - baseline).toBeLessThan(50 * MiB);
   }, 120_000);
 });
+
+describe('credentials on the JSON API (issue 11 #16)', () => {
+  const TOKEN = 'suite-token-for-tests';
+  let secured: StorageEmulator;
+  // What makes the official client authenticate against a custom endpoint offline: with
+  // `useAuthWithCustomEndpoint` alone it asks www.googleapis.com for an OAuth token (the key's token_uri
+  // is ignored); in a non-default universe it signs its own RS256 JWT with the key instead, which the
+  // emulator verifies with the signer's public key.
+  const authedOptions = (keyFilename: string) => ({
+    apiEndpoint: secured.url,
+    projectId: PROJECT,
+    keyFilename,
+    useAuthWithCustomEndpoint: true,
+    universeDomain: 'ldr.local',
+  });
+
+  beforeAll(async () => {
+    secured = await startStorageEmulator({
+      port: 0,
+      dataDir: join(dir, 'secured'),
+      projectId: PROJECT,
+      signers: [{ clientEmail: key.clientEmail, publicKeyPem: key.publicKeyPem }],
+      auth: { tokens: [TOKEN] },
+    });
+    const client = new Storage(authedOptions(key.keyFile));
+    await client.bucket('private').file('secret.txt').save('top secret', { resumable: false });
+  });
+  afterAll(() => secured?.stop());
+
+  it('lists and downloads nothing without a credential, or with a wrong one', async () => {
+    for (const path of [
+      '/storage/v1/b?project=demo-ldr',
+      '/storage/v1/b/private/o',
+      '/storage/v1/b/private/o/secret.txt?alt=media',
+      '/download/storage/v1/b/private/o/secret.txt?alt=media',
+    ]) {
+      for (const headers of [
+        {} as Record<string, string>,
+        { authorization: 'Bearer nope' },
+        { authorization: `Basic ${TOKEN}` },
+      ]) {
+        const res = await fetch(`${secured.url}${path}`, { headers });
+        expect(res.status, `${path} ${JSON.stringify(headers)}`).toBe(401);
+        expect(await res.text()).not.toContain('top secret');
+      }
+    }
+    const anonymous = new Storage({ apiEndpoint: secured.url, projectId: PROJECT });
+    await expect(anonymous.bucket('private').getFiles()).rejects.toMatchObject({ code: 401 });
+  });
+
+  it('serves the suite’s bearer token (any case of the scheme)', async () => {
+    const res = await fetch(`${secured.url}/storage/v1/b/private/o/secret.txt?alt=media`, {
+      headers: { authorization: `bearer ${TOKEN}` },
+    });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('top secret');
+  });
+
+  it('serves the official client with the signer’s key', async () => {
+    const client = new Storage(authedOptions(key.keyFile));
+    const file = client.bucket('private').file('simple.txt');
+    await file.save('simple', { resumable: false });
+    expect((await file.download())[0].toString()).toBe('simple');
+    const [files] = await client.bucket('private').getFiles();
+    expect(files.map((f) => f.name).sort()).toEqual(['secret.txt', 'simple.txt']);
+  });
+
+  it('refuses a self-signed JWT of an account that is not a signer', async () => {
+    const stranger = await ensureServiceAccountKey(join(dir, 'stranger-auth'), {
+      accountId: 'stranger-auth',
+    });
+    const client = new Storage(authedOptions(stranger.keyFile));
+    await expect(client.bucket('private').getFiles()).rejects.toMatchObject({ code: 401 });
+  });
+
+  it('V4 signed URLs still work without any header', async () => {
+    const client = new Storage({ apiEndpoint: secured.url, projectId: PROJECT, keyFilename: key.keyFile });
+    const [url] = await client
+      .bucket('private')
+      .file('secret.txt')
+      .getSignedUrl({
+        version: 'v4',
+        action: 'read',
+        expires: Date.now() + 60_000,
+      });
+    const res = await fetch(url);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('top secret');
+  });
+});

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
+import pino from 'pino';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { ArtifactDoc, ArtifactStore, Settlement } from '../../shared/artifacts.ts';
 import type { Bus } from '../../shared/clients.ts';
 import { BusUnavailable } from '../../shared/clients.ts';
 import { type LdrEvent, PoisonMessage, type PubsubMessage } from '../../shared/cloudevents.ts';
 import type { RawMessage } from '../../shared/event-function.ts';
-import { createLogger } from '../../shared/log.ts';
+import { createLogger, type Logger } from '../../shared/log.ts';
 import type { ArtifactObjects } from '../lfsProxy/storage.ts';
 import { createFinalizeArtifact } from './handler.ts';
 
@@ -235,5 +236,30 @@ describe('finalizeArtifact', () => {
     expect(orderingKey).toBe('content-engine');
     expect(event.subject).toBeUndefined();
     expect(event.extensions?.['ldr-instance']).toBeUndefined();
+  });
+});
+
+describe('finalizeArtifact logs (issue 11 #14)', () => {
+  it('never logs the client’s filename, whatever the outcome', async () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'trace' }, { write: (line: string) => lines.push(line) }) as unknown as Logger;
+    const run = (m: RawMessage) =>
+      createFinalizeArtifact({ store, objects, bus, bucket: 'ldr-artifacts', log, now: () => NOW })(m);
+    expect(await run(notification())).toBe('stored');
+    expect(await run(notification())).toBe('duplicate');
+    store.docs.set('a2', pending({ objectName: 'artifacts/a2/clip.mp4', sha256: 'f'.repeat(64) }));
+    objects.objects.set('artifacts/a2/clip.mp4', BYTES);
+    expect(
+      await run(notification({ objectId: 'artifacts/a2/clip.mp4' }, { name: 'artifacts/a2/clip.mp4' })),
+    ).toBe('rejected');
+    expect(
+      await run(notification({ objectId: 'artifacts/zz/clip.mp4' }, { name: 'artifacts/zz/clip.mp4' })),
+    ).toBe('unknown');
+    expect(await run(notification({ objectId: 'other/clip.mp4' }, { name: 'other/clip.mp4' }))).toBe(
+      'ignored',
+    );
+    expect(lines).toHaveLength(5);
+    for (const line of lines) expect(line).not.toContain('clip.mp4');
+    expect(lines.map((l) => JSON.parse(l).artifactId)).toEqual(['a1', 'a1', 'a2', 'zz', undefined]);
   });
 });

@@ -145,18 +145,23 @@ export function createFinalizeArtifact(deps: FinalizeDeps) {
 
   return async (msg: RawMessage): Promise<Outcome> => {
     const n = readNotification(msg);
-    const where = { bucket: n.bucket, objectName: n.objectName, generation: n.generation };
+    // never the object name: under artifacts/ it ends in the client's filename (free text of a learner)
+    const where = { bucket: n.bucket, generation: n.generation };
     if (
       n.eventType !== 'OBJECT_FINALIZE' ||
       n.bucket !== deps.bucket ||
       !n.objectName.startsWith(OBJECT_PREFIX)
     ) {
-      return done('ignored', { eventType: n.eventType, ...where });
+      return done('ignored', {
+        eventType: n.eventType,
+        ...where,
+        ours: n.objectName.startsWith(OBJECT_PREFIX),
+      });
     }
     const artifactId = artifactIdOf(n.objectName);
     const doc = artifactId ? await deps.store.get(artifactId) : undefined;
     if (!artifactId || !doc || doc.objectName !== n.objectName || doc.bucket !== n.bucket) {
-      return done('unknown', where);
+      return done('unknown', { ...(artifactId ? { artifactId } : {}), ...where });
     }
     const ctx = { artifactId, ...where };
 

@@ -17,6 +17,7 @@ const principals: Record<string, Principal> = {
   acme: { sub: 'acme-site', role: 'partner', partner: 'acme', permissions: ['partner:pull'], exp },
   bravo: { sub: 'bravo-site', role: 'partner', partner: 'bravo', permissions: ['partner:pull'], exp },
   ghost: { sub: 'ghost-site', role: 'partner', partner: 'ghost', permissions: ['partner:pull'], exp },
+  'acme-no-pull': { sub: 'acme-ro', role: 'partner', partner: 'acme', permissions: [], exp },
   platform: { sub: 'svc', role: 'platform', permissions: ['content:publish'], exp },
   'app-claiming-acme': { sub: 'app', role: 'app', instance: 'inst-a', partner: 'acme', permissions: [], exp },
 };
@@ -49,13 +50,13 @@ const partners: Record<string, Partner> = {
 class FakeStream implements PartnerStream {
   queues = new Map<string, PulledMessage[]>();
   outstanding = new Map<string, PulledMessage>();
-  pulls: Array<{ slug: string; max: number }> = [];
+  pulls: Array<{ slug: string; max: number; wait?: number }> = [];
   acked: string[] = [];
   push(slug: string, ...msgs: PulledMessage[]) {
     this.queues.set(slug, [...(this.queues.get(slug) ?? []), ...msgs]);
   }
-  async pull(slug: string, max: number) {
-    this.pulls.push({ slug, max });
+  async pull(slug: string, max: number, wait: number) {
+    this.pulls.push({ slug, max, wait });
     const q = this.queues.get(slug) ?? [];
     const out = q.splice(0, max);
     for (const m of out) this.outstanding.set(m.ackId, m);
@@ -66,16 +67,33 @@ class FakeStream implements PartnerStream {
     this.acked.push(...ids);
   }
   async nack(slug: string, ids: string[]) {
+    let released = 0;
     for (const id of ids) {
       const m = this.outstanding.get(id);
       this.outstanding.delete(id);
-      if (m) this.push(slug, m);
+      if (m) {
+        this.push(slug, m);
+        released++;
+      }
     }
+    return released;
   }
 }
 
 function setup() {
   const stream = new FakeStream();
+  // virtual time: a sleep advances it, and runs what was scheduled for that moment
+  const clock = {
+    t: 0,
+    at: [] as Array<[number, () => void]>,
+    now: () => clock.t,
+    async sleep(ms: number) {
+      clock.t += ms;
+      for (const [when, f] of clock.at.splice(0))
+        if (when <= clock.t) f();
+        else clock.at.push([when, f]);
+    },
+  };
   const sponsoredQueries: string[][] = [];
   const room = createPartnerRoom({
     verifier,
@@ -85,14 +103,26 @@ function setup() {
       async sponsoredBy(sponsors) {
         sponsoredQueries.push(sponsors);
         return sponsors.includes('acme-edu')
-          ? [{ contentId: 'lesson-1', version: 2, sponsor: 'acme-edu' }]
+          ? [
+              {
+                contentId: 'lesson-1',
+                version: 2,
+                sponsor: 'acme-edu',
+                instances: ['inst-a', 'inst-z'],
+                audience: ['inst-a', 'inst-z'],
+                publishedBy: 'content-engine',
+                body: { note: 'free text' },
+              },
+              { contentId: 'nudge', version: 1, kind: 'signal', sponsor: 'acme-edu', studentId: 'stu-1' },
+            ]
           : [];
       },
     },
     subscriptionOf: (slug) => `projects/demo-ldr/subscriptions/partner.${slug}.pull`,
     schemaUrl: (slug, type) => `/p/${slug}/schemas/${type}`,
+    clock,
   });
-  return { room, stream, sponsoredQueries };
+  return { room, stream, sponsoredQueries, clock };
 }
 
 type Handler = (ctx: RouteContext) => Promise<Reply>;
@@ -186,7 +216,7 @@ describe('partnerRoom: manifest', () => {
       shareContent: false,
       schemas: { [TYPES.progress]: `/p/bravo/schemas/${TYPES.progress}` },
       endpoints: {
-        pull: '/p/bravo/pull?max=N',
+        pull: '/p/bravo/pull?max=N&wait=S',
         ack: '/p/bravo/ack',
         nack: '/p/bravo/nack',
         content: '/p/bravo/content',
@@ -216,8 +246,8 @@ describe('partnerRoom: pull, ack, nack', () => {
     ]);
     await call(room.pull, 'acme', { token: 'acme' });
     expect(stream.pulls).toEqual([
-      { slug: 'acme', max: 2 },
-      { slug: 'acme', max: 100 },
+      { slug: 'acme', max: 2, wait: 2 },
+      { slug: 'acme', max: 100, wait: 2 },
     ]);
   });
 
@@ -279,11 +309,94 @@ describe('partnerRoom: pull, ack, nack', () => {
   });
 });
 
+describe('partnerRoom: issue 11 #15', () => {
+  it('403 for a partner token without partner:pull on pull, ack and nack (the manifest stays readable)', async () => {
+    const { room, stream } = setup();
+    stream.push('acme', msg(1));
+    for (const [h, body] of [
+      [room.pull, undefined],
+      [room.ack, { ackIds: ['ack-1'] }],
+      [room.nack, { ackIds: ['ack-1'] }],
+    ] as const) {
+      const r = await call(h, 'acme', { token: 'acme-no-pull', body });
+      expect(r.status).toBe(403);
+      expect((r.body as Problem).detail).toContain('partner:pull');
+    }
+    expect(stream.pulls).toEqual([]);
+    expect((await call(room.manifest, 'acme', { token: 'acme-no-pull' })).status).toBe(200);
+  });
+
+  it.each([
+    ['pull', 'max=5&limit=3', [['/query/limit', 'unknown parameter']]],
+    ['pull', 'max=5&max=6', [['/query/max', 'must be given at most once']]],
+    [
+      'pull',
+      'wait=1&wait=1&x=1&x=2',
+      [
+        ['/query/wait', 'must be given at most once'],
+        ['/query/x', 'unknown parameter'],
+      ],
+    ],
+    ['ack', 'force=1', [['/query/force', 'unknown parameter']]],
+    ['nack', 'max=1', [['/query/max', 'unknown parameter']]],
+    ['manifest', 'debug=1', [['/query/debug', 'unknown parameter']]],
+    ['content', 'all=1', [['/query/all', 'unknown parameter']]],
+  ] as const)('%s?%s → 400 naming the parameters', async (route, query, errors) => {
+    const { room, stream } = setup();
+    const r = await call(room[route], 'acme', { token: 'acme', query, body: { ackIds: ['ack-1'] } });
+    expect(r.status).toBe(400);
+    expect((r.body as Problem).errors).toEqual(errors.map(([path, message]) => ({ path, message })));
+    expect(stream.pulls).toEqual([]);
+  });
+
+  it('nack reports only the ack ids it released', async () => {
+    const { room, stream } = setup();
+    stream.push('acme', msg(1));
+    await call(room.pull, 'acme', { token: 'acme' });
+    const made = Array.from({ length: 999 }, (_, i) => `made-up-${i}`);
+    const r = await call(room.nack, 'acme', { token: 'acme', body: { ackIds: ['ack-1', ...made] } });
+    expect(r).toMatchObject({ status: 200, body: { released: 1 } });
+  });
+
+  it('wait= bounds the long poll: 0–20 s, default 2', async () => {
+    const { room, stream, clock } = setup();
+    expect((await call(room.pull, 'acme', { token: 'acme', query: 'wait=0' })).status).toBe(200);
+    expect(stream.pulls).toHaveLength(1); // wait=0: one pull
+    expect(clock.t).toBe(0);
+    const r = await call(room.pull, 'acme', { token: 'acme', query: 'wait=20' });
+    expect(r).toMatchObject({ status: 200, body: { messages: [] } });
+    expect(clock.t).toBe(20_000); // an empty stream: pulled again every 250 ms until 20 s passed
+    expect(stream.pulls).toHaveLength(1 + 1 + 80);
+    for (const wait of ['21', '-1', 'x', '', '1.5']) {
+      const bad = await call(room.pull, 'acme', { token: 'acme', query: `wait=${encodeURIComponent(wait)}` });
+      expect(bad.status, wait).toBe(400);
+      expect((bad.body as Problem).errors).toEqual([{ path: '/query/wait', message: 'must be 0–20' }]);
+    }
+  });
+
+  it('a message that arrives during the wait is answered at once', async () => {
+    const { room, stream, clock } = setup();
+    clock.at.push([3000, () => stream.push('acme', msg(7))]);
+    const r = await call(room.pull, 'acme', { token: 'acme', query: 'wait=10' });
+    expect((r.body as { messages: PulledMessage[] }).messages.map((m) => m.ackId)).toEqual(['ack-7']);
+    expect(clock.t).toBe(3000);
+  });
+});
+
 describe('partnerRoom: content', () => {
   it('lists the content sponsored by the partner’s sponsors only', async () => {
     const { room, sponsoredQueries } = setup();
+    // no signals, no other partner's instances, no publisher, no body without shareContent (issue 11 #9, #14)
     expect((await call(room.content, 'acme', { token: 'acme' })).body).toEqual({
-      content: [{ contentId: 'lesson-1', version: 2, sponsor: 'acme-edu' }],
+      content: [
+        {
+          contentId: 'lesson-1',
+          version: 2,
+          sponsor: 'acme-edu',
+          instances: ['inst-a'],
+          audience: ['inst-a'],
+        },
+      ],
     });
     expect((await call(room.content, 'bravo', { token: 'bravo' })).body).toEqual({ content: [] });
     expect(sponsoredQueries).toEqual([['acme-edu'], []]);

@@ -50,12 +50,18 @@ const room = createPartnerRoom({
     },
   },
   stream: {
-    async pull(slug, max) {
-      const [res] = await (await subscriber()).pull({
-        subscription: subscriptionOf(slug),
-        maxMessages: max,
-        returnImmediately: true,
-      });
+    // one pull of the handler's bounded long poll: Pub/Sub may hold it until a message arrives; the call
+    // deadline ends it after `wait` seconds with nothing (DEADLINE_EXCEEDED); at least 200 ms
+    async pull(slug, max, wait) {
+      const [res] = await (await subscriber())
+        .pull(
+          { subscription: subscriptionOf(slug), maxMessages: max },
+          { timeout: Math.max(wait * 1000, 200), retry: null },
+        )
+        .catch((err) => {
+          if ((err as { code?: number }).code === 4) return [{ receivedMessages: [] }];
+          throw err;
+        });
       return (res.receivedMessages ?? []).map((m) => ({
         ackId: m.ackId!,
         event: structured(
@@ -78,10 +84,21 @@ const room = createPartnerRoom({
         });
       try {
         await release(ackIds);
+        return ackIds.length;
       } catch (err) {
         const code = (err as { code?: number }).code;
         if (code !== 3 && code !== 9) throw err;
-        for (const id of ackIds) await release([id]).catch(() => {});
+        let released = 0;
+        for (const id of ackIds) {
+          if (
+            await release([id]).then(
+              () => true,
+              () => false,
+            )
+          )
+            released++;
+        }
+        return released;
       }
     },
   },

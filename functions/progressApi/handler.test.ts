@@ -5,6 +5,7 @@ import { HttpError, unauthorized } from '../../shared/errors.ts';
 import type { RouteContext } from '../../shared/http.ts';
 import { createLogger } from '../../shared/log.ts';
 import {
+  type Alert,
   createProgressApi,
   decodeCursor,
   encodeCursor,
@@ -12,7 +13,9 @@ import {
   type ProgressReader,
   parseHistoryQuery,
   StoreUnavailable,
+  type TopicProgress,
 } from './handler.ts';
+import type { LedgerEntry } from './instance-view.ts';
 
 const exp = Math.floor(Date.now() / 1000) + 3600;
 const principals: Record<string, Principal> = {
@@ -57,6 +60,9 @@ function reader(overrides: Partial<ProgressReader> = {}): ProgressReader {
       return items.filter((i) => !q.after || i.position.occurredAt > q.after.occurredAt).slice(0, q.limit);
     },
     async alerts() {
+      return [];
+    },
+    async entries() {
       return [];
     },
     ...overrides,
@@ -124,6 +130,117 @@ describe('authorization', () => {
   });
 });
 
+describe('readers of an instance see only what came through it (issue 11 #2)', () => {
+  // stu-1 is held by inst-a through one perfect quiz; inst-b posted a poor quiz and a help request
+  const rows: Array<LedgerEntry & { instance: string; artifacts: string[]; masteryAfter: number }> = [
+    {
+      instance: 'inst-a',
+      id: 'a1',
+      kind: 'quiz_answer',
+      topic: 'general',
+      payload: { quizId: 'qa', correct: true, score: 1 },
+    },
+    {
+      instance: 'inst-b',
+      id: 'b1',
+      kind: 'quiz_answer',
+      topic: 'general',
+      payload: { quizId: 'qb', correct: false, score: 0.2 },
+    },
+    {
+      instance: 'inst-b',
+      id: 'b2',
+      kind: 'help_request',
+      topic: 'python',
+      payload: { text: 'I am stuck, Bob' },
+    },
+  ].map((r, n) => ({
+    ...r,
+    kind: r.kind as LedgerEntry['kind'],
+    occurredAt: `2025-03-10T09:00:0${n}.000Z`,
+    appliedAt: `2025-03-10T09:00:1${n}.000Z`,
+    artifacts: [],
+    masteryAfter: 0,
+  }));
+  const roomWide: TopicProgress = {
+    topic: 'general',
+    mastery: 18,
+    level: 'beginner',
+    components: { exercise: 0, quiz: 0.6, quality: 0, consistency: 0 },
+    interactions: 2,
+    updatedAt: '2025-03-10T09:00:11.000Z',
+  };
+  const roomAlerts: Alert[] = [
+    {
+      topic: 'general',
+      reason: 'low_quiz_score',
+      day: '2025-03-10',
+      detail: 'quiz qb: score 0.2 < 0.5',
+      detectedAt: '2025-03-10T09:00:11.000Z',
+      interactionId: 'b1',
+    },
+  ];
+  const twoInstances = reader({
+    async topics() {
+      return [roomWide];
+    },
+    async alerts() {
+      return roomAlerts;
+    },
+    async presence(id, instance) {
+      return { known: id === 'stu-1', heldBy: rows.some((r) => r.instance === instance) };
+    },
+    async history(_id, q) {
+      return rows
+        .filter((r) => !q.instance || r.instance === q.instance)
+        .map((r) => ({ ...r, position: { occurredAt: r.occurredAt, eventId: r.id } }));
+    },
+    async entries(_id, instance) {
+      return rows.filter((r) => r.instance === instance);
+    },
+  });
+  const body = async (p: Promise<{ body?: unknown }>) => (await p).body as Record<string, any>;
+
+  it.each(['app', 'teacher'])('%s of inst-a: history rows of inst-a only', async (who) => {
+    const h = await body(api(twoInstances).history(ctx(who, 'stu-1')));
+    expect(h.items.map((i: HistoryItem) => i.id)).toEqual(['a1']);
+  });
+
+  it.each(['app', 'teacher'])('%s of inst-a: mastery from inst-a’s interactions alone', async (who) => {
+    const p = await body(api(twoInstances).progress(ctx(who, 'stu-1')));
+    // quiz = 1 (not the room-wide 0.6), consistency = 1 day / 7
+    expect(p.topics).toEqual([
+      {
+        topic: 'general',
+        mastery: 31.4,
+        level: 'beginner',
+        components: { exercise: 0, quiz: 1, quality: 0, consistency: 1 / 7 },
+        interactions: 1,
+        updatedAt: '2025-03-10T09:00:10.000Z',
+      },
+    ]);
+  });
+
+  it.each(['app', 'teacher'])('%s of inst-a: no alert raised by what inst-b posted', async (who) => {
+    expect((await body(api(twoInstances).alerts(ctx(who, 'stu-1')))).alerts).toEqual([]);
+  });
+
+  it('the app of inst-b sees its own alerts, computed from its own interactions', async () => {
+    const alerts = (await body(api(twoInstances).alerts(ctx('appB', 'stu-1')))).alerts as Alert[];
+    expect(alerts.map((a) => [a.topic, a.reason, a.interactionId])).toEqual([
+      ['python', 'stuck', 'b2'],
+      ['general', 'low_quiz_score', 'b1'],
+    ]);
+  });
+
+  it.each(['student', 'platform'])('%s reads the room-wide figures', async (who) => {
+    const a = api(twoInstances);
+    expect((await body(a.progress(ctx(who, 'stu-1')))).topics).toEqual([roomWide]);
+    expect((await body(a.alerts(ctx(who, 'stu-1')))).alerts).toEqual(roomAlerts);
+    expect((await body(a.history(ctx(who, 'stu-1')))).items).toHaveLength(3);
+  });
+});
+
 describe('history query', () => {
   it('defaults the limit to 50', () => {
     expect(parseHistoryQuery(new URLSearchParams())).toEqual({ limit: 50 });
@@ -142,6 +259,16 @@ describe('history query', () => {
     [`cursor=${Buffer.from('[1,2]').toString('base64url')}`, '/query/cursor'],
     ['limt=10', '/query/limt'],
     ['limit=1&limit=2', '/query/limit'],
+    // real calendar dates only (issue 11 #4: these reached PostgreSQL and came back as 500 / 22008)
+    ['from=2026-02-30T00:00:00Z', '/query/from'],
+    ['to=2026-04-31T00:00:00Z', '/query/to'],
+    ['from=0000-01-01T00:00:00Z', '/query/from'],
+    ['from=1999-12-31T23:59:59Z', '/query/from'],
+    ['to=2026-01-01T24:00:00Z', '/query/to'],
+    ['to=2026-13-01T00:00:00Z', '/query/to'],
+    ['to=2026-01-01T00:00:00%2B15:00', '/query/to'],
+    [`cursor=${Buffer.from('["0000-01-01T00:00:00.000000Z","e1"]').toString('base64url')}`, '/query/cursor'],
+    [`cursor=${Buffer.from('["2026-02-30T00:00:00.000000Z","e1"]').toString('base64url')}`, '/query/cursor'],
   ])('%s → 400 naming %s', (query, path) => {
     const err = (() => {
       try {
@@ -177,6 +304,13 @@ describe('history query', () => {
       from: '2025-03-10T09:00:00.123456+02:00',
       to: '2025-03-11T00:00:00Z',
     });
+  });
+
+  it('accepts 29 February in a leap year only', () => {
+    expect(parseHistoryQuery(new URLSearchParams('from=2028-02-29T00:00:00Z')).from).toBe(
+      '2028-02-29T00:00:00Z',
+    );
+    expect(() => parseHistoryQuery(new URLSearchParams('from=2026-02-29T00:00:00Z'))).toThrow(HttpError);
   });
 
   it('round-trips a cursor, microseconds included', () => {

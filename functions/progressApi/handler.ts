@@ -5,14 +5,18 @@ import type { Level } from '../../shared/domain/mastery.ts';
 import { badRequest, type FieldError, forbidden, HttpError, notFound } from '../../shared/errors.ts';
 import type { Reply, RouteContext } from '../../shared/http.ts';
 import type { Logger } from '../../shared/log.ts';
+import { instanceView, type LedgerEntry } from './instance-view.ts';
 
 /**
  * SPEC §4 progressApi: the read side of the room. Current mastery comes from the Firestore view,
  * history and struggle alerts from the PostgreSQL ledger. Who may read a learner:
  *
- * - the student themself (sub = id); another student → 403;
- * - app and teacher tokens whose `instance` the learner's interactions came through;
- * - platform tokens; partner tokens never (403);
+ * - the student themself (sub = id) and platform tokens: everything; another student → 403;
+ * - app and teacher tokens whose `instance` the learner's interactions came through, and then only
+ *   what came through that instance: the history rows posted through it, and mastery and alerts
+ *   computed from those rows alone (instance-view.ts), never the room-wide figures that mix in what
+ *   other instances posted. Posting for a learner never makes a token a reader of other instances' data;
+ * - partner tokens never (403);
  * - every reader needs the permission `progress:read`.
  *
  * A learner unknown to the room and a learner the caller's instance does not hold get the same 404,
@@ -24,7 +28,35 @@ export const HISTORY_LIMIT = { default: 50, max: 500 } as const;
 const STUDENT_ID_RE = /^[A-Za-z0-9._:@-]{1,128}$/;
 const EVENT_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 /** RFC 3339 date-time with seconds and an offset (Z or ±hh:mm); fractions up to microseconds. */
-const RFC3339_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$/i;
+const RFC3339_RE =
+  /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?(?:Z|[+-](\d{2}):(\d{2}))$/i;
+
+/**
+ * A real calendar instant in the room's range: RFC 3339 syntax, year 2000–9999 (SPEC §3: nothing the
+ * room holds is older), a day that exists in its month, hours 0–23, no leap second, an offset of at
+ * most ±14:59. `Date.parse` alone is not enough: it rolls 2026-02-30 over to March and accepts year
+ * 0000, which PostgreSQL then refuses (22008) — a client mistake must not become a 500.
+ */
+export function isCalendarTimestamp(s: string): boolean {
+  const m = RFC3339_RE.exec(s);
+  if (!m) return false;
+  const [year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, offH = 0, offM = 0] = m
+    .slice(1)
+    .map((x) => Number(x ?? 0));
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  return (
+    year >= 2000 &&
+    month >= 1 &&
+    month <= 12 &&
+    day >= 1 &&
+    day <= daysInMonth &&
+    hour <= 23 &&
+    minute <= 59 &&
+    second <= 59 &&
+    offH <= 14 &&
+    offM <= 59
+  );
+}
 
 export interface TopicProgress {
   topic: string;
@@ -44,6 +76,8 @@ export interface HistoryPosition {
 }
 
 export interface HistoryQuery {
+  /** only rows posted through this app-instance (scoped readers) */
+  instance?: string;
   /** inclusive lower bound, RFC 3339 */
   from?: string;
   /** exclusive upper bound, RFC 3339 */
@@ -77,7 +111,7 @@ export interface Alert {
 export interface LearnerPresence {
   /** the learner has history in the room */
   known: boolean;
-  /** the given instance sent interactions for the learner */
+  /** interactions for the learner came through the given instance */
   heldBy: boolean;
 }
 
@@ -91,6 +125,8 @@ export interface ProgressReader {
   history(studentId: string, q: HistoryQuery): Promise<HistoryItem[]>;
   /** PostgreSQL `struggle_alerts`, newest first. */
   alerts(studentId: string): Promise<Alert[]>;
+  /** PostgreSQL `interactions` posted through `instance`, in the order they were applied. */
+  entries(studentId: string, instance: string): Promise<LedgerEntry[]>;
 }
 
 /** A store could not be reached; the request may be retried. */
@@ -118,13 +154,7 @@ export function decodeCursor(cursor: string): HistoryPosition | undefined {
   }
   if (!Array.isArray(v) || v.length !== 2) return undefined;
   const [occurredAt, eventId] = v as unknown[];
-  if (
-    typeof occurredAt !== 'string' ||
-    !RFC3339_RE.test(occurredAt) ||
-    Number.isNaN(Date.parse(occurredAt))
-  ) {
-    return undefined;
-  }
+  if (typeof occurredAt !== 'string' || !isCalendarTimestamp(occurredAt)) return undefined;
   if (typeof eventId !== 'string' || !EVENT_ID_RE.test(eventId)) return undefined;
   return { occurredAt, eventId };
 }
@@ -159,8 +189,6 @@ export function parseQuery(query: URLSearchParams, allowed: readonly string[]) {
   if (errors.length) throw badRequest(`${errors.length} invalid query parameter(s)`, errors);
 }
 
-const isTimestamp = (s: string) => RFC3339_RE.test(s) && !Number.isNaN(Date.parse(s));
-
 /**
  * Validates the history query: names every offending parameter. Unknown and repeated parameters are
  * rejected rather than ignored, so a typo (`limt=10`) is not silently answered with the default.
@@ -177,10 +205,11 @@ export function parseHistoryQuery(query: URLSearchParams): HistoryQuery {
   for (const key of ['from', 'to'] as const) {
     const v = query.get(key);
     if (v === null) continue;
-    if (!isTimestamp(v)) {
+    if (!isCalendarTimestamp(v)) {
       errors.push({
         path: `/query/${key}`,
-        message: 'must be an RFC 3339 timestamp with seconds and a time zone (Z or ±hh:mm)',
+        message:
+          'must be an RFC 3339 timestamp of a real date, year 2000 or later, with seconds and a time zone (Z or ±hh:mm)',
       });
     } else q[key] = v;
   }
@@ -216,12 +245,20 @@ export function createProgressApi(deps: ProgressApiDeps) {
     return { principal, studentId };
   }
 
-  /** 404 unless the learner is known and, for app and teacher tokens, held by the caller's instance. */
-  async function requireVisible(p: Principal, studentId: string) {
+  /**
+   * 404 unless the learner is known and, for app and teacher tokens, has interactions posted through
+   * the caller's instance. Returns that instance for scoped readers, undefined for full readers.
+   */
+  async function requireVisible(p: Principal, studentId: string): Promise<{ instance?: string }> {
     const scoped = p.role === 'app' || p.role === 'teacher';
     const presence = await read(() => reader.presence(studentId, scoped ? p.instance : undefined));
     if (!presence.known || (scoped && !presence.heldBy)) throw notFound(NOT_FOUND);
+    return scoped ? { instance: p.instance } : {};
   }
+
+  /** Mastery and alerts of the learner as seen through one instance. */
+  const viewThrough = async (studentId: string, instance: string) =>
+    instanceView(await read(() => reader.entries(studentId, instance)));
 
   async function read<T>(f: () => Promise<T>): Promise<T> {
     try {
@@ -240,8 +277,10 @@ export function createProgressApi(deps: ProgressApiDeps) {
     async progress(ctx: RouteContext): Promise<Reply> {
       const { principal, studentId } = await admit(ctx);
       parseQuery(ctx.query, []);
-      await requireVisible(principal, studentId);
-      const topics = await read(() => reader.topics(studentId));
+      const { instance } = await requireVisible(principal, studentId);
+      const topics = instance
+        ? (await viewThrough(studentId, instance)).topics
+        : await read(() => reader.topics(studentId));
       return { status: 200, body: { studentId, topics } };
     },
 
@@ -249,9 +288,11 @@ export function createProgressApi(deps: ProgressApiDeps) {
     async history(ctx: RouteContext): Promise<Reply> {
       const { principal, studentId } = await admit(ctx);
       const q = parseHistoryQuery(ctx.query);
-      await requireVisible(principal, studentId);
+      const { instance } = await requireVisible(principal, studentId);
       // one row more than asked tells whether another page follows
-      const rows = await read(() => reader.history(studentId, { ...q, limit: q.limit + 1 }));
+      const rows = await read(() =>
+        reader.history(studentId, { ...q, ...(instance ? { instance } : {}), limit: q.limit + 1 }),
+      );
       const page = rows.slice(0, q.limit);
       const last = page.at(-1);
       return {
@@ -267,8 +308,11 @@ export function createProgressApi(deps: ProgressApiDeps) {
     async alerts(ctx: RouteContext): Promise<Reply> {
       const { principal, studentId } = await admit(ctx);
       parseQuery(ctx.query, []);
-      await requireVisible(principal, studentId);
-      return { status: 200, body: { alerts: await read(() => reader.alerts(studentId)) } };
+      const { instance } = await requireVisible(principal, studentId);
+      const alerts = instance
+        ? (await viewThrough(studentId, instance)).alerts
+        : await read(() => reader.alerts(studentId));
+      return { status: 200, body: { alerts } };
     },
   };
 }

@@ -11,6 +11,7 @@ import {
   StoreUnavailable,
   type TopicProgress,
 } from './handler.ts';
+import type { LedgerEntry } from './instance-view.ts';
 
 /**
  * Adapters of the ProgressReader port: the current-state view in Firestore (written by updateProgress'
@@ -62,11 +63,11 @@ export function pgLedger(pool: pg.Pool): Omit<ProgressReader, 'topics'> {
     async presence(studentId, instance): Promise<LearnerPresence> {
       const { rows } = await guard(() =>
         pool.query(
+          // held: interactions came through the instance. Not topic_state.instance_id, which only says
+          // which instance posted last and would let one post make an instance a reader.
           `SELECT EXISTS (SELECT 1 FROM topic_state WHERE student_id = $1) AS known,
-                  $2::text IS NOT NULL AND (
-                    EXISTS (SELECT 1 FROM topic_state WHERE student_id = $1 AND instance_id = $2)
-                    OR EXISTS (SELECT 1 FROM interactions WHERE student_id = $1 AND instance_id = $2)
-                  ) AS held`,
+                  $2::text IS NOT NULL
+                    AND EXISTS (SELECT 1 FROM interactions WHERE student_id = $1 AND instance_id = $2) AS held`,
           [studentId, instance ?? null],
         ),
       );
@@ -80,6 +81,7 @@ export function pgLedger(pool: pg.Pool): Omit<ProgressReader, 'topics'> {
         params.push(v);
         return `$${params.length}`;
       };
+      if (q.instance) where.push(`instance_id = ${param(q.instance)}`);
       if (q.from) where.push(`occurred_at >= ${param(q.from)}::timestamptz`);
       if (q.to) where.push(`occurred_at < ${param(q.to)}::timestamptz`);
       if (q.after) {
@@ -105,6 +107,24 @@ export function pgLedger(pool: pg.Pool): Omit<ProgressReader, 'topics'> {
         masteryAfter: Number(r.mastery_after),
         ...(r.sponsor ? { sponsor: r.sponsor } : {}),
         position: { occurredAt: r.occurred_at, eventId: r.event_id },
+      }));
+    },
+
+    async entries(studentId, instance): Promise<LedgerEntry[]> {
+      const { rows } = await guard(() =>
+        pool.query(
+          `SELECT event_id, kind, topic, payload, occurred_at, applied_at FROM interactions
+            WHERE student_id = $1 AND instance_id = $2 ORDER BY applied_at, event_id`,
+          [studentId, instance],
+        ),
+      );
+      return rows.map((r) => ({
+        id: r.event_id,
+        kind: r.kind as Kind,
+        topic: r.topic,
+        payload: r.payload,
+        occurredAt: new Date(r.occurred_at).toISOString(),
+        appliedAt: new Date(r.applied_at).toISOString(),
       }));
     },
 

@@ -46,21 +46,31 @@ class FakeBus implements Bus {
   }
 }
 
-type Stored = Parameters<ContentStore['putIfNewer']>[0];
+type Stored = Parameters<ContentStore['record']>[0];
 class FakeStore implements ContentStore {
   docs = new Map<string, Stored>();
-  async putIfNewer(c: Stored) {
+  versions = new Map<string, { fingerprint: string; publishedAt: string; sent: boolean }>();
+  async record(c: Stored, fingerprint: string) {
+    const key = `${c.contentId}@${c.version}`;
+    const v = this.versions.get(key);
+    if (v) {
+      const state = v.fingerprint !== fingerprint ? 'conflict' : v.sent ? 'sent' : 'unsent';
+      return { state: state as 'conflict' | 'sent' | 'unsent', publishedAt: v.publishedAt };
+    }
+    this.versions.set(key, { fingerprint, publishedAt: c.publishedAt, sent: false });
     const cur = this.docs.get(c.contentId);
-    if (cur && cur.version >= c.version) return false;
-    this.docs.set(c.contentId, c);
-    return true;
+    if (!cur || cur.version < c.version) this.docs.set(c.contentId, c);
+    return { state: 'new' as const, publishedAt: c.publishedAt };
+  }
+  async markSent(contentId: string, version: number) {
+    this.versions.get(`${contentId}@${version}`)!.sent = true;
   }
 }
 
 class FakeLearners implements Learners {
-  constructor(private where: Record<string, string>) {}
-  async instanceOf(id: string) {
-    return this.where[id];
+  constructor(private where: Record<string, string[]>) {}
+  async instancesOf(id: string) {
+    return this.where[id] ?? [];
   }
 }
 
@@ -74,17 +84,27 @@ class FakeArtifacts implements Artifacts {
 function setup() {
   const bus = new FakeBus();
   const store = new FakeStore();
+  let clock = NOW.getTime();
   const publish = createPublishContent({
     verifier,
     bus,
     store,
-    learners: new FakeLearners({ 'stu-1': 'inst-a' }),
+    instances: {
+      async known(ids) {
+        return new Set(ids.filter((i) => ['inst-a', 'inst-b', 'inst-c'].includes(i)));
+      },
+    },
+    learners: new FakeLearners({ 'stu-1': ['inst-a', 'inst-c'] }),
     artifacts: new FakeArtifacts({
       'art-ok': { state: 'stored', ownerId: 'content-engine', ownerKind: 'platform' },
       'art-pending': { state: 'pending', ownerId: 'content-engine', ownerKind: 'platform' },
       'art-bad': { state: 'rejected', ownerId: 'content-engine', ownerKind: 'platform' },
     }),
-    now: () => NOW,
+    // every request a second later, so a republished event would show another time
+    now: () => {
+      clock += 1000;
+      return new Date(clock - 1000);
+    },
   });
   const call = async (body: unknown, token: string | null = 'platform'): Promise<Reply> => {
     const raw = Buffer.from(JSON.stringify(body));
@@ -187,20 +207,40 @@ describe('publishContent: validation', () => {
     expect(paths(r)).toEqual(['/kind', '/title', '/topic', '/version']);
   });
 
-  it('a signal needs studentId, no instances; other kinds take no studentId', async () => {
+  it('a signal needs studentId and names its instances; other kinds take no studentId', async () => {
     const { call } = setup();
-    expect(paths(await call(lesson({ kind: 'signal' })))).toEqual(['/studentId']);
-    expect(paths(await call(lesson({ kind: 'signal', studentId: 'stu-1', instances: ['inst-b'] })))).toEqual([
-      '/instances',
-    ]);
+    expect(paths(await call(lesson({ kind: 'signal' })))).toEqual(['/instances', '/studentId']);
+    expect(paths(await call(lesson({ kind: 'signal', studentId: 'stu-1' })))).toEqual(['/instances']);
     expect(paths(await call(lesson({ studentId: 'stu-1' })))).toEqual(['/studentId']);
   });
 
   it('400 for a signal to a learner the room does not know', async () => {
     const { call, bus } = setup();
-    const r = await call(lesson({ kind: 'signal', studentId: 'stu-unknown' }));
+    const r = await call(lesson({ kind: 'signal', studentId: 'stu-unknown', instances: ['inst-a'] }));
     expect(r.status).toBe(400);
     expect(problem(r).errors).toEqual([{ path: '/studentId', message: 'unknown learner' }]);
+    expect(bus.published).toEqual([]);
+  });
+
+  it('a signal goes only to instances the learner’s interactions came through (issue 11 #2)', async () => {
+    const { call, bus } = setup();
+    const r = await call(lesson({ kind: 'signal', studentId: 'stu-1', instances: ['inst-a', 'inst-b'] }));
+    expect(r.status).toBe(400);
+    expect(problem(r).errors).toEqual([
+      { path: '/instances/1', message: 'the learner has no interactions through this instance' },
+    ]);
+    expect(bus.published).toEqual([]);
+  });
+
+  it('unknown or repeated instances are a 400 naming each index (issue 11 #10)', async () => {
+    const { call, bus } = setup();
+    const r = await call(lesson({ instances: ['inst-a', 'inst-nope', 'inst-b', 'inst-a', 'inst-gone'] }));
+    expect(r.status).toBe(400);
+    expect(problem(r).errors).toEqual([
+      { path: '/instances/1', message: 'no such app-instance' },
+      { path: '/instances/3', message: 'listed more than once' },
+      { path: '/instances/4', message: 'no such app-instance' },
+    ]);
     expect(bus.published).toEqual([]);
   });
 
@@ -245,7 +285,7 @@ describe('publishContent: the event', () => {
       contentId: 'lesson-1',
       version: 3,
       audience: 'all',
-      stored: true,
+      status: 'published',
     });
     expect(bus.published).toHaveLength(1);
     const [p] = bus.published;
@@ -291,9 +331,11 @@ describe('publishContent: the event', () => {
     expect(attributes['ldr-sponsor']).toBeUndefined();
   });
 
-  it('a signal goes to its learner’s instance, subject students/<id>', async () => {
+  it('a signal goes to the instance it names, subject students/<id>', async () => {
     const { call, bus } = setup();
-    const r = await call(lesson({ contentId: 'nudge-1', kind: 'signal', studentId: 'stu-1' }));
+    const r = await call(
+      lesson({ contentId: 'nudge-1', kind: 'signal', studentId: 'stu-1', instances: ['inst-a'] }),
+    );
     expect(r.status).toBe(202);
     expect((r.body as { audience: unknown }).audience).toEqual(['inst-a']);
     const { attributes, orderingKey } = toMessage(bus.published[0]!.event, bus.published[0]!.orderingKey);
@@ -307,15 +349,45 @@ describe('publishContent: the event', () => {
     });
     expect(orderingKey).toBe('nudge-1');
   });
+});
 
-  it('republishes an older or equal version (retry after a failed publish) without storing it', async () => {
+describe('publishContent: a version is immutable (issue 11 #10)', () => {
+  it('the same version with the same data is answered as already published and not sent again', async () => {
+    const { call, bus } = setup();
+    expect((await call(lesson({ version: 2, body: { a: 1, b: [1, 2] } }))).status).toBe(202);
+    // same data, keys in another order
+    const again = await call({ body: { b: [1, 2], a: 1 }, ...lesson({ version: 2 }) });
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ id: 'lesson-1@2', status: 'already_published' });
+    expect(bus.published.map((p) => p.event.id)).toEqual(['lesson-1@2']);
+  });
+
+  it('the same version with other data is a 409 and nothing is sent', async () => {
     const { call, bus, store } = setup();
-    await call(lesson({ version: 2 }));
-    const r = await call(lesson({ version: 2 }));
-    expect(r.status).toBe(202);
-    expect((r.body as { stored: boolean }).stored).toBe(false);
-    expect(bus.published.map((p) => p.event.id)).toEqual(['lesson-1@2', 'lesson-1@2']);
-    expect(store.docs.get('lesson-1')?.version).toBe(2);
+    expect((await call(lesson({ version: 2 }))).status).toBe(202);
+    const r = await call(lesson({ version: 2, title: 'A new title' }));
+    expect(r.status).toBe(409);
+    expect(problem(r).errors).toEqual([{ path: '/version', message: 'already published with other data' }]);
+    expect(bus.published).toHaveLength(1);
+    expect(store.docs.get('lesson-1')?.title).toBe('Loops in Python');
+  });
+
+  it('an older version may still be published once; the catalogue keeps the newest', async () => {
+    const { call, store } = setup();
+    expect((await call(lesson({ version: 3 }))).status).toBe(202);
+    expect((await call(lesson({ version: 2 }))).status).toBe(202);
+    expect(store.docs.get('lesson-1')?.version).toBe(3);
+  });
+
+  it('a retry after a failed publish sends the recorded event once, with its first time', async () => {
+    const { call, bus } = setup();
+    bus.down = true;
+    expect((await call(lesson())).status).toBe(503);
+    bus.down = false;
+    expect((await call(lesson())).status).toBe(202);
+    expect((await call(lesson())).status).toBe(200);
+    expect(bus.published).toHaveLength(1);
+    expect(bus.published[0]!.event.time).toBe(NOW.toISOString());
   });
 
   it('503 with Retry-After when the bus is down', async () => {
@@ -326,5 +398,6 @@ describe('publishContent: the event', () => {
     expect(r.headers?.['Retry-After']).toBe('2');
     bus.down = false;
     expect((await call(lesson())).status).toBe(202);
+    expect(bus.published).toHaveLength(1);
   });
 });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import { requirePermission, type Verifier } from '../../shared/auth.ts';
 import { type Bus, BusUnavailable } from '../../shared/clients.ts';
@@ -11,23 +12,62 @@ import type { Artifacts } from '../../shared/ports.ts';
 export { contentSchema };
 export type Content = z.infer<typeof contentSchema>;
 
-/** Port: the content catalogue (Firestore `content/{id}`), keeping the newest version. */
+export type StoredContent = Content & {
+  publishedAt: string;
+  audience: string[] | 'all';
+  publishedBy: string;
+};
+
+/**
+ * Port: the content catalogue (Firestore `content/{id}`, newest version) and its immutable versions
+ * (`content/{id}/versions/{version}`: fingerprint of the data, when it was first published, when sent).
+ */
 export interface ContentStore {
-  /** false when a newer or equal version is already stored */
-  putIfNewer(
-    c: Content & { publishedAt: string; audience: string[] | 'all'; publishedBy: string },
-  ): Promise<boolean>;
+  /**
+   * Records the version unless it exists. `new`: recorded now; `unsent`: recorded with the same data
+   * by an earlier request whose publish failed; `sent`: recorded and published; `conflict`: the version
+   * exists with other data. `publishedAt` is the first request's, so a retry publishes the same event.
+   */
+  record(
+    c: StoredContent,
+    fingerprint: string,
+  ): Promise<{ state: 'new' | 'unsent' | 'sent' | 'conflict'; publishedAt: string }>;
+  markSent(contentId: string, version: number): Promise<void>;
 }
 
-/** Port: where a learner belongs (their instance), for signals. */
+/** Port: the registered app-instances (Firestore `instances/{id}`). */
+export interface InstanceDirectory {
+  /** the ids among `ids` that are registered */
+  known(ids: string[]): Promise<Set<string>>;
+}
+
+/** Port: the app-instances a learner's interactions came through (the ledger), for signals. */
 export interface Learners {
-  instanceOf(studentId: string): Promise<string | undefined>;
+  instancesOf(studentId: string): Promise<string[]>;
+}
+
+/** SHA-256 of the content as JSON with sorted keys: equal data, equal fingerprint. */
+export function fingerprint(c: Content): string {
+  const canonical = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(canonical);
+    if (v && typeof v === 'object')
+      return Object.fromEntries(
+        Object.keys(v)
+          .sort()
+          .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
+      );
+    return v;
+  };
+  return createHash('sha256')
+    .update(JSON.stringify(canonical(c)))
+    .digest('hex');
 }
 
 export function createPublishContent(deps: {
   verifier: Verifier;
   bus: Bus;
   store: ContentStore;
+  instances: InstanceDirectory;
   learners: Learners;
   artifacts: Artifacts;
   now?: () => Date;
@@ -67,26 +107,58 @@ export function createPublishContent(deps: {
       errors.push({ path: '/studentId', message: 'a signal needs the learner it is for' });
     if (c.kind !== 'signal' && c.studentId)
       errors.push({ path: '/studentId', message: 'only signals address one learner' });
-    if (c.kind === 'signal' && c.instances)
-      errors.push({ path: '/instances', message: 'a signal goes to its learner’s instance' });
+    if (c.kind === 'signal' && !c.instances)
+      errors.push({
+        path: '/instances',
+        message: 'a signal names the app-instance(s) it is for; the room does not guess a learner’s instance',
+      });
     for (const [j, uri] of (c.artifacts ?? []).entries()) {
       const rec = await deps.artifacts.get(uri.slice('lfs://'.length));
       if (!rec) errors.push({ path: `/artifacts/${j}`, message: 'no such artifact' });
       else if (rec.state !== 'stored')
         errors.push({ path: `/artifacts/${j}`, message: `artifact is ${rec.state}, not stored` });
     }
-    let audience: string[] | 'all' = c.instances ?? 'all';
-    if (c.kind === 'signal' && c.studentId) {
-      const instance = await deps.learners.instanceOf(c.studentId);
-      if (!instance) errors.push({ path: '/studentId', message: 'unknown learner' });
-      else audience = [instance];
+    if (c.instances) {
+      const known = await deps.instances.known([...new Set(c.instances)]);
+      const through = c.kind === 'signal' && c.studentId ? await deps.learners.instancesOf(c.studentId) : [];
+      if (c.kind === 'signal' && !through.length)
+        errors.push({ path: '/studentId', message: 'unknown learner' });
+      for (const [j, id] of c.instances.entries()) {
+        if (c.instances.indexOf(id) !== j)
+          errors.push({ path: `/instances/${j}`, message: 'listed more than once' });
+        else if (!known.has(id)) errors.push({ path: `/instances/${j}`, message: 'no such app-instance' });
+        else if (through.length && !through.includes(id))
+          errors.push({
+            path: `/instances/${j}`,
+            message: 'the learner has no interactions through this instance',
+          });
+      }
     }
     if (errors.length) throw badRequest('invalid content', errors);
 
-    const publishedAt = now().toISOString();
-    const fresh = await deps.store.putIfNewer({ ...c, publishedAt, audience, publishedBy: p.sub });
-    const event: LdrEvent<Content & { audience: string[] | 'all' }> = {
+    const audience: string[] | 'all' = c.instances ?? 'all';
+    const recorded = await deps.store.record(
+      { ...c, publishedAt: now().toISOString(), audience, publishedBy: p.sub },
+      fingerprint(c),
+    );
+    const answer = {
       id: `${c.contentId}@${c.version}`,
+      contentId: c.contentId,
+      version: c.version,
+      audience,
+    };
+    if (recorded.state === 'conflict') {
+      throw new HttpError(
+        409,
+        'Conflict',
+        `version ${c.version} of ${c.contentId} was published with other data; versions are immutable, publish a new version`,
+        { errors: [{ path: '/version', message: 'already published with other data' }] },
+      );
+    }
+    if (recorded.state === 'sent') return { status: 200, body: { ...answer, status: 'already_published' } };
+    const publishedAt = recorded.publishedAt;
+    const event: LdrEvent<Content & { audience: string[] | 'all' }> = {
+      id: answer.id,
       source: '/ldr/functions/publishContent',
       type: TYPES.content,
       time: publishedAt,
@@ -97,12 +169,13 @@ export function createPublishContent(deps: {
         'ldr-sponsor': c.sponsor,
         'ldr-audience': audience === 'all' ? 'all' : 'list',
         ...(audience === 'all' ? {} : Object.fromEntries(audience.map((i) => [`ldr-to-${i}`, '1']))),
-        ...(c.studentId && audience !== 'all' ? { 'ldr-instance': audience[0] } : {}),
+        ...(c.studentId && audience !== 'all' && audience.length === 1
+          ? { 'ldr-instance': audience[0] }
+          : {}),
       },
     };
     try {
-      // published on every accepted request, also when the version was stored before: a retry after a
-      // failed publish must go out; the ce-id (contentId@version) lets consumers keep one copy
+      // a version recorded by an earlier request whose publish failed goes out now, as the same event
       await deps.bus.publish(TOPICS.content, event, c.contentId);
     } catch (err) {
       if (!(err instanceof BusUnavailable)) throw err;
@@ -110,10 +183,9 @@ export function createPublishContent(deps: {
         headers: { 'Retry-After': '2' },
       });
     }
-    return {
-      status: 202,
-      body: { id: event.id, contentId: c.contentId, version: c.version, audience, stored: fresh },
-    };
+    // not marked: a retry publishes the same ce-id again, which consumers de-duplicate
+    await deps.store.markSent(c.contentId, c.version).catch(() => {});
+    return { status: 202, body: { ...answer, status: 'published' } };
   };
 }
 
