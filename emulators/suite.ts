@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Firestore } from '@google-cloud/firestore';
 import { PubSub } from '@google-cloud/pubsub';
 import pg from 'pg';
+import bucketCors from '../shared/bucket-cors.json' with { type: 'json' };
 import { createLogger } from '../shared/log.ts';
 import { migrate } from '../shared/migrate.ts';
 import { loadTopology } from '../shared/topology.ts';
@@ -225,6 +226,8 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       dataDir: join(dataDir, 'storage'),
       projectId,
       signers: [{ clientEmail: signer.clientEmail, publicKeyPem: signer.publicKeyPem }],
+      // the bucket's CORS, from the same file Terraform sets on the bucket
+      cors: { origins: LOCAL_CORS_ORIGINS.split(','), rules: bucketCors.cors },
       notify: async (n) => {
         await notifier.topic(n.topic).publishMessage({ data: n.data, attributes: n.attributes });
       },

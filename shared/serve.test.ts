@@ -142,6 +142,12 @@ describe('router on the framework server', () => {
     }
   });
 
+  it('a malformed percent-escape in the path is a 400 problem, not the framework’s HTML', async () => {
+    const res = await fetch(`${base}/things/%E0%A4%A`);
+    expect(res.status).toBe(400);
+    expect((await problem(res)).errors[0].path).toBe('/path');
+  });
+
   it('405 carries Allow', async () => {
     const res = await fetch(`${base}/things/a`, { method: 'DELETE' });
     expect(res.status).toBe(405);

@@ -193,6 +193,15 @@ export function readBody(
   });
 }
 
+function decodablePath(url = '/') {
+  try {
+    decodeURIComponent(url.split('?', 1)[0]!);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 let limits: BodyLimits = HTTPS_BODY_LIMITS;
 let installed = false;
 
@@ -209,6 +218,13 @@ function installServerGuard() {
     const options = args.find((a) => a && typeof a === 'object') as http.ServerOptions | undefined;
     const guarded: http.RequestListener | undefined = listener
       ? (req, res) => {
+          // Express decodes the path before any handler and answers a malformed escape with HTML
+          if (!decodablePath(req.url)) {
+            refuse(req, res, 400, 'Bad Request', 'the path is not valid percent-encoding', [
+              { path: '/path', message: 'invalid percent-encoding' },
+            ]);
+            return;
+          }
           readBody(req, res, limits).then((ok) => {
             if (ok) listener(req, res);
           });

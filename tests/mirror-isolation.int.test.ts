@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { Message } from '@google-cloud/pubsub';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { partnerSecretsDir } from '../emulators/registry.ts';
-import { TOPICS } from '../shared/events.ts';
+import { clientEventId, TOPICS } from '../shared/events.ts';
 import { eventually, fnUrl, iso, postJson, pubsubClient, suite, tap, token } from './helpers.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -74,7 +74,8 @@ async function post(studentId: string, sponsored = true) {
     appToken,
   );
   expect(res.status, JSON.stringify(res.body)).toBe(202);
-  return id;
+  // the event's ce-id is scoped to the learner (SPEC §3)
+  return clientEventId(studentId, id);
 }
 
 let broken: ReturnType<typeof listen>;

@@ -2,6 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { corsPolicy } from '../../shared/http.ts';
 import { createLogger, type Logger } from '../../shared/log.ts';
 import { authorizeJson } from './auth.ts';
 import { type Context, sendJson } from './context.ts';
@@ -37,7 +38,68 @@ export interface StorageEmulatorOptions {
    * one of the `signers` as the official client sends it. Without this option the JSON API is open.
    */
   auth?: { tokens: string[] };
+  /**
+   * Bucket CORS as Cloud Storage applies it (shared/bucket-cors.json, the file Terraform sets on the
+   * bucket), with the environment's origins; without it no CORS headers are sent.
+   */
+  cors?: { origins: readonly string[]; rules: readonly CorsRule[] };
   logger?: Logger;
+}
+
+export interface CorsRule {
+  method: string[];
+  responseHeader: string[];
+  maxAgeSeconds: number;
+}
+
+/**
+ * Cloud Storage's CORS check: a preflight is answered with the rule that allows its origin, method and
+ * every requested header (403 otherwise); a request from an allowed origin carries
+ * Access-Control-Allow-Origin and exposes the rule's response headers.
+ */
+export function applyCors(
+  cors: StorageEmulatorOptions['cors'],
+  req: IncomingMessage,
+  res: ServerResponse,
+): 'answered' | 'continue' {
+  const origin = req.headers.origin;
+  if (!cors || !origin) return 'continue';
+  const allowedOrigin = corsPolicy(cors.origins)(origin);
+  const preflight = req.method === 'OPTIONS' && req.headers['access-control-request-method'];
+  const method = String(preflight || req.method).toUpperCase();
+  const requested = String(req.headers['access-control-request-headers'] ?? '')
+    .split(',')
+    .map((h) => h.trim().toLowerCase())
+    .filter(Boolean);
+  const rule = allowedOrigin
+    ? cors.rules.find(
+        (r) =>
+          r.method.map((m) => m.toUpperCase()).includes(method) &&
+          (!preflight || requested.every((h) => r.responseHeader.some((x) => x.toLowerCase() === h))),
+      )
+    : undefined;
+  res.setHeader('Vary', 'Origin');
+  if (preflight) {
+    if (!rule) {
+      res.writeHead(403, { 'content-type': 'text/plain' });
+      res.end('CORS request not allowed by the bucket configuration');
+      return 'answered';
+    }
+    res.writeHead(200, {
+      'access-control-allow-origin': origin,
+      'access-control-allow-methods': rule.method.join(', '),
+      'access-control-allow-headers': rule.responseHeader.join(', '),
+      'access-control-max-age': String(rule.maxAgeSeconds),
+      'content-length': '0',
+    });
+    res.end();
+    return 'answered';
+  }
+  if (rule) {
+    res.setHeader('Access-Control-Allow-Origin', origin);
+    res.setHeader('Access-Control-Expose-Headers', rule.responseHeader.join(', '));
+  }
+  return 'continue';
 }
 
 export interface StorageEmulator {
@@ -75,14 +137,15 @@ export async function startStorageEmulator(options: StorageEmulatorOptions): Pro
   };
 
   const auth = options.auth;
-  const server = createServer(
-    (req, res) =>
-      void handle(
-        ctx,
-        req,
-        res,
-        auth ? () => authorizeJson(req, { tokens: auth.tokens, signers, now }) : undefined,
-      ),
+  const server = createServer((req, res) =>
+    applyCors(options.cors, req, res) === 'answered'
+      ? undefined
+      : void handle(
+          ctx,
+          req,
+          res,
+          auth ? () => authorizeJson(req, { tokens: auth.tokens, signers, now }) : undefined,
+        ),
   );
   const port = await listen(server, options.port);
   baseUrl = `http://127.0.0.1:${port}`;
