@@ -660,6 +660,14 @@ describe('createIngest: validation', () => {
     expect(dedup.state.size).toBe(0);
   });
 
+  it('a 400 still says how much of the rate limit is left (RateLimit-* headers)', async () => {
+    const { ingest } = setup();
+    const r = await call(ingest, ctx(interaction({ kind: 'nope' }), { token: 'student' }));
+    expect(r.status).toBe(400);
+    expect(r.headers?.['RateLimit-Limit']).toBeDefined();
+    expect(r.headers?.['RateLimit-Remaining']).toBeDefined();
+  });
+
   it('lists every bad index of a batch', async () => {
     const { ingest } = setup();
     const events = [interaction({ kind: 'nope' }), interaction(), interaction({ occurredAt: 'today' })];

@@ -61,7 +61,24 @@ export function createIngest(deps: IngestDeps) {
     }
     const body = readBody(req);
     const rateHeaders = await rateLimit(principal, body);
+    try {
+      return await accept(principal, body, rateHeaders);
+    } catch (err) {
+      // every answer after the rate limit was charged says how much is left, also a 400 (SPEC §4)
+      if (err instanceof HttpError)
+        throw new HttpError(err.status, err.title, err.detail, {
+          ...err.extra,
+          headers: { ...rateHeaders, ...err.extra.headers },
+        });
+      throw err;
+    }
+  };
 
+  async function accept(
+    principal: Principal,
+    body: unknown,
+    rateHeaders: Record<string, string>,
+  ): Promise<Reply> {
     const serverIds = new Set<string>();
     const newId = () => {
       const id = deps.newId();
@@ -133,7 +150,7 @@ export function createIngest(deps: IngestDeps) {
       headers: rateHeaders,
       body: { accepted: results.length - duplicates, duplicates, results },
     };
-  };
+  }
 
   /**
    * Claims the ids in the de-duplication window. An id another post has claimed and is still publishing
