@@ -61,52 +61,63 @@ export function startHost(opts: {
     if (!port) return problem(res, 404, `no function named ${fn}`);
     let path = rest.slice(fn.length);
     if (!path.startsWith('/')) path = `/${path}`;
-    // Like Cloud Run's front end: the request is held while the function's instance (re)starts, and the
-    // body is capped at Cloud Run's 32 MiB request limit before the function ever sees it.
+    // Like Cloud Run's front end: the request is held while the function's instance (re)starts (the body
+    // so far is kept and replayed to the new instance), then streamed, so the function sees a slow body as
+    // slow; bodies are capped at Cloud Run's 32 MiB request limit.
     const chunks: Buffer[] = [];
     let size = 0;
-    let refused = false;
+    let ended = false;
+    let current: http.ClientRequest | undefined;
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > MAX_REQUEST_BYTES) {
-        if (!refused) problem(res, 413, 'the request exceeds 32 MiB');
-        refused = true;
+        if (!res.headersSent) problem(res, 413, 'the request exceeds 32 MiB');
         req.destroy();
+        current?.destroy();
         return;
       }
       chunks.push(c);
+      current?.write(c);
     });
     req.on('end', () => {
-      if (refused) return;
-      const body = Buffer.concat(chunks);
-      const deadline = Date.now() + START_WAIT_MS;
-      const attempt = () => {
-        const upstream = http.request(
-          {
-            host: '127.0.0.1',
-            port: opts.workerPort(fn) ?? port,
-            method: req.method,
-            path,
-            headers: { ...req.headers, 'x-forwarded-prefix': `${prefix}${fn}` },
-          },
-          (up) => {
-            res.writeHead(up.statusCode ?? 502, up.headers);
-            up.pipe(res);
-          },
-        );
-        upstream.on('error', (err: NodeJS.ErrnoException) => {
-          if (err.code === 'ECONNREFUSED' && Date.now() < deadline && !res.headersSent) {
-            setTimeout(attempt, 100);
-            return;
-          }
-          opts.log.warn({ fn, err: err.message }, 'function unreachable');
-          if (!res.headersSent) problem(res, 503, `function ${fn} is not available; retry`);
-          else res.destroy();
-        });
-        upstream.end(body);
-      };
-      attempt();
+      ended = true;
+      current?.end();
     });
+    req.on('close', () => {
+      if (!ended) current?.destroy();
+    });
+    const deadline = Date.now() + START_WAIT_MS;
+    const attempt = () => {
+      const upstream = http.request({
+        host: '127.0.0.1',
+        port: opts.workerPort(fn) ?? port,
+        method: req.method,
+        path,
+        headers: { ...req.headers, 'x-forwarded-prefix': `${prefix}${fn}` },
+        agent: false, // a fresh connection, so 'connect' tells that an instance is there
+      });
+      upstream.on('response', (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      });
+      upstream.on('socket', (socket) =>
+        socket.once('connect', () => {
+          current = upstream;
+          for (const c of chunks) upstream.write(c);
+          if (ended) upstream.end();
+        }),
+      );
+      upstream.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ECONNREFUSED' && Date.now() < deadline && !res.headersSent) {
+          setTimeout(attempt, 100);
+          return;
+        }
+        opts.log.warn({ fn, err: err.message }, 'function unreachable');
+        if (!res.headersSent) problem(res, 503, `function ${fn} is not available; retry`);
+        else res.destroy();
+      });
+    };
+    attempt();
   });
   server.keepAliveTimeout = 65_000;
   return new Promise((resolve, reject) => {

@@ -17,18 +17,23 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import zlib from 'node:zlib';
 import fc from 'fast-check';
 import { exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureIdentity, LOCAL_AUDIENCE, LOCAL_ISSUER } from '../emulators/identity.ts';
 import { upsertPartner } from '../emulators/registry.ts';
 import { adminFetch, pubsubClient, suite, tap, token, workers } from './helpers.ts';
+import { gzipBomb } from './payloads.ts';
 
 const BUDGET = Number(process.env.LDR_FUZZ_REQUESTS ?? 10_240);
 const CONCURRENCY = 16;
 const TIME_LIMIT_MS = Number(process.env.LDR_FUZZ_SECONDS ?? 150) * 1000;
 const FNS = ['ingestInteraction', 'lfsProxy', 'publishContent', 'partnerRoom', 'progressApi'] as const;
 type Fn = (typeof FNS)[number];
+
+/** 8 MiB inflated from ~8 KB: past every function's limit */
+const SMALL_BOMB = gzipBomb(8);
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 afterAll(() => agent.destroy());
@@ -512,6 +517,13 @@ const query = fc.oneof(
     '?cursor=eyJ4IjoxfQ',
     '?limit=abc',
     '?unknown=1',
+    // calendar-invalid dates (issue 11 #4): never a 5xx
+    '?from=2026-02-30T00:00:00Z',
+    '?to=2026-04-31T00:00:00Z',
+    '?from=0000-01-01T00:00:00Z',
+    '?from=2026-01-01T24:00:00Z',
+    '?to=2026-06-30T23:59:60Z',
+    `?cursor=${Buffer.from(JSON.stringify({ t: '0000-01-01T00:00:00Z', id: 'x' })).toString('base64url')}`,
   ),
   fc.tuple(weird, weird).map(([k, v]) => `?${enc(k)}=${enc(v)}`),
 );
@@ -609,8 +621,20 @@ function requestArb(fn: Fn): fc.Arbitrary<Req> {
       auth: tokenArb(shape.roles),
       extra: extraHeaders,
       kind: fc.nat(99),
+      // compressed bodies (issue 11 #1): real gzip, deflate or br of the body, or a small bomb
+      squeeze: fc.constantFrom('none', 'none', 'none', 'none', 'gzip', 'deflate', 'br', 'bomb'),
+      date: fc.constantFrom(
+        undefined,
+        undefined,
+        undefined,
+        '2026-02-30T00:00:00Z',
+        '0000-01-01T00:00:00Z',
+        '1999-12-31T23:59:59Z',
+        '2026-04-31T10:00:00+02:00',
+        '2026-01-01T00:00:00+23:00',
+      ),
     })
-    .chain(({ method, path, ct, auth, extra, kind }) => {
+    .chain(({ method, path, ct, auth, extra, kind, squeeze, date }) => {
       const valid = validBody(fn, path);
       const body: fc.Arbitrary<string | Buffer | undefined> =
         method === 'GET'
@@ -621,7 +645,9 @@ function requestArb(fn: Fn): fc.Arbitrary<Req> {
                 malformed,
               )
             : kind < 30
-              ? fc.constant(JSON.stringify(valid))
+              ? fc.constant(
+                  JSON.stringify(date && 'occurredAt' in valid ? { ...valid, occurredAt: date } : valid),
+                )
               : keysOf(valid).length
                 ? fc.oneof(...mutations.map((m) => m(valid)))
                 : fc.constantFrom(
@@ -629,8 +655,21 @@ function requestArb(fn: Fn): fc.Arbitrary<Req> {
                     '{"__proto__":{"polluted":true}}',
                     '{"constructor":{"prototype":{}}}',
                   );
-      return body.map((b) => {
+      return body.map((raw) => {
         const headers: Record<string, string> = { ...extra };
+        let b = raw;
+        if (b !== undefined && squeeze !== 'none') {
+          const bytes = Buffer.isBuffer(b) ? b : Buffer.from(b);
+          b =
+            squeeze === 'gzip'
+              ? zlib.gzipSync(bytes)
+              : squeeze === 'deflate'
+                ? zlib.deflateSync(bytes)
+                : squeeze === 'br'
+                  ? zlib.brotliCompressSync(bytes)
+                  : SMALL_BOMB;
+          headers['content-encoding'] = squeeze === 'bomb' ? 'gzip' : squeeze;
+        }
         if (auth !== undefined) headers.authorization = headerSafe(auth);
         if (b !== undefined) headers['content-type'] = ct;
         return { fn, method, path, headers, ...(b !== undefined ? { body: b } : {}) };

@@ -3,6 +3,7 @@
  * to the functions served by the Functions Framework's CLI from the built artifact): gzip bombs,
  * HTTP details, and the suite's own credentials. No function may crash or restart during any of it.
  */
+import http from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { fnUrl, suite, token, workers } from './helpers.ts';
 import { gzipBomb } from './payloads.ts';
@@ -92,6 +93,44 @@ describe('HTTP details (finding 12)', () => {
     expect(res.status).toBe(415);
     expect((await res.json()).title).toBe('Unsupported Media Type');
   });
+});
+
+describe('slow bodies (finding 12)', () => {
+  it('three stalled bodies are each answered 408 problem+json within 30 s, and nothing restarts', async () => {
+    const before = await workers();
+    const url = new URL(fnUrl('ingestInteraction', '/'));
+    const started = Date.now();
+    const answers = await Promise.all(
+      [1, 2, 3].map(
+        () =>
+          new Promise<{ status: number; body: string }>((resolve, reject) => {
+            const req = http.request(
+              {
+                host: url.hostname,
+                port: url.port,
+                path: url.pathname,
+                method: 'POST',
+                headers: { 'content-type': 'application/json', 'content-length': '1000' },
+              },
+              (res) => {
+                let body = '';
+                res.on('data', (c) => (body += c));
+                res.on('end', () => resolve({ status: res.statusCode!, body }));
+              },
+            );
+            req.on('error', reject);
+            req.write('{"events":['); // and then nothing
+          }),
+      ),
+    );
+    for (const a of answers) {
+      expect(a.status).toBe(408);
+      expect(JSON.parse(a.body).title).toBe('Request Timeout');
+    }
+    expect(Date.now() - started).toBeLessThan(30_000);
+    const after = await workers();
+    for (const [name, w] of Object.entries(before)) expect(after[name]!.pid, name).toBe(w.pid);
+  }, 60_000);
 });
 
 describe('the suite requires its own credential (finding 16)', () => {
