@@ -142,7 +142,7 @@ describe('production boot: built artifact, framework CLI, Terraform environment'
         'the routed event',
       );
       expect(routed.orderingKey).toBe(student);
-      expect(JSON.stringify(routed.body)).toContain(ceId);
+      expect(routed.attributes['ce-id']).toBe(`${ceId}.triage`);
     } finally {
       await fn.stop();
       await agent.close();

@@ -52,10 +52,10 @@ afterAll(async () => {
 
 let seq = 0;
 /** A low quiz score: its ledger transaction writes two outbox rows, progress then struggle. */
-const quiz = (studentId: string) =>
+const quiz = (studentId: string, id = `${run}-${++seq}`) =>
   interactionEvent(
     {
-      id: `${run}-${++seq}`,
+      id,
       studentId,
       instanceId: 'inst-a',
       kind: 'quiz_answer',
@@ -64,6 +64,8 @@ const quiz = (studentId: string) =>
       payload: { quizId: 'q', correct: false, score: 0.2 },
     } as never,
     new Date(),
+    // a ce-id equal to the id (as for server-assigned ids), so this file's events are recognisable
+    id,
   );
 const rowsOf = (ev: LdrEvent) => [`${ev.id}.progress`, `${ev.id}.struggle.low_quiz_score`];
 

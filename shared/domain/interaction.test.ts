@@ -312,3 +312,16 @@ describe('interactionSchema', () => {
     expect(interactionSchema.safeParse({ ...r.events[0], more: 1 }).success).toBe(false);
   });
 });
+
+describe('validateBatch with hostile values (found by the fuzz suite)', () => {
+  it('a studentId object whose toString is not a function is a 400 field error, not a crash', () => {
+    const r = validateBatch(
+      JSON.parse(
+        '{"id":"a1","studentId":{"toString":""},"instanceId":"i","kind":"session","occurredAt":"2026-01-01T00:00:00Z","payload":{"action":"start"}}',
+      ),
+      { now: new Date('2026-01-01T00:01:00Z'), newId: () => 'x' },
+    );
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.errors.map((e) => e.path)).toContain('/studentId');
+  });
+});

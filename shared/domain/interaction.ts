@@ -277,7 +277,9 @@ export function validateBatch(body: unknown, opts: ValidateOptions): BatchResult
     // ids are scoped to the learner (SPEC §3): the same id for two learners names two events
     const id = isObject(raw) ? raw.id : undefined;
     if (typeof id === 'string' && ID_RE.test(id)) {
-      const key = `${String((raw as { studentId?: unknown }).studentId)}/${id}`;
+      // JSON.stringify, not String(): an unvalidated studentId may be any JSON value (an object whose
+      // toString is not a function would throw)
+      const key = `${JSON.stringify((raw as { studentId?: unknown }).studentId) ?? ''}/${id}`;
       const first = firstIndexOfId.get(key);
       if (first === undefined) firstIndexOfId.set(key, i);
       else
