@@ -1,6 +1,7 @@
 import { Duration, type Message, type PubSub, type Subscription } from '@google-cloud/pubsub';
 import type { Logger } from '../shared/log.ts';
 import type { Topology } from '../shared/topology.ts';
+import { compileFilter } from './filter.ts';
 
 /**
  * The push side of Pub/Sub, locally: pulls every function subscription of the topology and POSTs each
@@ -26,7 +27,7 @@ export interface BridgeOptions {
 
 export interface Bridge {
   stop(): Promise<void>;
-  stats(): { delivered: number; retried: number; deadLettered: number; inFlight: number };
+  stats(): { delivered: number; retried: number; deadLettered: number; inFlight: number; filtered: number };
 }
 
 export function startBridge(opts: BridgeOptions): Bridge {
@@ -35,7 +36,7 @@ export function startBridge(opts: BridgeOptions): Bridge {
   const minBackoff = opts.minBackoffMs ?? topology.defaults.minimumBackoffSeconds * 1000;
   const maxBackoff = opts.maxBackoffMs ?? topology.defaults.maximumBackoffSeconds * 1000;
   const deadLetter = pubsub.topic(topology.deadLetterTopic);
-  const stats = { delivered: 0, retried: 0, deadLettered: 0, inFlight: 0 };
+  const stats = { delivered: 0, retried: 0, deadLettered: 0, inFlight: 0, filtered: 0 };
   const subs: Subscription[] = [];
   let stopping = false;
   const timers = new Set<NodeJS.Timeout>();
@@ -56,6 +57,8 @@ export function startBridge(opts: BridgeOptions): Bridge {
       maxExtensionTime: Duration.from({ minutes: 30 }),
     });
     subs.push(sub);
+    // the emulator stores filters but ignores them; Pub/Sub acknowledges what a filter drops, unseen
+    const admits = spec.filter ? compileFilter(spec.filter) : () => true;
     const queues = new Map<string, Message[]>();
     const seen = new Set<string>();
 
@@ -162,6 +165,11 @@ export function startBridge(opts: BridgeOptions): Bridge {
 
     sub.on('message', (m: Message) => {
       if (seen.has(m.id)) return; // a redelivery of something already queued here
+      if (!admits(m.attributes)) {
+        stats.filtered++;
+        m.ack();
+        return;
+      }
       seen.add(m.id);
       stats.inFlight++;
       if (!m.orderingKey) {

@@ -101,6 +101,8 @@ export interface SuiteOptions {
   onProgress?: (line: string) => void;
   /** configuration values for the functions beyond the local ones (e.g. the bench's rate limits) */
   functionConfig?: Record<string, string>;
+  /** keep consumer subscriptions ordered, without retry back-off or dead-lettering (see provision.ts) */
+  orderedConsumers?: boolean;
 }
 
 export interface Suite {
@@ -264,7 +266,10 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     };
     const pubsub = new PubSub({ projectId, apiEndpoint: env.PUBSUB_EMULATOR_HOST });
     const pool = new pg.Pool({ connectionString: postgres.url, max: 2 });
-    await Promise.all([provisionTopology(pubsub, topology), migrate(pool).finally(() => pool.end())]);
+    await Promise.all([
+      provisionTopology(pubsub, topology, { orderedConsumers: opts.orderedConsumers }),
+      migrate(pool).finally(() => pool.end()),
+    ]);
     const firestore = new Firestore({ projectId, host: env.FIRESTORE_EMULATOR_HOST, ssl: false });
     let relays = new FilterRelays(pubsub);
     const registry = () => applyRegistry({ dataDir, topology, pubsub, firestore, relays });
@@ -357,7 +362,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       if (component === 'postgres') postgres = await startPostgres(ports.postgres, dataDir);
       if (component === 'pubsub') {
         pubsubEm = await startPubsubEmulator(ports.pubsub, dataDir);
-        await provisionTopology(pubsub, topology);
+        await provisionTopology(pubsub, topology, { orderedConsumers: opts.orderedConsumers });
         await relays.closeAll();
         relays = new FilterRelays(pubsub);
         await registry();
