@@ -24,10 +24,11 @@ export async function ensureSubscription(
   pubsub: PubSub,
   topology: Topology,
   spec: SubscriptionSpec,
-  opts: { retryOverOrder?: boolean } = {},
+  opts: { retryOverOrder?: boolean; backoffSeconds?: [number, number] } = {},
 ) {
   await ensureTopic(pubsub, spec.topic);
   const d = topology.defaults;
+  const [minBackoff, maxBackoff] = opts.backoffSeconds ?? [d.minimumBackoffSeconds, d.maximumBackoffSeconds];
   const ordered = spec.ordered && !opts.retryOverOrder;
   const deadLetter = !ordered && spec.deadLetter !== false && spec.topic !== topology.deadLetterTopic;
   await pubsub
@@ -37,8 +38,8 @@ export async function ensureSubscription(
       enableMessageOrdering: ordered,
       enableExactlyOnceDelivery: spec.exactlyOnce ?? false,
       retryPolicy: {
-        minimumBackoff: { seconds: d.minimumBackoffSeconds },
-        maximumBackoff: { seconds: d.maximumBackoffSeconds },
+        minimumBackoff: { seconds: Math.floor(minBackoff), nanos: Math.round((minBackoff % 1) * 1e9) },
+        maximumBackoff: { seconds: Math.floor(maxBackoff), nanos: Math.round((maxBackoff % 1) * 1e9) },
       },
       ...(spec.filter ? { filter: spec.filter } : {}),
       ...(deadLetter
@@ -61,13 +62,14 @@ export async function ensureSubscription(
 export async function provisionTopology(
   pubsub: PubSub,
   topology: Topology,
-  opts: { orderedConsumers?: boolean } = {},
+  opts: { orderedConsumers?: boolean; backoffSeconds?: [number, number] } = {},
 ) {
   await Promise.all(topology.topics.map((t) => ensureTopic(pubsub, t.name)));
   await Promise.all(
     topology.subscriptions.map((s) =>
       ensureSubscription(pubsub, topology, s, {
         retryOverOrder: Boolean(s.consumer) && !s.function && !opts.orderedConsumers,
+        backoffSeconds: opts.backoffSeconds,
       }),
     ),
   );

@@ -265,9 +265,20 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       ...opts.functionConfig,
     };
     const pubsub = new PubSub({ projectId, apiEndpoint: env.PUBSUB_EMULATOR_HOST });
+    // tests shorten the retry back-off of consumer subscriptions as they do the bridge's
+    const provisionOpts = {
+      orderedConsumers: opts.orderedConsumers,
+      backoffSeconds:
+        opts.bridgeMinBackoffMs === undefined
+          ? undefined
+          : ([
+              opts.bridgeMinBackoffMs / 1000,
+              (opts.bridgeMaxBackoffMs ?? opts.bridgeMinBackoffMs) / 1000,
+            ] as [number, number]),
+    };
     const pool = new pg.Pool({ connectionString: postgres.url, max: 2 });
     await Promise.all([
-      provisionTopology(pubsub, topology, { orderedConsumers: opts.orderedConsumers }),
+      provisionTopology(pubsub, topology, provisionOpts),
       migrate(pool).finally(() => pool.end()),
     ]);
     const firestore = new Firestore({ projectId, host: env.FIRESTORE_EMULATOR_HOST, ssl: false });
@@ -362,7 +373,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       if (component === 'postgres') postgres = await startPostgres(ports.postgres, dataDir);
       if (component === 'pubsub') {
         pubsubEm = await startPubsubEmulator(ports.pubsub, dataDir);
-        await provisionTopology(pubsub, topology, { orderedConsumers: opts.orderedConsumers });
+        await provisionTopology(pubsub, topology, provisionOpts);
         await relays.closeAll();
         relays = new FilterRelays(pubsub);
         await registry();

@@ -97,7 +97,7 @@ export function matches(dl: DeadLetter, sel: { all?: boolean; id?: string; subsc
  * Pulls everything currently on the dead-letter subscription, holding the leases (nothing is
  * acknowledged); `release` hands back what was not acknowledged.
  */
-export async function pullAll(pubsub: PubSub, subscription = DEADLETTER_SUBSCRIPTION) {
+export async function pullAll(pubsub: PubSub, subscription = DEADLETTER_SUBSCRIPTION, quietMs = 1500) {
   const config = await pubsub.getClientConfig();
   const client = new v1.SubscriberClient({
     ...config,
@@ -106,16 +106,20 @@ export async function pullAll(pubsub: PubSub, subscription = DEADLETTER_SUBSCRIP
   // getClientConfig resolves the project (from the credentials when not given)
   const path = `projects/${pubsub.projectId}/subscriptions/${subscription}`;
   const out: DeadLetter[] = [];
-  for (let empty = 0; empty < 2; ) {
+  // a pull may come back empty while messages exist (just released leases, server-side batching):
+  // the subscription counts as drained after pulls have been empty for quietMs
+  let lastGot = Date.now();
+  while (Date.now() - lastGot < quietMs) {
     const [res] = await client.pull(
       { subscription: path, maxMessages: 1000, returnImmediately: true },
       { timeout: 10_000 },
     );
     const got = res.receivedMessages ?? [];
     if (!got.length) {
-      empty++;
+      await new Promise((r) => setTimeout(r, 200));
       continue;
     }
+    lastGot = Date.now();
     for (const r of got) {
       const m = r.message!;
       const seconds = Number(m.publishTime?.seconds ?? 0);

@@ -104,4 +104,50 @@ describe('npm run deadletters', () => {
     // acknowledged on ops.deadletter once replayed
     expect((await cli('list')).stdout).not.toContain(`ce-id=${id}`);
   });
+
+  it('gives a consumer subscription the retry and dead-letter policy: deliveryAttempt counts, then ops.deadletter', async () => {
+    const marker = randomUUID();
+    await pubsub
+      .topic('learnflow.agent.debug')
+      .publishMessage({ data: Buffer.from('{}'), attributes: { 'ce-id': marker } });
+    const attempts: number[] = [];
+    const sub = pubsub.subscription('agent.debug');
+    sub.on('message', (m) => {
+      if (m.attributes['ce-id'] !== marker) return m.ack(); // earlier files' leftovers
+      attempts.push(m.deliveryAttempt);
+      m.nack();
+    });
+    try {
+      const dead = await eventually(
+        async () => {
+          const pulled = await pullAll(pubsub);
+          await pulled.release(pulled.messages.map((m) => m.ackId));
+          await pulled.close();
+          return pulled.messages.find((m: DeadLetter) => m.ceId === marker);
+        },
+        45_000,
+        'the nacked message to reach ops.deadletter',
+      );
+      expect(dead.source).toBe('agent.debug');
+      expect(dead.attempts).toBe(5);
+      expect(attempts.slice(0, 5)).toEqual([1, 2, 3, 4, 5]);
+    } finally {
+      await sub.close();
+    }
+    // a replay addressed to it comes back with a fresh count
+    const replayed = await cli('replay', '--id', marker);
+    expect(replayed.stdout).toContain('1 replayed, 0 failed');
+    const back = await new Promise<{ attempt: number; replayFor?: string }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the replay never reached agent.debug')), 30_000);
+      const again = pubsub.subscription('agent.debug');
+      again.on('message', (m) => {
+        m.ack();
+        if (m.attributes['ce-id'] !== marker) return;
+        clearTimeout(timer);
+        void again.close();
+        resolve({ attempt: m.deliveryAttempt, replayFor: m.attributes['ldr-replay-for'] });
+      });
+    });
+    expect(back).toEqual({ attempt: 1, replayFor: 'agent.debug' });
+  });
 });
