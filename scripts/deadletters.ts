@@ -1,15 +1,13 @@
 /**
  * `npm run deadletters -- list [--json]`
  * `npm run deadletters -- replay [--all | --id <messageId|ce-id>] [--subscription <name>]`
- * Against the running room (.ldr/suite.json), or a real project when GOOGLE_CLOUD_PROJECT is set and the
- * room is not running (application default credentials, no emulator host). See scripts/dead-letters.ts.
+ * Against the running room (.ldr/suite.json), or a real project with `--project <id>` (or
+ * GOOGLE_CLOUD_PROJECT when no room runs): application default credentials, no emulator host. See scripts/dead-letters.ts.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { PubSub } from '@google-cloud/pubsub';
 import { loadTopology } from '../shared/topology.ts';
 import { pullAll, replay } from './dead-letters.ts';
+import { defaultDataDir, pubsubFor } from './room.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -19,6 +17,7 @@ const { values, positionals } = parseArgs({
     subscription: { type: 'string' },
     json: { type: 'boolean' },
     'data-dir': { type: 'string' },
+    project: { type: 'string' },
   },
 });
 const fail = (msg: string, code = 2): never => {
@@ -31,20 +30,7 @@ if (action !== 'list' && action !== 'replay')
 if (action === 'replay' && !values.all && !values.id && !values.subscription)
   fail('replay needs --all, --id <messageId> or --subscription <name>');
 
-function pubsubFor(dataDir: string): PubSub {
-  const suiteFile = join(dataDir, 'suite.json');
-  if (existsSync(suiteFile) && !process.env.GOOGLE_CLOUD_PROJECT) {
-    const suite = JSON.parse(readFileSync(suiteFile, 'utf8'));
-    return new PubSub({ projectId: suite.projectId, apiEndpoint: suite.env.PUBSUB_EMULATOR_HOST });
-  }
-  if (!process.env.GOOGLE_CLOUD_PROJECT)
-    fail('the room is not running (no .ldr/suite.json) and GOOGLE_CLOUD_PROJECT is not set');
-  return new PubSub({ projectId: process.env.GOOGLE_CLOUD_PROJECT });
-}
-
-process.env.METADATA_SERVER_DETECTION ??= 'none';
-const dataDir = values['data-dir'] ?? join(new URL('..', import.meta.url).pathname, '.ldr');
-const pubsub = pubsubFor(dataDir);
+const pubsub = pubsubFor(values['data-dir'] ?? defaultDataDir(), 'deadletters', values.project);
 try {
   if (action === 'list') {
     const pulled = await pullAll(pubsub);
