@@ -23,6 +23,8 @@ export interface BridgeOptions {
   minBackoffMs?: number;
   maxBackoffMs?: number;
   concurrency?: number;
+  /** deliver only to these functions (the suite's --only); the other subscriptions keep their backlog */
+  functions?: string[];
 }
 
 export interface Bridge {
@@ -49,7 +51,9 @@ export function startBridge(opts: BridgeOptions): Bridge {
       timers.add(t);
     });
 
-  for (const spec of topology.subscriptions.filter((s) => s.function)) {
+  const served = (s: { function?: string }) =>
+    Boolean(s.function) && (!opts.functions || opts.functions.includes(s.function!));
+  for (const spec of topology.subscriptions.filter(served)) {
     const fn = spec.function!;
     const subscriptionPath = `projects/${opts.projectId}/subscriptions/${spec.name}`;
     const sub = pubsub.subscription(spec.name, {

@@ -10,6 +10,7 @@ import { createLogger } from '../shared/log.ts';
 import { migrate } from '../shared/migrate.ts';
 import { loadTopology } from '../shared/topology.ts';
 import { type Bridge, startBridge } from './bridge.ts';
+import { latestExport, persistFirestore } from './firestore-persist.ts';
 import { requireJava, startFirestoreEmulator, startPubsubEmulator } from './google.ts';
 import { startHost } from './host.ts';
 import { type DevIdentity, ensureIdentity, LOCAL_AUDIENCE, LOCAL_ISSUER } from './identity.ts';
@@ -103,6 +104,10 @@ export interface SuiteOptions {
   functionConfig?: Record<string, string>;
   /** keep consumer subscriptions ordered, without retry back-off or dead-lettering (see provision.ts) */
   orderedConsumers?: boolean;
+  /** keep Firestore across restarts under <dataDir>/firestore (npm start); tests start empty */
+  persist?: boolean;
+  /** start only these functions (`npm start -- --only a,b`); the others' subscriptions keep their backlog */
+  only?: string[];
 }
 
 export interface Suite {
@@ -179,6 +184,12 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
   for (const [what, port] of Object.entries(ports)) await assertPortFree(port, what);
 
   const topology = loadTopology();
+  const unknown = (opts.only ?? []).filter((n) => !topology.functions.some((f) => f.name === n));
+  if (unknown.length)
+    throw new Error(
+      `no function ${unknown.join(', ')}; the functions are ${topology.functions.map((f) => f.name).join(', ')}`,
+    );
+  const serve = topology.functions.filter((f) => !opts.only?.length || opts.only.includes(f.name));
   const functionUrl = (name: string) => `http://127.0.0.1:${ports.functions}/${projectId}/${region}/${name}`;
   const identity = await ensureIdentity(dataDir);
   const restToken = randomBytes(24).toString('hex');
@@ -194,7 +205,12 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
   try {
     const settled = await Promise.allSettled([
       startPubsubEmulator(ports.pubsub, dataDir),
-      startFirestoreEmulator(ports.firestore, dataDir, projectId),
+      startFirestoreEmulator(
+        ports.firestore,
+        dataDir,
+        projectId,
+        opts.persist ? latestExport(join(dataDir, 'firestore')) : undefined,
+      ),
       startPostgres(ports.postgres, dataDir),
       startRedisServer({ port: ports.redis, dir: join(dataDir, 'redis') }),
     ] as const);
@@ -213,6 +229,16 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
         await Promise.all([pubsubEm.stop(), firestoreEm.stop(), postgres.stop(), redis.stop()]);
       },
     });
+    // exported every 10 s after a write and at stop (stopped before the emulators: pushed after them)
+    const persistence = opts.persist
+      ? persistFirestore({
+          url: `http://127.0.0.1:${ports.firestore}`,
+          projectId,
+          dir: join(dataDir, 'firestore'),
+          log,
+        })
+      : undefined;
+    if (persistence) started.push({ stop: () => persistence.stop() });
     processes.pubsub = pubsubEm;
     processes.firestore = firestoreEm;
     processes.postgres = postgres;
@@ -292,7 +318,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       async () => undefined;
     const workers = new Map<string, Worker>();
     await Promise.all(
-      topology.functions.map(async (f) => {
+      serve.map(async (f) => {
         const w = await startWorker(
           f.name,
           await freePort(),
@@ -315,6 +341,9 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       log,
       admin: (method, path) => admin(method, path),
       adminToken,
+      onRequest: (method) => {
+        if (!['GET', 'HEAD', 'OPTIONS'].includes(method)) persistence?.markDirty();
+      },
     });
     started.push({ stop: () => new Promise<void>((r) => host.close(() => r())) });
     host.closeIdleConnections?.();
@@ -326,6 +355,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
         projectId,
         log,
         targetOf: (fn) => `${functionUrl(fn)}/`,
+        functions: serve.map((f) => f.name),
         minBackoffMs: opts.bridgeMinBackoffMs,
         maxBackoffMs: opts.bridgeMaxBackoffMs,
       });
@@ -347,6 +377,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       if (method === 'GET' && path === '/_ldr/bridge') return { status: 200, body: bridge.stats() };
       if (method === 'POST' && path === '/_ldr/registry/apply') {
         const reg = await registry();
+        persistence?.markDirty();
         return {
           status: 200,
           body: { partners: Object.keys(reg.partners), instances: Object.keys(reg.instances) },
@@ -384,7 +415,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     started.push({ stop: () => pubsub.close() });
 
     const endpoints: Record<string, string> = {};
-    for (const f of topology.functions) {
+    for (const f of serve) {
       endpoints[f.name] = f.trigger === 'https' ? functionUrl(f.name) : `pubsub ← ${f.topics?.join(', ')}`;
     }
     Object.assign(endpoints, {
