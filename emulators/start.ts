@@ -1,4 +1,5 @@
 /** `npm start`: the whole room on this machine until Ctrl-C. Data under .ldr/. */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { defaultPorts, startSuite } from './suite.ts';
@@ -20,6 +21,7 @@ try {
     ports: defaultPorts(),
     persist: true,
     only,
+    consolePort: JSON.parse(readFileSync(join(root, 'firebase.json'), 'utf8')).emulators.ui.port,
     orderedConsumers: process.env.LDR_ORDERED_CONSUMERS === '1',
     onProgress: (l) => say(`${l} (${((Date.now() - t0) / 1000).toFixed(1)} s)`),
   });

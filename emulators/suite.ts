@@ -10,6 +10,7 @@ import { createLogger } from '../shared/log.ts';
 import { migrate } from '../shared/migrate.ts';
 import { loadTopology } from '../shared/topology.ts';
 import { type Bridge, startBridge } from './bridge.ts';
+import { startConsole } from './console.ts';
 import { latestExport, persistFirestore } from './firestore-persist.ts';
 import { requireJava, startFirestoreEmulator, startPubsubEmulator } from './google.ts';
 import { startHost } from './host.ts';
@@ -108,6 +109,8 @@ export interface SuiteOptions {
   persist?: boolean;
   /** start only these functions (`npm start -- --only a,b`); the others' subscriptions keep their backlog */
   only?: string[];
+  /** serve the console (emulators/console.ts) on this port; firebase.json `ui` for npm start */
+  consolePort?: number;
 }
 
 export interface Suite {
@@ -135,6 +138,8 @@ export interface Worker {
   current(): Managed;
   /** resolves when the worker accepts connections again */
   ready(): Promise<void>;
+  /** how many times it was restarted after dying */
+  restarts(): number;
 }
 
 /** Ports of firebase.json, plus defaults for the pieces it does not declare. */
@@ -427,6 +432,20 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       redis: `redis://127.0.0.1:${ports.redis}`,
       'upstash-rest': rest.url,
     });
+    if (opts.consolePort !== undefined) {
+      const ui = await startConsole({
+        port: opts.consolePort,
+        pubsub,
+        topology,
+        projectId,
+        functionUrl,
+        workers: () => workers,
+        processes: () => ({ pubsub: pubsubEm, firestore: firestoreEm, postgres, redis }),
+        bridge: () => bridge.stats(),
+      });
+      started.push(ui);
+      endpoints.console = ui.url;
+    }
     // what `npm run partner|instance|demo` need to find this running suite
     const suiteFile = join(dataDir, 'suite.json');
     writeFileSync(
@@ -475,15 +494,20 @@ async function startWorker(
       if (stopped) return;
       log.warn({ fn: name, code }, 'function worker exited; restarting');
       setTimeout(() => {
-        if (!stopped) current = spawnOne();
+        if (!stopped) {
+          restarts++;
+          current = spawnOne();
+        }
       }, 100);
     });
     return m;
   };
+  let restarts = 0;
   let current = spawnOne();
   return {
     name,
     port,
+    restarts: () => restarts,
     current: () => ({
       ...current,
       stop: async () => {
