@@ -1,6 +1,7 @@
 import { Duration, type Message, type PubSub, type Subscription } from '@google-cloud/pubsub';
 import type { Logger } from '../shared/log.ts';
 import type { Topology } from '../shared/topology.ts';
+import { compileFilter } from './filter.ts';
 
 /**
  * The push side of Pub/Sub, locally: pulls every function subscription of the topology and POSTs each
@@ -22,11 +23,13 @@ export interface BridgeOptions {
   minBackoffMs?: number;
   maxBackoffMs?: number;
   concurrency?: number;
+  /** deliver only to these functions (the suite's --only); the other subscriptions keep their backlog */
+  functions?: string[];
 }
 
 export interface Bridge {
   stop(): Promise<void>;
-  stats(): { delivered: number; retried: number; deadLettered: number; inFlight: number };
+  stats(): { delivered: number; retried: number; deadLettered: number; inFlight: number; filtered: number };
 }
 
 export function startBridge(opts: BridgeOptions): Bridge {
@@ -35,7 +38,7 @@ export function startBridge(opts: BridgeOptions): Bridge {
   const minBackoff = opts.minBackoffMs ?? topology.defaults.minimumBackoffSeconds * 1000;
   const maxBackoff = opts.maxBackoffMs ?? topology.defaults.maximumBackoffSeconds * 1000;
   const deadLetter = pubsub.topic(topology.deadLetterTopic);
-  const stats = { delivered: 0, retried: 0, deadLettered: 0, inFlight: 0 };
+  const stats = { delivered: 0, retried: 0, deadLettered: 0, inFlight: 0, filtered: 0 };
   const subs: Subscription[] = [];
   let stopping = false;
   const timers = new Set<NodeJS.Timeout>();
@@ -48,7 +51,9 @@ export function startBridge(opts: BridgeOptions): Bridge {
       timers.add(t);
     });
 
-  for (const spec of topology.subscriptions.filter((s) => s.function)) {
+  const served = (s: { function?: string }) =>
+    Boolean(s.function) && (!opts.functions || opts.functions.includes(s.function!));
+  for (const spec of topology.subscriptions.filter(served)) {
     const fn = spec.function!;
     const subscriptionPath = `projects/${opts.projectId}/subscriptions/${spec.name}`;
     const sub = pubsub.subscription(spec.name, {
@@ -56,6 +61,8 @@ export function startBridge(opts: BridgeOptions): Bridge {
       maxExtensionTime: Duration.from({ minutes: 30 }),
     });
     subs.push(sub);
+    // the emulator stores filters but ignores them; Pub/Sub acknowledges what a filter drops, unseen
+    const admits = spec.filter ? compileFilter(spec.filter) : () => true;
     const queues = new Map<string, Message[]>();
     const seen = new Set<string>();
 
@@ -162,6 +169,11 @@ export function startBridge(opts: BridgeOptions): Bridge {
 
     sub.on('message', (m: Message) => {
       if (seen.has(m.id)) return; // a redelivery of something already queued here
+      if (!admits(m.attributes)) {
+        stats.filtered++;
+        m.ack();
+        return;
+      }
       seen.add(m.id);
       stats.inFlight++;
       if (!m.orderingKey) {

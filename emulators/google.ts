@@ -47,6 +47,8 @@ export async function startFirestoreEmulator(
   port: number,
   dataDir: string,
   projectId: string,
+  /** an export's `.overall_export_metadata` file to start from (see firestore-persist.ts) */
+  importData?: string,
 ): Promise<Managed> {
   const jar = join(sdkRoot(), 'platform/cloud-firestore-emulator/cloud-firestore-emulator.jar');
   requireFile(jar, 'Firestore emulator', 'install the Google Cloud SDK component cloud-firestore-emulator');
@@ -57,6 +59,7 @@ export async function startFirestoreEmulator(
     '--host=127.0.0.1',
     `--port=${port}`,
     `--project_id=${projectId}`,
+    ...(importData ? [`--import-data=${importData}`] : []),
   ];
   const p = startProcess('firestore-emulator', 'java', args, { dataDir });
   await Promise.race([

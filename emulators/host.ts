@@ -21,6 +21,8 @@ export function startHost(opts: {
   admin?: (method: string, path: string) => Promise<{ status: number; body: unknown } | undefined>;
   /** bearer token the admin routes require */
   adminToken?: string;
+  /** called for every request forwarded to a function (the suite marks Firestore dirty on writes) */
+  onRequest?: (method: string, fn: string) => void;
 }): Promise<http.Server> {
   const prefix = `/${opts.projectId}/${opts.region}/`;
   const problem = (res: http.ServerResponse, status: number, detail: string) => {
@@ -59,6 +61,7 @@ export function startHost(opts: {
     const fn = rest.split(/[/?]/, 1)[0]!;
     const port = opts.workerPort(fn);
     if (!port) return problem(res, 404, `no function named ${fn}`);
+    opts.onRequest?.(req.method ?? 'GET', fn);
     let path = rest.slice(fn.length);
     if (!path.startsWith('/')) path = `/${path}`;
     // Like Cloud Run's front end: the request is held while the function's instance (re)starts (the body

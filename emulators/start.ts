@@ -1,6 +1,14 @@
 /** `npm start`: the whole room on this machine until Ctrl-C. Data under .ldr/. */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { defaultPorts, startSuite } from './suite.ts';
+
+const { values } = parseArgs({ options: { only: { type: 'string' } } });
+const only = values.only
+  ?.split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
 
 const root = new URL('..', import.meta.url).pathname;
 process.env.METADATA_SERVER_DETECTION ??= 'none';
@@ -11,6 +19,10 @@ try {
   const suite = await startSuite({
     dataDir: join(root, '.ldr'),
     ports: defaultPorts(),
+    persist: true,
+    only,
+    consolePort: JSON.parse(readFileSync(join(root, 'firebase.json'), 'utf8')).emulators.ui.port,
+    orderedConsumers: process.env.LDR_ORDERED_CONSUMERS === '1',
     onProgress: (l) => say(`${l} (${((Date.now() - t0) / 1000).toFixed(1)} s)`),
   });
   say('endpoints:');

@@ -11,6 +11,8 @@ import { createLogger } from '../shared/log.ts';
 import { migrate } from '../shared/migrate.ts';
 import { loadTopology } from '../shared/topology.ts';
 import { type Bridge, startBridge } from './bridge.ts';
+import { startConsole } from './console.ts';
+import { latestExport, persistFirestore } from './firestore-persist.ts';
 import { requireJava, startFirestoreEmulator, startPubsubEmulator } from './google.ts';
 import { startHost } from './host.ts';
 import { type DevIdentity, ensureIdentity, LOCAL_AUDIENCE, LOCAL_ISSUER } from './identity.ts';
@@ -102,6 +104,14 @@ export interface SuiteOptions {
   onProgress?: (line: string) => void;
   /** configuration values for the functions beyond the local ones (e.g. the bench's rate limits) */
   functionConfig?: Record<string, string>;
+  /** keep consumer subscriptions ordered, without retry back-off or dead-lettering (see provision.ts) */
+  orderedConsumers?: boolean;
+  /** keep Firestore across restarts under <dataDir>/firestore (npm start); tests start empty */
+  persist?: boolean;
+  /** start only these functions (`npm start -- --only a,b`); the others' subscriptions keep their backlog */
+  only?: string[];
+  /** serve the console (emulators/console.ts) on this port; firebase.json `ui` for npm start */
+  consolePort?: number;
 }
 
 export interface Suite {
@@ -129,6 +139,8 @@ export interface Worker {
   current(): Managed;
   /** resolves when the worker accepts connections again */
   ready(): Promise<void>;
+  /** how many times it was restarted after dying */
+  restarts(): number;
 }
 
 /** Ports of firebase.json, plus defaults for the pieces it does not declare. */
@@ -178,6 +190,12 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
   for (const [what, port] of Object.entries(ports)) await assertPortFree(port, what);
 
   const topology = loadTopology();
+  const unknown = (opts.only ?? []).filter((n) => !topology.functions.some((f) => f.name === n));
+  if (unknown.length)
+    throw new Error(
+      `no function ${unknown.join(', ')}; the functions are ${topology.functions.map((f) => f.name).join(', ')}`,
+    );
+  const serve = topology.functions.filter((f) => !opts.only?.length || opts.only.includes(f.name));
   const functionUrl = (name: string) => `http://127.0.0.1:${ports.functions}/${projectId}/${region}/${name}`;
   const identity = await ensureIdentity(dataDir);
   const restToken = randomBytes(24).toString('hex');
@@ -193,7 +211,12 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
   try {
     const settled = await Promise.allSettled([
       startPubsubEmulator(ports.pubsub, dataDir),
-      startFirestoreEmulator(ports.firestore, dataDir, projectId),
+      startFirestoreEmulator(
+        ports.firestore,
+        dataDir,
+        projectId,
+        opts.persist ? latestExport(join(dataDir, 'firestore')) : undefined,
+      ),
       startPostgres(ports.postgres, dataDir),
       startRedisServer({ port: ports.redis, dir: join(dataDir, 'redis') }),
     ] as const);
@@ -212,6 +235,16 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
         await Promise.all([pubsubEm.stop(), firestoreEm.stop(), postgres.stop(), redis.stop()]);
       },
     });
+    // exported every 10 s after a write and at stop (stopped before the emulators: pushed after them)
+    const persistence = opts.persist
+      ? persistFirestore({
+          url: `http://127.0.0.1:${ports.firestore}`,
+          projectId,
+          dir: join(dataDir, 'firestore'),
+          log,
+        })
+      : undefined;
+    if (persistence) started.push({ stop: () => persistence.stop() });
     processes.pubsub = pubsubEm;
     processes.firestore = firestoreEm;
     processes.postgres = postgres;
@@ -266,8 +299,22 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       ...opts.functionConfig,
     };
     const pubsub = new PubSub({ projectId, apiEndpoint: env.PUBSUB_EMULATOR_HOST });
+    // tests shorten the retry back-off of consumer subscriptions as they do the bridge's
+    const provisionOpts = {
+      orderedConsumers: opts.orderedConsumers,
+      backoffSeconds:
+        opts.bridgeMinBackoffMs === undefined
+          ? undefined
+          : ([
+              opts.bridgeMinBackoffMs / 1000,
+              (opts.bridgeMaxBackoffMs ?? opts.bridgeMinBackoffMs) / 1000,
+            ] as [number, number]),
+    };
     const pool = new pg.Pool({ connectionString: postgres.url, max: 2 });
-    await Promise.all([provisionTopology(pubsub, topology), migrate(pool).finally(() => pool.end())]);
+    await Promise.all([
+      provisionTopology(pubsub, topology, provisionOpts),
+      migrate(pool).finally(() => pool.end()),
+    ]);
     const firestore = new Firestore({ projectId, host: env.FIRESTORE_EMULATOR_HOST, ssl: false });
     let relays = new FilterRelays(pubsub);
     const registry = () => applyRegistry({ dataDir, topology, pubsub, firestore, relays });
@@ -279,7 +326,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       async () => undefined;
     const workers = new Map<string, Worker>();
     await Promise.all(
-      topology.functions.map(async (f) => {
+      serve.map(async (f) => {
         const w = await startWorker(
           f.name,
           await freePort(),
@@ -302,6 +349,9 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       log,
       admin: (method, path) => admin(method, path),
       adminToken,
+      onRequest: (method) => {
+        if (!['GET', 'HEAD', 'OPTIONS'].includes(method)) persistence?.markDirty();
+      },
     });
     started.push({ stop: () => new Promise<void>((r) => host.close(() => r())) });
     host.closeIdleConnections?.();
@@ -313,6 +363,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
         projectId,
         log,
         targetOf: (fn) => `${functionUrl(fn)}/`,
+        functions: serve.map((f) => f.name),
         minBackoffMs: opts.bridgeMinBackoffMs,
         maxBackoffMs: opts.bridgeMaxBackoffMs,
       });
@@ -351,6 +402,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       if (method === 'GET' && path === '/_ldr/bridge') return { status: 200, body: bridge.stats() };
       if (method === 'POST' && path === '/_ldr/registry/apply') {
         const reg = await registry();
+        persistence?.markDirty();
         return {
           status: 200,
           body: { partners: Object.keys(reg.partners), instances: Object.keys(reg.instances) },
@@ -377,7 +429,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       if (component === 'postgres') postgres = await startPostgres(ports.postgres, dataDir);
       if (component === 'pubsub') {
         pubsubEm = await startPubsubEmulator(ports.pubsub, dataDir);
-        await provisionTopology(pubsub, topology);
+        await provisionTopology(pubsub, topology, provisionOpts);
         await relays.closeAll();
         relays = new FilterRelays(pubsub);
         await registry();
@@ -388,7 +440,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     started.push({ stop: () => pubsub.close() });
 
     const endpoints: Record<string, string> = {};
-    for (const f of topology.functions) {
+    for (const f of serve) {
       endpoints[f.name] = f.trigger === 'https' ? functionUrl(f.name) : `pubsub ← ${f.topics?.join(', ')}`;
     }
     Object.assign(endpoints, {
@@ -400,6 +452,20 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       redis: `redis://127.0.0.1:${ports.redis}`,
       'upstash-rest': rest.url,
     });
+    if (opts.consolePort !== undefined) {
+      const ui = await startConsole({
+        port: opts.consolePort,
+        pubsub,
+        topology,
+        projectId,
+        functionUrl,
+        workers: () => workers,
+        processes: () => ({ pubsub: pubsubEm, firestore: firestoreEm, postgres, redis }),
+        bridge: () => bridge.stats(),
+      });
+      started.push(ui);
+      endpoints.console = ui.url;
+    }
     // what `npm run partner|instance|demo` need to find this running suite
     const suiteFile = join(dataDir, 'suite.json');
     writeFileSync(
@@ -448,15 +514,20 @@ async function startWorker(
       if (stopped) return;
       log.warn({ fn: name, code }, 'function worker exited; restarting');
       setTimeout(() => {
-        if (!stopped) current = spawnOne();
+        if (!stopped) {
+          restarts++;
+          current = spawnOne();
+        }
       }, 100);
     });
     return m;
   };
+  let restarts = 0;
   let current = spawnOne();
   return {
     name,
     port,
+    restarts: () => restarts,
     current: () => ({
       ...current,
       stop: async () => {

@@ -2,9 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Message, PubSub } from '@google-cloud/pubsub';
+import { compileFilter } from '../emulators/filter.ts';
 import { ensureIdentity, mintToken } from '../emulators/identity.ts';
 import { upsertInstance, upsertPartner } from '../emulators/registry.ts';
-import { clientEventId } from '../shared/events.ts';
+import { clientEventId, TOPICS } from '../shared/events.ts';
+import { instanceSubscription, loadTopology, partnerNames } from '../shared/topology.ts';
 
 /**
  * The seed's flow, step by step, against a running room (its `<dataDir>/suite.json`). Every hop is
@@ -35,11 +37,16 @@ export async function runDemo(
   const slug = 'acme-learning';
   const instance = 'school-1';
   let n = 0;
+  /** the last request sent, for the step's line */
+  let sent: string | undefined;
+  /** one line per step: what it did, then the request sent or the event seen */
   const step = async <T>(title: string, fn: () => Promise<T>): Promise<T> => {
     const t0 = Date.now();
+    sent = undefined;
     try {
       const v = await fn();
-      say(`✓ ${++n}. ${title} (${Date.now() - t0} ms)`);
+      const detail = typeof v === 'string' ? `seen ${v}` : sent;
+      say(`✓ ${++n}. ${title}${detail ? ` — ${detail}` : ''} (${Date.now() - t0} ms)`);
       return v;
     } catch (err) {
       say(`✗ ${++n}. ${title}: ${(err as Error).message}`);
@@ -53,16 +60,23 @@ export async function runDemo(
       body: body ? JSON.stringify(body) : undefined,
     });
     const json = await res.json().catch(() => undefined);
+    sent = `${method} ${url.replace(base, '')} → ${res.status}`;
     if (!res.ok) throw new Error(`${method} ${url} → ${res.status} ${JSON.stringify(json)}`);
     return json;
   };
-  /** waits for the first message on a subscription that matches, acking what it reads */
-  const receive = (subscription: string, match: (m: Message) => boolean, timeoutMs = 20_000) =>
-    new Promise<Message>((resolve, reject) => {
-      const sub = pubsub.subscription(subscription);
+  /**
+   * Watches a topic through a subscription of the demo's own (created now, deleted at the end), so the
+   * demo never takes a message from another consumer's subscription. Resolves with the first match.
+   */
+  const temps: string[] = [];
+  const watch = async (topic: string, match: (m: Message) => boolean, timeoutMs = 60_000) => {
+    const name = `demo.${run}.${temps.length + 1}`;
+    const [sub] = await pubsub.topic(topic).createSubscription(name, { ackDeadlineSeconds: 60 });
+    temps.push(name);
+    const arrived = new Promise<Message>((resolve, reject) => {
       const timer = setTimeout(() => {
         void sub.close();
-        reject(new Error(`nothing matching arrived on ${subscription} within ${timeoutMs} ms`));
+        reject(new Error(`nothing matching arrived on ${topic} within ${timeoutMs} ms`));
       }, timeoutMs);
       sub.on('message', (m: Message) => {
         m.ack();
@@ -76,6 +90,10 @@ export async function runDemo(
         reject(err);
       });
     });
+    arrived.catch(() => {});
+    return { arrived }; // wrapped: an async function returning the promise itself would wait for it
+  };
+  const seen = (m: Message) => `ce-id=${m.attributes['ce-id']} type=${m.attributes['ce-type']}`;
 
   try {
     await step(
@@ -88,17 +106,22 @@ export async function runDemo(
           instances: [instance],
           sponsors: ['acme'],
         });
-        const res = await fetch(`${admin}/registry/apply`, { method: 'POST' });
+        const res = await fetch(`${admin}/registry/apply`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${suite.env.LDR_ADMIN_TOKEN}` },
+        });
+        sent = `POST /_ldr/registry/apply → ${res.status}`;
         if (!res.ok) throw new Error(`registry apply → ${res.status}`);
       },
     );
 
     const platform = await mintToken(identity, { sub: 'content-engine', role: 'platform' });
     const contentId = `lesson-${run}`;
-    const contentArrived = receive(
-      `instance.${instance}.content`,
+    const { arrived: contentArrived } = await watch(
+      'learnflow.content.published',
       (m) => m.attributes['ce-id'] === `${contentId}@1`,
     );
+    const admitsInstance = compileFilter(instanceSubscription(loadTopology(), instance).filter ?? '');
     await step('the platform publishes a sponsored lesson to the instance', () =>
       http('POST', `${base}/publishContent`, platform, {
         contentId,
@@ -111,12 +134,22 @@ export async function runDemo(
         body: { markdown: '# for-loops' },
       }),
     );
-    await step(`the app-instance receives it on instance.${instance}.content`, () => contentArrived);
+    await step(`the app-instance receives it on instance.${instance}.content`, async () => {
+      const m = await contentArrived;
+      if (!admitsInstance(m.attributes))
+        throw new Error(`instance.${instance}.content's filter drops ${seen(m)}`);
+      return seen(m);
+    });
 
     const student = await mintToken(identity, { sub: studentId, role: 'student', instance });
     const interactionId = `demo-${run}`;
     const eventId = clientEventId(studentId, interactionId);
-    const memory = receive('memory.interactions', (m) => m.attributes['ce-id'] === eventId);
+    const { arrived: memory } = await watch(TOPICS.interaction, (m) => m.attributes['ce-id'] === eventId);
+    // the partner's copy, seen through the demo's own subscription on the partner's topic
+    const { arrived: partnerCopy } = await watch(
+      partnerNames(loadTopology(), slug).topic,
+      (x) => x.attributes['ce-id'] === eventId,
+    );
     await step(`learner ${studentId} answers a quiz in the app`, () =>
       http('POST', `${base}/ingestInteraction`, student, {
         id: interactionId,
@@ -130,8 +163,8 @@ export async function runDemo(
       }),
     );
     await step(
-      'the interaction is published and the memory service receives it (memory.interactions)',
-      () => memory,
+      `the interaction is published on ${TOPICS.interaction} (what memory.interactions delivers)`,
+      async () => seen(await memory),
     );
 
     const mastery = await step('progress is updated (progressApi)', async () => {
@@ -143,6 +176,7 @@ export async function runDemo(
         if (res.ok) {
           const body = await res.json();
           const t = body.topics?.find((x: { topic: string }) => x.topic === 'python.loops');
+          sent = `GET /progressApi/students/${studentId} → ${res.status}`;
           if (t) return t.mastery as number;
         }
         if (Date.now() > deadline) throw new Error(`no progress after 20 s (last status ${res.status})`);
@@ -172,9 +206,10 @@ export async function runDemo(
       },
     );
     const copy = await step(
-      `the partner receives it with the official Pub/Sub client on partner.${slug}.pull`,
+      `the partner's scoped copy is on partner.${slug}.events (official Pub/Sub client)`,
       async () => {
-        const m = await receive(`partner.${slug}.pull`, (x) => x.attributes['ce-id'] === eventId);
+        const m = await partnerCopy;
+        sent = `seen ${seen(m)} orderingKey=${m.orderingKey || '-'}`;
         return { attributes: m.attributes, data: JSON.parse(m.data.toString()) } as Record<string, unknown>;
       },
     );
@@ -187,6 +222,14 @@ export async function runDemo(
     });
     return { studentId, interactionId, eventId, contentId, mastery, partnerCopy: copy, partnerHttpCopy };
   } finally {
+    await Promise.all(
+      temps.map((t) =>
+        pubsub
+          .subscription(t)
+          .delete()
+          .catch(() => {}),
+      ),
+    );
     await pubsub.close();
   }
 }

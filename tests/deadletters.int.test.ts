@@ -1,0 +1,153 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type DeadLetter, pullAll } from '../scripts/dead-letters.ts';
+import { toMessage } from '../shared/cloudevents.ts';
+import { type Interaction, interactionSchema } from '../shared/domain/interaction.ts';
+import { interactionEvent, TOPICS } from '../shared/events.ts';
+import { eventually, fnUrl, pubsubClient, suite, token } from './helpers.ts';
+
+/**
+ * `npm run deadletters`: an interaction dead-lettered from fn.updateProgress.interaction is listed with
+ * its source subscription and attempts, and `replay --all` gets it applied — reaching
+ * fn.updateProgress.interaction only, not the other subscriptions of the interaction topic.
+ */
+const run = promisify(execFile);
+const root = fileURLToPath(new URL('..', import.meta.url));
+const cli = async (...args: string[]) => {
+  const env = { ...process.env };
+  delete env.GOOGLE_CLOUD_PROJECT;
+  delete env.PUBSUB_EMULATOR_HOST;
+  return run(
+    process.execPath,
+    ['--import', 'tsx', 'scripts/deadletters.ts', ...args, '--data-dir', suite().dataDir],
+    { cwd: root, env, timeout: 60_000 },
+  );
+};
+const admin = (method: string, path: string) =>
+  fetch(`http://127.0.0.1:${suite().ports.functions}/_ldr${path}`, {
+    method,
+    headers: { authorization: `Bearer ${suite().env.LDR_ADMIN_TOKEN}` },
+  });
+const pubsub = pubsubClient();
+
+afterAll(async () => {
+  await pubsub.close();
+});
+
+describe('npm run deadletters', () => {
+  it('lists a message dead-lettered from fn.updateProgress.interaction and replay --all applies it', async () => {
+    const studentId = `dl-${randomUUID().slice(0, 8)}`;
+    const id = `dl-int-${randomUUID()}`;
+    const interaction = interactionSchema.parse({
+      id,
+      studentId,
+      instanceId: 'school-dl',
+      kind: 'quiz_answer',
+      occurredAt: new Date(Date.now() - 60_000).toISOString(),
+      topic: 'python.loops',
+      payload: { quizId: 'q1', correct: true, score: 0.9 },
+    }) as Interaction;
+    // what Pub/Sub's dead-letter policy forwards after five failed pushes to updateProgress (the bridge
+    // does exactly this locally; updateProgress waits a PostgreSQL outage out for minutes per attempt)
+    const msg = toMessage(interactionEvent(interaction, new Date()));
+    await pubsub.topic(TOPICS.deadLetter).publishMessage({
+      data: msg.data,
+      attributes: {
+        ...msg.attributes,
+        CloudPubSubDeadLetterSourceDeliveryCount: '5',
+        CloudPubSubDeadLetterSourceSubscription: 'fn.updateProgress.interaction',
+        CloudPubSubDeadLetterSourceSubscriptionProject: suite().projectId,
+        CloudPubSubDeadLetterSourceTopicPublishTime: new Date().toISOString(),
+      },
+    });
+
+    await eventually(
+      async () => {
+        const pulled = await pullAll(pubsub);
+        await pulled.release(pulled.messages.map((m) => m.ackId));
+        await pulled.close();
+        return pulled.messages.find((m: DeadLetter) => m.ceId === id);
+      },
+      20_000,
+      'the dead letter on ops.deadletter',
+    );
+    const listed = await cli('list');
+    const line = listed.stdout.split('\n').find((l) => l.includes(`ce-id=${id}`));
+    expect(line, listed.stdout).toContain('from=fn.updateProgress.interaction');
+    expect(line).toContain('attempts=5');
+    expect(line).toContain('type=learnflow.interaction.v1');
+
+    const before = (await (await admin('GET', '/bridge')).json()) as { filtered: number };
+    const replayed = await cli('replay', '--all');
+    expect(replayed.stdout).toMatch(/\d+ replayed, 0 failed/);
+    expect(replayed.stdout).toContain(`ce-id ${id}`);
+
+    const platform = await token({ sub: 'platform-svc', role: 'platform' });
+    const history = await eventually(
+      async () => {
+        const r = await fetch(fnUrl('progressApi', `/students/${studentId}/history?limit=10`), {
+          headers: { authorization: `Bearer ${platform}` },
+        });
+        const body = (await r.json()) as { items?: Array<{ id: string }> };
+        return r.status === 200 && body.items?.length ? body.items : undefined;
+      },
+      45_000,
+      'the replayed interaction to be applied',
+    );
+    expect(history.map((i) => i.id)).toEqual([id]);
+    // the other subscriptions of the interaction topic dropped the replay (their filter), unseen by their functions
+    const after = (await (await admin('GET', '/bridge')).json()) as { filtered: number };
+    expect(after.filtered - before.filtered).toBeGreaterThanOrEqual(2);
+    // acknowledged on ops.deadletter once replayed
+    expect((await cli('list')).stdout).not.toContain(`ce-id=${id}`);
+  });
+
+  it('gives a consumer subscription the retry and dead-letter policy: deliveryAttempt counts, then ops.deadletter', async () => {
+    const marker = randomUUID();
+    await pubsub
+      .topic('learnflow.agent.debug')
+      .publishMessage({ data: Buffer.from('{}'), attributes: { 'ce-id': marker } });
+    const attempts: number[] = [];
+    const sub = pubsub.subscription('agent.debug');
+    sub.on('message', (m) => {
+      if (m.attributes['ce-id'] !== marker) return m.ack(); // earlier files' leftovers
+      attempts.push(m.deliveryAttempt);
+      m.nack();
+    });
+    try {
+      const dead = await eventually(
+        async () => {
+          const pulled = await pullAll(pubsub);
+          await pulled.release(pulled.messages.map((m) => m.ackId));
+          await pulled.close();
+          return pulled.messages.find((m: DeadLetter) => m.ceId === marker);
+        },
+        45_000,
+        'the nacked message to reach ops.deadletter',
+      );
+      expect(dead.source).toBe('agent.debug');
+      expect(dead.attempts).toBe(5);
+      expect(attempts.slice(0, 5)).toEqual([1, 2, 3, 4, 5]);
+    } finally {
+      await sub.close();
+    }
+    // a replay addressed to it comes back with a fresh count
+    const replayed = await cli('replay', '--id', marker);
+    expect(replayed.stdout).toContain('1 replayed, 0 failed');
+    const back = await new Promise<{ attempt: number; replayFor?: string }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the replay never reached agent.debug')), 30_000);
+      const again = pubsub.subscription('agent.debug');
+      again.on('message', (m) => {
+        m.ack();
+        if (m.attributes['ce-id'] !== marker) return;
+        clearTimeout(timer);
+        void again.close();
+        resolve({ attempt: m.deliveryAttempt, replayFor: m.attributes['ldr-replay-for'] });
+      });
+    });
+    expect(back).toEqual({ attempt: 1, replayFor: 'agent.debug' });
+  });
+});
