@@ -557,7 +557,10 @@ describe('the partner room (custom URL)', () => {
       },
     });
     expect(Object.keys(r.body.schemas)).toEqual([...mirroredTypes]);
-    const schema = await fetch(fnUrl('partnerRoom', r.body.schemas['learnflow.interaction.v1']), {
+    // schema links are absolute (PUBLIC_BASE_URL): a partner follows them as they are
+    for (const link of Object.values(r.body.schemas) as string[])
+      expect(link).toMatch(new RegExp(`^${fnUrl('partnerRoom')}/p/${A.slug}/schemas/`));
+    const schema = await fetch(r.body.schemas['learnflow.interaction.v1'], {
       headers: { authorization: `Bearer ${tokenA}` },
     });
     expect(schema.status).toBe(200);
@@ -566,11 +569,11 @@ describe('the partner room (custom URL)', () => {
     expect(text).toContain('"learnerRef"');
     expect(text).not.toContain('"studentId"');
     expect(text).not.toMatch(/"(text|code|errorMessage)"/);
-    const progress = await fetch(fnUrl('partnerRoom', r.body.schemas['learnflow.progress.updated.v1']), {
+    const progress = await fetch(r.body.schemas['learnflow.progress.updated.v1'], {
       headers: { authorization: `Bearer ${tokenA}` },
     });
     expect(progress.status).toBe(200);
-    const foreign = await fetch(fnUrl('partnerRoom', r.body.schemas['learnflow.progress.updated.v1']), {
+    const foreign = await fetch(r.body.schemas['learnflow.progress.updated.v1'], {
       headers: { authorization: `Bearer ${tokenB}` },
     });
     expect(foreign.status).toBe(404);
