@@ -42,15 +42,21 @@ export async function startMetadataServer(opts: {
     };
     const signBlob = /^\/v1\/projects\/-\/serviceAccounts\/([^/]+):signBlob$/.exec(path);
     if (req.method === 'POST' && signBlob) {
-      if (req.headers.authorization !== `Bearer ${opts.accessToken}`) return send(401, '{"error":"unauthenticated"}');
-      if (decodeURIComponent(signBlob[1]!) !== opts.clientEmail) return send(403, '{"error":"not this account"}');
+      if (req.headers.authorization !== `Bearer ${opts.accessToken}`)
+        return send(401, '{"error":"unauthenticated"}');
+      if (decodeURIComponent(signBlob[1]!) !== opts.clientEmail)
+        return send(403, '{"error":"not this account"}');
       let raw = '';
       req.on('data', (c) => (raw += c));
       req.on('end', () => {
         try {
           const { payload } = JSON.parse(raw) as { payload: string };
           const signed = createSign('RSA-SHA256').update(Buffer.from(payload, 'base64')).sign(key);
-          send(200, JSON.stringify({ keyId: 'local', signedBlob: signed.toString('base64') }), 'application/json');
+          send(
+            200,
+            JSON.stringify({ keyId: 'local', signedBlob: signed.toString('base64') }),
+            'application/json',
+          );
         } catch {
           send(400, '{"error":"payload must be base64 in JSON"}');
         }

@@ -16,6 +16,7 @@ import { latestExport, persistFirestore } from './firestore-persist.ts';
 import { requireJava, startFirestoreEmulator, startPubsubEmulator } from './google.ts';
 import { startHost } from './host.ts';
 import { type DevIdentity, ensureIdentity, LOCAL_AUDIENCE, LOCAL_ISSUER } from './identity.ts';
+import { startMetadataServer } from './metadata.ts';
 import { startPostgres } from './postgres.ts';
 import {
   assertPortFree,
@@ -59,7 +60,7 @@ const EMULATOR_VARS = [
   'PUBSUB_EMULATOR_HOST',
   'FIRESTORE_EMULATOR_HOST',
   'STORAGE_EMULATOR_HOST',
-  'METADATA_SERVER_DETECTION',
+  'GCE_METADATA_HOST',
   'GCLOUD_PROJECT',
 ];
 
@@ -79,6 +80,8 @@ export function functionEnv(name: string, values: Record<string, string>): NodeJ
     NODE_ENV: 'production',
   };
   for (const k of [...spec.env, ...EMULATOR_VARS]) if (values[k] !== undefined) env[k] = values[k];
+  // Application Default Credentials come from the local metadata server, as on Cloud Run from its own
+  env.METADATA_SERVER_DETECTION = values.GCE_METADATA_HOST ? 'assume-present' : 'none';
   if (process.env.LOG_LEVEL && spec.env.includes('LOG_LEVEL')) env.LOG_LEVEL = process.env.LOG_LEVEL;
   return env;
 }
@@ -253,6 +256,16 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     started.push(rest);
 
     const signer = await ensureServiceAccountKey(join(dataDir, 'identity'), { projectId });
+    // Application Default Credentials as on Cloud Run: a metadata server hands each function an access
+    // token (which the storage emulator accepts) and signs blobs for lfsProxy's V4 URLs (LFS_SIGNER=iam)
+    const functionAccessToken = randomBytes(24).toString('hex');
+    const metadata = await startMetadataServer({
+      projectId,
+      clientEmail: signer.clientEmail,
+      privateKeyPem: signer.privateKeyPem,
+      accessToken: functionAccessToken,
+    });
+    started.push(metadata);
     const notifier = new PubSub({ projectId, apiEndpoint: `127.0.0.1:${ports.pubsub}` });
     const storage = await startStorageEmulator({
       port: ports.storage,
@@ -261,6 +274,8 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       signers: [{ clientEmail: signer.clientEmail, publicKeyPem: signer.publicKeyPem }],
       // the bucket's CORS, from the same file Terraform sets on the bucket
       cors: { origins: LOCAL_CORS_ORIGINS.split(','), rules: bucketCors.cors },
+      // the JSON API needs credentials, as Cloud Storage does: the suite's token or a function's
+      auth: { tokens: [adminToken, functionAccessToken] },
       notify: async (n) => {
         await notifier.topic(n.topic).publishMessage({ data: n.data, attributes: n.attributes });
       },
@@ -270,7 +285,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     // the artifacts bucket exists from the start, as Terraform creates it in production (lfsProxy's health checks it)
     const bucket = await fetch(`${storage.url}/storage/v1/b?project=${projectId}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` },
       body: JSON.stringify({ name: LFS_BUCKET }),
     });
     if (!bucket.ok && bucket.status !== 409)
@@ -278,10 +293,14 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
 
     const env: Record<string, string> = {
       LFS_BUCKET,
-      LFS_SIGNER: 'key',
+      // production's signer: IAM signBlob (here: the metadata server's), no key file in any function
+      LFS_SIGNER: 'iam',
+      LFS_SIGNING_ENDPOINT: metadata.signingEndpoint,
+      GCE_METADATA_HOST: metadata.host,
       CORS_ORIGINS: LOCAL_CORS_ORIGINS,
       PUBLIC_BASE_URL: functionUrl('partnerRoom'),
-      GOOGLE_APPLICATION_CREDENTIALS: signer.keyFile,
+      /** for tests and tools that sign URLs themselves (never given to a function) */
+      LDR_SIGNER_KEY_FILE: signer.keyFile,
       GOOGLE_CLOUD_PROJECT: projectId,
       GCLOUD_PROJECT: projectId,
       PUBSUB_EMULATOR_HOST: `127.0.0.1:${ports.pubsub}`,

@@ -76,7 +76,7 @@ export function createRuntime(name: string, env: Record<string, string | undefin
     // gives functions no project-wide list permission)
     pubsub: () =>
       pubsub()
-        .getTopics({ pageSize: 1, gaxOpts: { timeout: 2000, retry: null } as never })
+        .getTopics({ pageSize: 1, gaxOpts: { timeout: 6000, retry: null } as never })
         .catch((err: { code?: number }) => {
           if (err.code !== 7) throw err;
         }),

@@ -32,11 +32,19 @@ let signingStorage: Storage;
 beforeAll(() => {
   const env = suite().env;
   fs = new Firestore({ projectId: suite().projectId, host: env.FIRESTORE_EMULATOR_HOST, ssl: false });
-  storage = new Storage({ projectId: suite().projectId, apiEndpoint: env.STORAGE_EMULATOR_HOST });
+  // the emulator's JSON API requires credentials: Application Default Credentials from the suite's
+  // metadata server, as a function gets them
+  process.env.GCE_METADATA_HOST = env.GCE_METADATA_HOST;
+  process.env.METADATA_SERVER_DETECTION = 'assume-present';
+  storage = new Storage({
+    projectId: suite().projectId,
+    apiEndpoint: env.STORAGE_EMULATOR_HOST,
+    useAuthWithCustomEndpoint: true,
+  });
   signingStorage = new Storage({
     projectId: suite().projectId,
     apiEndpoint: env.STORAGE_EMULATOR_HOST,
-    keyFilename: env.GOOGLE_APPLICATION_CREDENTIALS,
+    keyFilename: env.LDR_SIGNER_KEY_FILE,
   });
 });
 afterAll(async () => {
@@ -332,7 +340,7 @@ describe('lfsProxy: upload, verify, download', () => {
 
   it('an expired signature is refused (a 1-second URL signed with the suite key)', async () => {
     const name = `artifacts/expiry-${uid()}/x.txt`;
-    await storage.bucket(BUCKET).file(name).save('x', { contentType: 'text/plain' });
+    await storage.bucket(BUCKET).file(name).save('x', { contentType: 'text/plain', resumable: false });
     const [url] = await signingStorage
       .bucket(BUCKET)
       .file(name)
@@ -599,4 +607,14 @@ describe('a 200 MiB artifact through the client', () => {
     expect(received).toBe(size);
     expect(hash.digest('hex')).toBe(doc!.sha256);
   }, 240_000);
+});
+
+describe('the storage emulator requires credentials (issue 11 #16)', () => {
+  it('lists and downloads nothing without a token, or with a forged one', async () => {
+    const base = `${suite().env.STORAGE_EMULATOR_HOST}/storage/v1/b/${BUCKET}/o`;
+    expect((await fetch(base)).status).toBe(401);
+    expect((await fetch(base, { headers: { authorization: 'Bearer forged' } })).status).toBe(401);
+    const ok = await fetch(base, { headers: { authorization: `Bearer ${suite().env.LDR_ADMIN_TOKEN}` } });
+    expect(ok.status).toBe(200);
+  });
 });

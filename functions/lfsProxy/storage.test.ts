@@ -40,12 +40,17 @@ describe('signerChoice: the configuration picks the signer', () => {
   });
 
   it('key: the client gets the key file; iam: no credentials at all (ADC → metadata server → signBlob)', () => {
+    // useAuthWithCustomEndpoint: credentials go to the emulator too, which requires them like Cloud Storage
     expect(storageClientOptions('p', { kind: 'key', keyFile: '/k/sa.json' })).toEqual({
       projectId: 'p',
+      useAuthWithCustomEndpoint: true,
       keyFilename: '/k/sa.json',
     });
-    expect(storageClientOptions('p', { kind: 'iam' })).toEqual({ projectId: 'p' });
-    expect(storageClientOptions('p')).toEqual({ projectId: 'p' });
+    expect(storageClientOptions('p', { kind: 'iam' })).toEqual({
+      projectId: 'p',
+      useAuthWithCustomEndpoint: true,
+    });
+    expect(storageClientOptions('p')).toEqual({ projectId: 'p', useAuthWithCustomEndpoint: true });
   });
 });
 

@@ -54,8 +54,11 @@ export function signerChoice(
 
 /** Pure: the client options for a signer choice. No choice (finalizeArtifact only reads and deletes): ADC. */
 export function storageClientOptions(projectId: string, signer?: SignerChoice): StorageOptions {
-  if (signer?.kind === 'key') return { projectId, keyFilename: signer.keyFile };
-  return { projectId };
+  // credentials also for a custom endpoint (STORAGE_EMULATOR_HOST): the local storage emulator requires
+  // them as Cloud Storage does; against Google's endpoint this changes nothing
+  const common = { projectId, useAuthWithCustomEndpoint: true };
+  if (signer?.kind === 'key') return { ...common, keyFilename: signer.keyFile };
+  return common;
 }
 
 /** `STORAGE_EMULATOR_HOST` points the client at the emulator, as the other Google clients do. */
