@@ -103,8 +103,10 @@ export function redisDedupWindow(redis: Redis, ttlSeconds: number, pendingSecond
  * request through. KEYS: [revoked key], per quota (current window, previous window), dedup keys.
  * ARGV: now ms, window ms, pending seconds, quota count, has jti, per quota (limit, cost).
  * Returns {'revoked'} | {'limited', used…} | {'ok', used…, claim states…} (used = count before this request).
+ * Every key it touches is in KEYS, so on Upstash it locks only those keys (`allow-key-locking`); without the
+ * flag an Upstash script holds the database's global lock while it runs.
  */
-const ADMIT = `
+const ADMIT = `#!lua flags=allow-key-locking
 local now, window, nq = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
 local k = 1
 if ARGV[5] == '1' then
