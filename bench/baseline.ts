@@ -1,51 +1,55 @@
 /**
- * The benchmark's baseline: a bare Functions Framework HTTP handler that publishes the same messages as
- * ingestInteraction (same CloudEvent attributes, same ordering key, same topic, same publisher settings
- * through the same Bus factory) to the same Pub/Sub emulator — and nothing else: no authentication, no
- * validation, no rate limit, no de-duplication window. The ratio ingest / baseline is what those cost.
+ * The benchmark's baselines, served as the functions are: bundled by esbuild and run under the Functions
+ * Framework's own CLI (one process per target), behind the same body guard (shared/serve.ts).
+ * - `baseline`: a bare HTTP handler that publishes the same messages as ingestInteraction (same CloudEvent
+ *   attributes, same ordering key, same topic, same publisher settings through the same Bus factory) to the
+ *   same Pub/Sub emulator — and nothing else: no authentication, validation, rate limit or de-duplication.
+ *   The ratio ingest / baseline is what those cost.
+ * - `noop`: reads the body and answers; the floor of any function served this way (per-request cost of the
+ *   framework, the body guard and HTTP), for the Pub/Sub-triggered functions' CPU ratios.
  *
- * Usage: node --import tsx bench/baseline.ts <port>   (PUBSUB_EMULATOR_HOST and GOOGLE_CLOUD_PROJECT set)
- * Prints `{"ready": {"port": n}}` on stdout once it listens on 127.0.0.1.
+ * Started by bench/run.ts (`startBaselines`), which builds this file and passes PUBSUB_EMULATOR_HOST,
+ * GOOGLE_CLOUD_PROJECT and LISTEN_HOST.
  */
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
-import * as ff from '@google-cloud/functions-framework';
-import { getTestServer } from '@google-cloud/functions-framework/testing';
 import { PubSub } from '@google-cloud/pubsub';
 import { createBus } from '../shared/clients.ts';
 import type { Interaction } from '../shared/domain/interaction.ts';
 import { interactionEvent, TOPICS } from '../shared/events.ts';
+import { PUSH_BODY_LIMITS, serveHttp } from '../shared/serve.ts';
 
-const port = Number(process.argv[2] ?? 0);
-const bus = createBus(new PubSub({ projectId: process.env.GOOGLE_CLOUD_PROJECT ?? 'demo-ldr' }));
-
-ff.http('baseline', async (req, res) => {
-  const body = req.body as { events?: Array<Record<string, unknown>> } & Record<string, unknown>;
-  const raw = Array.isArray(body?.events) ? body.events : [body];
-  const events = raw.map(
-    (e) => ({ ...e, id: typeof e.id === 'string' ? e.id : randomUUID() }) as unknown as Interaction,
+if (process.env.FUNCTION_TARGET === 'noop') {
+  serveHttp(
+    'noop',
+    (req, res) => {
+      const n = Array.isArray((req.body as { events?: unknown[] })?.events)
+        ? (req.body as { events: unknown[] }).events.length
+        : 1;
+      res.status(202).json({ accepted: n, duplicates: 0 });
+    },
+    PUSH_BODY_LIMITS,
   );
-  const receivedAt = new Date();
-  try {
-    await Promise.all(
-      events.map((e) => bus.publish(TOPICS.interaction, interactionEvent(e, receivedAt), e.studentId)),
+} else {
+  const bus = createBus(new PubSub({ projectId: process.env.GOOGLE_CLOUD_PROJECT ?? 'demo-ldr' }));
+  serveHttp('baseline', async (req, res) => {
+    const body = req.body as { events?: Array<Record<string, unknown>> } & Record<string, unknown>;
+    const raw = Array.isArray(body?.events) ? body.events : [body];
+    const events = raw.map(
+      (e) => ({ ...e, id: typeof e.id === 'string' ? e.id : randomUUID() }) as unknown as Interaction,
     );
-  } catch (err) {
-    res.status(503).json({ status: 503, detail: (err as Error).message });
-    return;
-  }
-  res.status(202).json({
-    accepted: events.length,
-    duplicates: 0,
-    results: events.map((e) => ({ id: e.id, status: 'accepted' })),
+    const receivedAt = new Date();
+    try {
+      await Promise.all(
+        events.map((e) => bus.publish(TOPICS.interaction, interactionEvent(e, receivedAt), e.studentId)),
+      );
+    } catch (err) {
+      res.status(503).json({ status: 503, detail: (err as Error).message });
+      return;
+    }
+    res.status(202).json({
+      accepted: events.length,
+      duplicates: 0,
+      results: events.map((e) => ({ id: e.id, status: 'accepted' })),
+    });
   });
-});
-
-const server = getTestServer('baseline');
-server.keepAliveTimeout = 65_000;
-server.listen(port, '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ ready: { port: (server.address() as AddressInfo).port } })}\n`);
-});
-const shutdown = () => server.close(() => process.exit(0));
-process.on('SIGTERM', shutdown);
-process.on('SIGINT', shutdown);
+}

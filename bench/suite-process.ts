@@ -44,6 +44,11 @@ try {
     dataDir,
     ports: await freePorts(),
     onProgress: (line) => console.error(`[bench-suite] ${line}`),
+    // the bench's configuration for the functions (raised rate limits), as JSON: the workers get exactly
+    // their topology's variables, so this is the only way in
+    functionConfig: process.env.LDR_BENCH_FUNCTION_CONFIG
+      ? (JSON.parse(process.env.LDR_BENCH_FUNCTION_CONFIG) as Record<string, string>)
+      : undefined,
   });
   stopSuite = () => suite.stop();
   const ready: SuiteReady = {

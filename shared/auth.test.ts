@@ -1,5 +1,5 @@
 import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { createVerifier, type RevocationList, type Role } from './auth.ts';
 import { HttpError } from './errors.ts';
 
@@ -100,5 +100,54 @@ describe('createVerifier: the jti deny-list', () => {
     expect(((await statusOf(verify('student', 'stolen'))) as HttpError).status).toBe(401);
     list.down = true;
     expect(((await statusOf(verify('student', 'stolen'))) as HttpError).status).toBe(401);
+  });
+});
+
+describe('createVerifier: verified tokens cached until they expire', () => {
+  it('verifies a token once, still checks the deny-list every time, and re-verifies past exp', async () => {
+    let lookups = 0;
+    const list = new FakeDenyList();
+    const verifier = createVerifier({
+      jwks: (...a: Parameters<typeof jwks>) => {
+        lookups++;
+        return jwks(...a);
+      },
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      revocations: list,
+    });
+    const token = `Bearer ${await sign({ sub: 's-1', role: 'student', jti: 'c-1', instance: 'inst-a' })}`;
+    await verifier.verify(token);
+    await verifier.verify(token);
+    await verifier.authenticate!(token);
+    expect(lookups).toBe(1);
+    list.revoked.add('c-1');
+    expect(await statusOf(verifier.verify(token))).toMatchObject({ status: 401 });
+    // past its exp the token is verified afresh (and refused), not served from the cache
+    const other = `Bearer ${await sign({ sub: 's-2', role: 'student' })}`;
+    await verifier.authenticate!(other);
+    const before = lookups;
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + 2 * 3600_000);
+      expect(await statusOf(verifier.authenticate!(other))).toMatchObject({ status: 401 });
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(lookups).toBe(before + 1);
+  });
+
+  it('settleRevocation: revoked → 401, unavailable → 503 for platform, accepted for student', async () => {
+    const { list } = setup();
+    const verifier = createVerifier({ jwks, issuer: ISSUER, audience: AUDIENCE, revocations: list });
+    const p = (role: Role, jti = `j-${role}`) => ({ sub: 'x', role, permissions: [], jti, exp: 0 });
+    expect(() => verifier.settleRevocation!(p('student'), 'revoked')).toThrow(HttpError);
+    expect(() => verifier.settleRevocation!(p('student', 'other'), 'unavailable')).not.toThrow();
+    expect(() => verifier.settleRevocation!(p('platform'), 'unavailable')).toThrow(/unreachable/);
+    // a jti seen revoked stays refused while the list is unavailable
+    try {
+      verifier.settleRevocation!(p('app'), 'revoked');
+    } catch {}
+    expect(() => verifier.settleRevocation!(p('app'), 'unavailable')).toThrow(/revoked/);
   });
 });

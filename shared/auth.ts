@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createRemoteJWKSet, type JWTVerifyGetKey, errors as joseErrors, jwtVerify } from 'jose';
 import { z } from 'zod';
 import { forbidden, HttpError, unauthorized } from './errors.ts';
@@ -24,8 +25,18 @@ export interface RevocationList {
 }
 
 export interface Verifier {
+  /** signature, claims and the deny-list */
   verify(authorization: string | undefined): Promise<Principal>;
+  /**
+   * Signature and claims only, cached per token until it expires; the caller must then check the deny-list
+   * itself (e.g. inside a round trip it makes anyway) and pass what it found to `settleRevocation`.
+   */
+  authenticate?(authorization: string | undefined): Promise<Principal>;
+  /** Applies the revocation policy to a deny-list answer: throws 401 if revoked, 503 if unknown and fail-closed. */
+  settleRevocation?(p: Principal, state: RevocationState): void;
 }
+
+export type RevocationState = 'ok' | 'revoked' | 'unavailable';
 
 /**
  * What a token is worth while the deny-list cannot be read (Redis unreachable).
@@ -42,6 +53,8 @@ export const FAIL_OPEN_ON_REVOCATION_OUTAGE: ReadonlySet<Role> = new Set<Role>([
 export const REVOCATION_RETRY_AFTER_SECONDS = 5;
 /** jtis seen revoked, remembered per process so an outage cannot revive them here (bounded; oldest first out) */
 const KNOWN_REVOKED_MAX = 10_000;
+/** verified tokens remembered per process (by SHA-256 of the token) until they expire; oldest first out */
+const VERIFIED_CACHE_MAX = 10_000;
 
 export const MAX_LIFETIME_SECONDS = 24 * 3600;
 export const CLOCK_SKEW_SECONDS = 30;
@@ -60,55 +73,80 @@ export function createVerifier(opts: {
     knownRevoked.add(jti);
     if (knownRevoked.size > KNOWN_REVOKED_MAX) knownRevoked.delete(knownRevoked.values().next().value!);
   };
+  const verified = new Map<string, Principal>();
+
+  async function authenticate(authorization: string | undefined): Promise<Principal> {
+    const m = /^bearer +([A-Za-z0-9_.-]+) *$/i.exec(authorization ?? '');
+    if (!m) throw unauthorized('missing bearer token');
+    const token = m[1]!;
+    const cacheKey = createHash('sha256').update(token).digest('base64url');
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    const hit = verified.get(cacheKey);
+    // cached until `exp` (jose would accept it for CLOCK_SKEW_SECONDS more; past exp it is verified afresh)
+    if (hit && hit.exp > nowSeconds) return hit;
+    if (hit) verified.delete(cacheKey);
+    let payload: unknown;
+    try {
+      ({ payload } = await jwtVerify(token, keys, {
+        algorithms: ['RS256', 'ES256'],
+        issuer: opts.issuer,
+        audience: opts.audience,
+        requiredClaims: ['iss', 'aud', 'exp', 'sub'],
+        clockTolerance: CLOCK_SKEW_SECONDS,
+      }));
+    } catch (err) {
+      throw unauthorized(describe(err));
+    }
+    const parsed = claimsSchema.safeParse(payload);
+    if (!parsed.success) {
+      throw unauthorized(`invalid claims: ${parsed.error.issues.map((i) => i.path.join('.')).join(', ')}`);
+    }
+    const p = parsed.data;
+    // jose does not check iat; a token "issued" in the future would stretch its lifetime past 24 h.
+    if (p.iat !== undefined && p.iat > nowSeconds + CLOCK_SKEW_SECONDS) {
+      throw unauthorized('token issued in the future');
+    }
+    const start = p.iat ?? nowSeconds;
+    if (p.exp - start > MAX_LIFETIME_SECONDS) throw unauthorized('token lifetime exceeds 24 h');
+    if (p.exp > nowSeconds) {
+      verified.set(cacheKey, p);
+      if (verified.size > VERIFIED_CACHE_MAX) verified.delete(verified.keys().next().value!);
+    }
+    return p;
+  }
+
+  function settleRevocation(p: Principal, state: RevocationState) {
+    if (!p.jti) return;
+    if (knownRevoked.has(p.jti)) throw unauthorized('token has been revoked');
+    if (state === 'revoked') {
+      remember(p.jti);
+      throw unauthorized('token has been revoked');
+    }
+    if (state === 'unavailable' && !FAIL_OPEN_ON_REVOCATION_OUTAGE.has(p.role)) {
+      throw new HttpError(
+        503,
+        'Service Unavailable',
+        `the token revocation list is unreachable; ${p.role} tokens are not accepted until it is back: retry later`,
+        { headers: { 'Retry-After': String(REVOCATION_RETRY_AFTER_SECONDS) } },
+      );
+    }
+  }
+
   return {
+    authenticate,
+    settleRevocation,
     async verify(authorization) {
-      const m = /^bearer +([A-Za-z0-9_.-]+) *$/i.exec(authorization ?? '');
-      if (!m) throw unauthorized('missing bearer token');
-      let payload: unknown;
+      const p = await authenticate(authorization);
+      if (!p.jti) return p;
+      if (knownRevoked.has(p.jti)) throw unauthorized('token has been revoked');
+      let state: RevocationState = 'ok';
       try {
-        ({ payload } = await jwtVerify(m[1]!, keys, {
-          algorithms: ['RS256', 'ES256'],
-          issuer: opts.issuer,
-          audience: opts.audience,
-          requiredClaims: ['iss', 'aud', 'exp', 'sub'],
-          clockTolerance: CLOCK_SKEW_SECONDS,
-        }));
+        state = (await opts.revocations.isRevoked(p.jti)) ? 'revoked' : 'ok';
       } catch (err) {
-        throw unauthorized(describe(err));
+        opts.onRevocationUnavailable?.(err);
+        state = 'unavailable';
       }
-      const parsed = claimsSchema.safeParse(payload);
-      if (!parsed.success) {
-        throw unauthorized(`invalid claims: ${parsed.error.issues.map((i) => i.path.join('.')).join(', ')}`);
-      }
-      const p = parsed.data;
-      const nowSeconds = Math.floor(Date.now() / 1000);
-      // jose does not check iat; a token "issued" in the future would stretch its lifetime past 24 h.
-      if (p.iat !== undefined && p.iat > nowSeconds + CLOCK_SKEW_SECONDS) {
-        throw unauthorized('token issued in the future');
-      }
-      const start = p.iat ?? nowSeconds;
-      if (p.exp - start > MAX_LIFETIME_SECONDS) throw unauthorized('token lifetime exceeds 24 h');
-      if (p.jti) {
-        if (knownRevoked.has(p.jti)) throw unauthorized('token has been revoked');
-        let revoked = false;
-        try {
-          revoked = await opts.revocations.isRevoked(p.jti);
-        } catch (err) {
-          opts.onRevocationUnavailable?.(err);
-          if (!FAIL_OPEN_ON_REVOCATION_OUTAGE.has(p.role)) {
-            throw new HttpError(
-              503,
-              'Service Unavailable',
-              `the token revocation list is unreachable; ${p.role} tokens are not accepted until it is back: retry later`,
-              { headers: { 'Retry-After': String(REVOCATION_RETRY_AFTER_SECONDS) } },
-            );
-          }
-        }
-        if (revoked) {
-          remember(p.jti);
-          throw unauthorized('token has been revoked');
-        }
-      }
+      settleRevocation(p, state);
       return p;
     },
   };

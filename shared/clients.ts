@@ -5,6 +5,7 @@ import pg from 'pg';
 import { type LdrEvent, type PubsubMessage, toMessage } from './cloudevents.ts';
 import type { Config } from './config.ts';
 import { currentContext } from './log.ts';
+import { orderingKeyResolver } from './ordering.ts';
 
 /**
  * One factory per client. The official clients read the standard *_EMULATOR_HOST variables, so the
@@ -78,7 +79,11 @@ export interface Bus {
 
 export class BusUnavailable extends Error {}
 
-export function createBus(pubsub: PubSub, timeoutMs = 10_000): Bus {
+export function createBus(
+  pubsub: PubSub,
+  timeoutMs = 10_000,
+  keyFor: (topic: string, key: string | undefined) => string | undefined = orderingKeyResolver(),
+): Bus {
   const topics = new Map<string, Topic>();
   const topicFor = (name: string) => {
     let t = topics.get(name);
@@ -94,7 +99,7 @@ export function createBus(pubsub: PubSub, timeoutMs = 10_000): Bus {
   };
   return {
     publish(topic, event, orderingKey) {
-      const message = toMessage(event, orderingKey);
+      const message = toMessage(event, keyFor(topic, orderingKey));
       // W3C trace context travels as the CloudEvents distributed-tracing extension
       const trace = currentContext()?.traceparent;
       if (trace && !message.attributes['ce-traceparent']) message.attributes['ce-traceparent'] = trace;

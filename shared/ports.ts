@@ -34,3 +34,43 @@ export interface ArtifactRecord {
 export interface Artifacts {
   get(id: string): Promise<ArtifactRecord | undefined>;
 }
+
+export interface Quota {
+  key: string;
+  cost: number;
+  perMinute: number;
+}
+
+export type ClaimState = 'new' | 'pending' | 'done';
+
+/** What one admission round trip found; `unavailable` parts are what its store could not answer. */
+export interface Admission {
+  revocation: 'ok' | 'revoked' | 'unavailable';
+  /** one per quota, in order; empty when the token was revoked (nothing was counted) */
+  limits: Array<RateDecision | 'unavailable'>;
+  /** the claims made; empty when revoked or a quota refused (nothing was claimed) */
+  claims: Map<string, ClaimState> | 'unavailable';
+}
+
+/**
+ * Port: admits a request in one round trip: checks the token's jti against the deny-list, applies every
+ * quota (all or none are counted), and claims the event ids in the de-duplication window — each step only
+ * if the previous let the request through.
+ */
+export interface AdmissionGate {
+  admit(q: { jti?: string; quotas: Quota[]; claim: string[] }): Promise<Admission>;
+}
+
+/** An admission made of separate ports (several round trips; for stores without scripts, and tests). */
+export function portsAdmission(limiter: RateLimiter, dedup: DedupWindow): AdmissionGate {
+  return {
+    async admit({ quotas, claim }) {
+      const limits = await Promise.all(quotas.map((q) => limiter.limit(q.key, q.cost, q.perMinute)));
+      if (limits.some((d) => d !== 'unavailable' && !d.success))
+        return { revocation: 'ok', limits, claims: new Map() };
+      let claims: Admission['claims'] = new Map();
+      if (claim.length) claims = await dedup.claim(claim).catch(() => 'unavailable' as const);
+      return { revocation: 'ok', limits, claims };
+    },
+  };
+}

@@ -24,7 +24,16 @@ const topologySchema = z.object({
     maximumBackoffSeconds: z.number(),
     messageRetentionSeconds: z.number().int(),
   }),
-  topics: z.array(z.object({ name: z.string(), orderingKey: z.string().nullable() }).passthrough()),
+  topics: z.array(
+    z
+      .object({
+        name: z.string(),
+        orderingKey: z.string().nullable(),
+        /** publish with shard(orderingKey, N) instead of the key itself (see shared/ordering.ts) */
+        orderingKeyShards: z.number().int().min(1).max(100_000).optional(),
+      })
+      .passthrough(),
+  ),
   functions: z.array(
     z.object({
       name: z.string(),

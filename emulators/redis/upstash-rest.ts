@@ -26,9 +26,17 @@ const REFUSED = new Set([
   'multi', 'exec', 'discard', 'watch', 'unwatch', 'select', 'quit', 'reset', 'hello', 'auth',
 ]);
 
+/** Round trips (HTTP requests answered) and commands, counted since start; also served at GET /_stats. */
+export interface RestStats {
+  requests: number;
+  commands: number;
+  byCommand: Record<string, number>;
+}
+
 export interface UpstashRest {
   url: string;
   port: number;
+  stats: RestStats;
   stop(): Promise<void>;
 }
 
@@ -66,6 +74,12 @@ export async function startUpstashRest(opts: {
     down = true;
   });
   const scripts = new ScriptMap();
+  const stats: RestStats = { requests: 0, commands: 0, byCommand: {} };
+  const count = (args: string[]) => {
+    const name = String(args[0] ?? '').toLowerCase();
+    stats.commands++;
+    stats.byCommand[name] = (stats.byCommand[name] ?? 0) + 1;
+  };
 
   const server = http.createServer((req, res) => {
     handle(req).then(
@@ -98,6 +112,8 @@ export async function startUpstashRest(opts: {
     if (req.method !== 'POST' && req.method !== 'GET') {
       return { status: 405, body: { error: 'ERR method not allowed' } };
     }
+    if (url.pathname === '/_stats' && req.method === 'GET') return { status: 200, body: stats };
+    stats.requests++;
     const base64 = String(req.headers['upstash-encoding'] ?? '').toLowerCase() === 'base64';
     try {
       const text = await readBody(req);
@@ -106,7 +122,11 @@ export async function startUpstashRest(opts: {
         if (!Array.isArray(commands) || commands.length === 0) {
           throw new ClientError('ERR expected an array of commands');
         }
-        const prepared = commands.map((c) => prepare(toArgs(c)));
+        const prepared = commands.map((c) => {
+          const args = toArgs(c);
+          count(args);
+          return prepare(args);
+        });
         const replies = await pipeline(prepared, url.pathname === '/multi-exec');
         return {
           status: 200,
@@ -114,6 +134,7 @@ export async function startUpstashRest(opts: {
         };
       }
       const args = url.pathname === '/' ? toArgs(parseJson(text)) : pathArgs(url.pathname, req.method, text);
+      count(args);
       const { args: sent, fix } = prepare(args);
       log.debug({ command: sent[0] }, 'command');
       const reply = await redis.callBuffer(sent[0]!, ...sent.slice(1));
@@ -167,6 +188,7 @@ export async function startUpstashRest(opts: {
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    stats,
     async stop() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections(); // the client keeps connections alive

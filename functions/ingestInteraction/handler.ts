@@ -7,7 +7,16 @@ import { badRequest, type FieldError, forbidden, HttpError } from '../../shared/
 import { interactionEvent, interactionEventId, TOPICS } from '../../shared/events.ts';
 import { jsonBody, type Reply, type RouteContext } from '../../shared/http.ts';
 import type { Logger } from '../../shared/log.ts';
-import type { Artifacts, DedupWindow, RateLimiter } from '../../shared/ports.ts';
+import {
+  type Admission,
+  type AdmissionGate,
+  type Artifacts,
+  type ClaimState,
+  type DedupWindow,
+  portsAdmission,
+  type Quota,
+  type RateLimiter,
+} from '../../shared/ports.ts';
 import type { InstanceSponsors } from '../../shared/registry.ts';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -23,7 +32,9 @@ export type {
 export interface IngestDeps {
   verifier: Verifier;
   bus: Bus;
-  limiter: RateLimiter;
+  /** deny-list, quotas and claims in one round trip; without it, `limiter` and `dedup` one after the other */
+  admission?: AdmissionGate;
+  limiter?: RateLimiter;
   dedup: DedupWindow;
   artifacts: Artifacts;
   /** the sponsors a student's event may name: those present at the token's instance */
@@ -42,43 +53,60 @@ export interface IngestDeps {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** An HTTP error with the rate-limit headers added (they describe the quota this request was charged to). */
+function withRateHeaders(err: unknown, headers: Record<string, string>): unknown {
+  if (!(err instanceof HttpError) || !Object.keys(headers).length) return err;
+  return new HttpError(err.status, err.title, err.detail, {
+    ...err.extra,
+    headers: { ...headers, ...err.extra.headers },
+  });
+}
+
 export function createIngest(deps: IngestDeps) {
   const now = deps.now ?? (() => new Date());
   const wait = deps.concurrentWait ?? { timeoutMs: 5_000, pollMs: 25 };
 
+  const admission =
+    deps.admission ??
+    portsAdmission(
+      deps.limiter ??
+        (() => {
+          throw new Error('createIngest: give admission or limiter');
+        })(),
+      deps.dedup,
+    );
+  const verifier = deps.verifier;
+  // with `authenticate`, the deny-list is checked inside the admission round trip, not by the verifier
+  const foldRevocation = !!(verifier.authenticate && verifier.settleRevocation);
+
   return async ({ req }: RouteContext): Promise<Reply> => {
-    const principal = await deps.verifier.verify(req.headers.authorization);
+    const authorization = req.headers.authorization;
+    const principal = foldRevocation
+      ? await verifier.authenticate!(authorization)
+      : await verifier.verify(authorization);
+    const refuseRole = (err: HttpError) =>
+      // a revoked token is 401 whatever it asks for: check the deny-list before answering 403 (cold path)
+      foldRevocation ? verifier.verify(authorization).then(() => Promise.reject(err)) : Promise.reject(err);
     if (principal.role !== 'student' && principal.role !== 'app') {
-      throw forbidden(`a ${principal.role} token cannot post interactions`);
+      return refuseRole(forbidden(`a ${principal.role} token cannot post interactions`));
     }
-    requirePermission(principal, 'interaction:write');
+    try {
+      requirePermission(principal, 'interaction:write');
+    } catch (err) {
+      return refuseRole(err as HttpError);
+    }
     if (!principal.instance) {
       // SPEC §5: the instance an event is attributed to comes from the token, never from the body
-      throw forbidden(
-        `a ${principal.role} token without an instance claim cannot post interactions: ` +
-          'events are attributed to the app-instance named by the token',
+      return refuseRole(
+        forbidden(
+          `a ${principal.role} token without an instance claim cannot post interactions: ` +
+            'events are attributed to the app-instance named by the token',
+        ),
       );
     }
     const body = readBody(req);
-    const rateHeaders = await rateLimit(principal, body);
-    try {
-      return await accept(principal, body, rateHeaders);
-    } catch (err) {
-      // every answer after the rate limit was charged says how much is left, also a 400 (SPEC §4)
-      if (err instanceof HttpError)
-        throw new HttpError(err.status, err.title, err.detail, {
-          ...err.extra,
-          headers: { ...rateHeaders, ...err.extra.headers },
-        });
-      throw err;
-    }
-  };
 
-  async function accept(
-    principal: Principal,
-    body: unknown,
-    rateHeaders: Record<string, string>,
-  ): Promise<Reply> {
+    // everything that needs no I/O first, so that one round trip admits the request (or counts it refused)
     const serverIds = new Set<string>();
     const newId = () => {
       const id = deps.newId();
@@ -86,25 +114,53 @@ export function createIngest(deps: IngestDeps) {
       return id;
     };
     const result = validateBatch(body, { now: now(), newId });
+    let problem: unknown;
     if (!result.ok) {
-      if (result.tooLarge) {
-        throw new HttpError(
-          413,
-          'Content Too Large',
-          'a payload exceeds 32 KiB: upload large content through lfsProxy (POST /uploads) and reference it as an lfs:// URI in artifacts',
-          { errors: result.errors },
-        );
+      problem = result.tooLarge
+        ? new HttpError(
+            413,
+            'Content Too Large',
+            'a payload exceeds 32 KiB: upload large content through lfsProxy (POST /uploads) and reference it as an lfs:// URI in artifacts',
+            { errors: result.errors },
+          )
+        : badRequest(`${result.errors.length} invalid field(s); nothing was published`, result.errors);
+    } else {
+      try {
+        authorize(principal, result.events, result.isBatch);
+      } catch (err) {
+        problem = err;
       }
-      throw badRequest(`${result.errors.length} invalid field(s); nothing was published`, result.errors);
     }
-    const { events, isBatch } = result;
-    authorize(principal, events, isBatch);
-    await checkSponsors(principal, events, isBatch);
-    await checkArtifacts(principal, events, isBatch);
-
     // the de-duplication window, the bus and consumers all key an event by its ce-id: unique across learners
-    const ceIds = events.map((e) => interactionEventId(e, serverIds.has(e.id)));
-    const seen = await claim(ceIds);
+    const ceIds =
+      result.ok && problem === undefined
+        ? result.events.map((e) => interactionEventId(e, serverIds.has(e.id)))
+        : [];
+    const quotas = quotasFor(principal, body);
+    const admitted = await admission.admit({
+      jti: foldRevocation ? principal.jti : undefined,
+      quotas,
+      claim: ceIds,
+    });
+    if (foldRevocation) {
+      if (admitted.revocation === 'unavailable' && principal.jti)
+        deps.log.warn({}, 'revocation list unavailable; degraded');
+      verifier.settleRevocation!(principal, admitted.revocation);
+    }
+    const rateHeaders = rateLimit(quotas, admitted.limits);
+    // every answer after the quotas were charged says how much is left, also a 4xx (SPEC §4)
+    if (problem !== undefined || !result.ok) throw withRateHeaders(problem, rateHeaders);
+    const { events, isBatch } = result;
+    const seen = await claim(ceIds, admitted.claims);
+    try {
+      await checkSponsors(principal, events, isBatch);
+      await checkArtifacts(principal, events, isBatch);
+    } catch (err) {
+      // refused after claiming: forget the claims, so that a corrected retry is not taken for a duplicate
+      await deps.dedup.release(ceIds.filter((id) => seen.get(id) === 'new')).catch(() => {});
+      throw withRateHeaders(err, rateHeaders);
+    }
+
     const toPublish = events.flatMap((e, k) =>
       seen.get(ceIds[k]!) === 'done' ? [] : [{ e, ceId: ceIds[k]! }],
     );
@@ -115,7 +171,9 @@ export function createIngest(deps: IngestDeps) {
       ),
     );
     const sent = toPublish.filter((_, k) => outcomes[k]!.status === 'fulfilled').map((p) => p.ceId);
-    await deps.dedup
+    // not awaited: the answer does not wait for it (a concurrent duplicate waits for `done` by polling),
+    // and the Redis adapter sends the confirmations of concurrent requests in one pipeline
+    deps.dedup
       .confirm(sent)
       .catch((err) =>
         deps.log.warn(
@@ -150,7 +208,7 @@ export function createIngest(deps: IngestDeps) {
       headers: rateHeaders,
       body: { accepted: results.length - duplicates, duplicates, results },
     };
-  }
+  };
 
   /**
    * Claims the ids in the de-duplication window. An id another post has claimed and is still publishing
@@ -158,13 +216,23 @@ export function createIngest(deps: IngestDeps) {
    * released its claim, this post claims it (`new`) and publishes. Of concurrent identical posts exactly
    * one is `accepted`, and a failed first publish never loses the event.
    */
-  async function claim(ids: string[]): Promise<Map<string, 'new' | 'pending' | 'done'>> {
-    const seen = new Map<string, 'new' | 'pending' | 'done'>();
-    let pending = ids;
+  async function claim(ids: string[], first: Admission['claims']): Promise<Map<string, ClaimState>> {
+    const seen = new Map<string, ClaimState>();
+    if (first === 'unavailable') {
+      if (ids.length)
+        deps.log.warn(
+          {},
+          'de-duplication window unavailable; publishing without it (consumers are idempotent)',
+        );
+      for (const id of ids) seen.set(id, 'pending');
+      return seen;
+    }
+    for (const [id, state] of first) seen.set(id, state);
+    let pending = ids.filter((id) => seen.get(id) === 'pending');
     try {
       const deadline = Date.now() + wait.timeoutMs;
-      for (let first = true; pending.length && (first || Date.now() < deadline); first = false) {
-        if (!first) await sleep(wait.pollMs);
+      while (pending.length && Date.now() < deadline) {
+        await sleep(wait.pollMs);
         for (const [id, state] of await deps.dedup.claim(pending)) seen.set(id, state);
         pending = pending.filter((id) => seen.get(id) === 'pending');
       }
@@ -178,7 +246,6 @@ export function createIngest(deps: IngestDeps) {
         { err: String(err) },
         'de-duplication window unavailable; publishing without it (consumers are idempotent)',
       );
-      for (const id of pending) seen.set(id, 'pending');
     }
     return seen;
   }
@@ -200,31 +267,34 @@ export function createIngest(deps: IngestDeps) {
     }
   }
 
-  /**
-   * SPEC §4: an app-instance token by events per minute on its instance; a student token by requests and by
-   * events per minute. The headers describe the quota closest to exhaustion (the one that refused, on 429).
-   */
-  async function rateLimit(p: Principal, body: unknown): Promise<Record<string, string>> {
+  /** SPEC §4: an app-instance token by events per minute on its instance; a student token by requests and by events. */
+  function quotasFor(p: Principal, body: unknown): Quota[] {
     const events =
       body && typeof body === 'object' && Array.isArray((body as { events?: unknown }).events)
         ? Math.max(1, (body as { events: unknown[] }).events.length)
         : 1;
-    const quotas: Array<[key: string, cost: number, perMin: number, unit: string]> =
-      p.role === 'app'
-        ? [[`instance:${p.instance ?? p.sub}`, events, deps.limits.instanceEventsPerMin, 'events']]
-        : [
-            [`student:${p.sub}`, 1, deps.limits.studentRequestsPerMin, 'requests'],
-            [`student-events:${p.sub}`, events, deps.limits.studentEventsPerMin, 'events'],
-          ];
-    const decisions = await Promise.all(
-      quotas.map(([key, cost, perMin]) => deps.limiter.limit(key, cost, perMin)),
-    );
-    const known = decisions.flatMap((d, k) => (d === 'unavailable' ? [] : [{ d, unit: quotas[k]![3] }]));
-    if (known.length < decisions.length)
-      deps.log.warn({ key: p.role }, 'rate limiter unavailable; request let through');
+    return p.role === 'app'
+      ? [
+          {
+            key: `instance:${p.instance ?? p.sub}`,
+            cost: events,
+            perMinute: deps.limits.instanceEventsPerMin,
+          },
+        ]
+      : [
+          { key: `student:${p.sub}`, cost: 1, perMinute: deps.limits.studentRequestsPerMin },
+          { key: `student-events:${p.sub}`, cost: events, perMinute: deps.limits.studentEventsPerMin },
+        ];
+  }
+
+  /** The RateLimit-* headers describe the quota closest to exhaustion (the one that refused, on 429). */
+  function rateLimit(quotas: Quota[], decisions: Admission['limits']): Record<string, string> {
+    const unit = (q: Quota) => (q.key.startsWith('student:') ? 'requests' : 'events');
+    const known = decisions.flatMap((d, k) => (d === 'unavailable' ? [] : [{ d, unit: unit(quotas[k]!) }]));
+    if (known.length < decisions.length) deps.log.warn({}, 'rate limiter unavailable; request let through');
     if (!known.length) return {};
     const refused = known.find((q) => !q.d.success);
-    const { d, unit } =
+    const { d, unit: u } =
       refused ?? known.reduce((a, b) => (b.d.remaining / b.d.limit < a.d.remaining / a.d.limit ? b : a));
     const resetSeconds = Math.max(0, Math.ceil((d.reset - now().getTime()) / 1000));
     const headers = {
@@ -234,7 +304,7 @@ export function createIngest(deps: IngestDeps) {
       'RateLimit-Policy': known.map((q) => `${q.d.limit};w=60`).join(', '),
     };
     if (refused) {
-      throw new HttpError(429, 'Too Many Requests', `rate limit of ${d.limit} ${unit} per minute exceeded`, {
+      throw new HttpError(429, 'Too Many Requests', `rate limit of ${d.limit} ${u} per minute exceeded`, {
         headers: { ...headers, 'Retry-After': String(Math.max(1, resetSeconds)) },
       });
     }

@@ -1,7 +1,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import { firestoreArtifacts } from '../../shared/artifacts.ts';
 import { httpFunction, route } from '../../shared/http.ts';
-import { redisDedupWindow, upstashRateLimiter } from '../../shared/redis-ports.ts';
+import { redisAdmission, redisDedupWindow } from '../../shared/redis-ports.ts';
 import { firestoreInstanceSponsors } from '../../shared/registry.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { serveHttp } from '../../shared/serve.ts';
@@ -12,7 +12,7 @@ const rt = createRuntime('ingestInteraction');
 const ingest = createIngest({
   verifier: rt.verifier(),
   bus: rt.bus(),
-  limiter: upstashRateLimiter(rt.redis()),
+  admission: redisAdmission(rt.redis()),
   dedup: redisDedupWindow(rt.redis(), rt.config.DEDUP_TTL_SECONDS),
   artifacts: firestoreArtifacts(rt.firestore()),
   sponsors: firestoreInstanceSponsors(rt.firestore()),

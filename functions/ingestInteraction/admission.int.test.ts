@@ -1,0 +1,295 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import type { Request } from '@google-cloud/functions-framework';
+import { Redis } from '@upstash/redis';
+import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RedisServer, startRedisServer } from '../../emulators/redis/redis-server.ts';
+import { startUpstashRest, type UpstashRest } from '../../emulators/redis/upstash-rest.ts';
+import { createVerifier } from '../../shared/auth.ts';
+import type { Bus } from '../../shared/clients.ts';
+import type { LdrEvent } from '../../shared/cloudevents.ts';
+import { HttpError } from '../../shared/errors.ts';
+import { clientEventId } from '../../shared/events.ts';
+import type { Reply, RouteContext } from '../../shared/http.ts';
+import { createLogger } from '../../shared/log.ts';
+import { redisAdmission, redisDedupWindow } from '../../shared/redis-ports.ts';
+import { createIngest } from './handler.ts';
+
+/**
+ * The ingest hot path against the real Redis scripts (redis-server behind the local Upstash REST endpoint,
+ * whose counters say how many round trips and commands each request cost).
+ */
+
+const TOKEN = 'admission-test-token';
+const INSTANCE = 'inst-a';
+const ISSUER = 'https://identity.test';
+const AUDIENCE = 'ldr-test';
+
+let dir: string;
+let redisServer: RedisServer | undefined;
+let rest: UpstashRest;
+let redis: Redis;
+let sign: (claims: Record<string, unknown>) => Promise<string>;
+let jwks: ReturnType<typeof createLocalJWKSet>;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'ldr-admission-'));
+  const redisPort = await freePort();
+  redisServer = await startRedisServer({ port: redisPort, dir });
+  rest = await startUpstashRest({ port: 0, redisPort, token: TOKEN });
+  redis = new Redis({ url: rest.url, token: TOKEN, enableTelemetry: false });
+  const { privateKey, publicKey } = await generateKeyPair('ES256');
+  jwks = createLocalJWKSet({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] });
+  sign = (claims) =>
+    new SignJWT(claims)
+      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setIssuedAt()
+      .setExpirationTime('1h')
+      .sign(privateKey);
+});
+
+afterAll(async () => {
+  await rest?.stop();
+  await redisServer?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+class CountingBus implements Bus {
+  published: LdrEvent[] = [];
+  async publish(_topic: string, event: LdrEvent) {
+    this.published.push(event);
+    return String(this.published.length);
+  }
+  async publishRaw(): Promise<string> {
+    throw new Error('not used');
+  }
+}
+
+function setup(
+  limits = { studentRequestsPerMin: 1000, studentEventsPerMin: 1000, instanceEventsPerMin: 1000 },
+) {
+  let jwksCalls = 0;
+  const verifier = createVerifier({
+    jwks: (...a: Parameters<typeof jwks>) => {
+      jwksCalls++;
+      return jwks(...a);
+    },
+    issuer: ISSUER,
+    audience: AUDIENCE,
+    revocations: { isRevoked: async (jti) => (await redis.exists(`revoked:jti:${jti}`)) === 1 },
+  });
+  const bus = new CountingBus();
+  const dedup = redisDedupWindow(redis, 3600);
+  const ingest = createIngest({
+    verifier,
+    bus,
+    admission: redisAdmission(redis),
+    dedup,
+    artifacts: { get: async () => undefined },
+    sponsors: { at: async () => new Set<string>() },
+    log: createLogger('admission-test', 'silent'),
+    limits,
+    newId: () => crypto.randomUUID(),
+    concurrentWait: { timeoutMs: 2000, pollMs: 5 },
+  });
+  return { ingest, bus, jwksCalls: () => jwksCalls };
+}
+
+const uid = () => Math.random().toString(36).slice(2);
+
+function ctx(body: unknown, token: string): RouteContext {
+  const raw = Buffer.from(JSON.stringify(body));
+  const headers = {
+    'content-type': 'application/json',
+    'content-length': String(raw.length),
+    authorization: `Bearer ${token}`,
+  };
+  const req = { method: 'POST', url: '/', headers, body, rawBody: raw } as unknown as Request;
+  return { req, params: {}, query: new URLSearchParams() };
+}
+
+async function call(ingest: ReturnType<typeof setup>['ingest'], c: RouteContext): Promise<Reply> {
+  try {
+    return await ingest(c);
+  } catch (err) {
+    if (err instanceof HttpError)
+      return { status: err.status, body: err.toProblem(), headers: err.extra.headers };
+    throw err;
+  }
+}
+
+const event = (studentId: string, id = uid()) => ({
+  id,
+  studentId,
+  instanceId: INSTANCE,
+  kind: 'exercise_attempt',
+  occurredAt: new Date(Date.now() - 1000).toISOString(),
+  payload: { exerciseId: 'ex-1', passed: true, score: 0.5 },
+});
+
+const snapshot = () => ({ ...rest.stats, byCommand: { ...rest.stats.byCommand } });
+const settle = async (ms = 20) => new Promise((r) => setTimeout(r, ms));
+
+describe('ingest admission: one Redis round trip per request', () => {
+  it('a student post costs one round trip (EVALSHA) before its answer; confirmations are batched', async () => {
+    const { ingest, bus, jwksCalls } = setup();
+    const student = `stu-${uid()}`;
+    const token = await sign({
+      sub: student,
+      role: 'student',
+      instance: INSTANCE,
+      jti: `j-${uid()}`,
+      permissions: ['interaction:write'],
+    });
+    // warm-up: the first call of the script in this process is EVALSHA → NOSCRIPT → EVAL
+    expect((await call(ingest, ctx(event(student), token))).status).toBe(202);
+    await settle();
+
+    const before = snapshot();
+    const r = await call(ingest, ctx(event(student), token));
+    const answeredAt = snapshot();
+    expect(r.status).toBe(202);
+    expect(r.headers?.['RateLimit-Limit']).toBeDefined();
+    expect(answeredAt.requests - before.requests).toBe(1);
+    expect(answeredAt.byCommand.evalsha! - (before.byCommand.evalsha ?? 0)).toBe(1);
+    await settle();
+    const after = snapshot();
+    // the confirmation (SET done) follows, off the answer's path
+    expect(after.requests - before.requests).toBe(2);
+    expect(after.commands - before.commands).toBe(2);
+
+    // 20 concurrent posts: 20 admissions, their confirmations in a few pipelines
+    const before20 = snapshot();
+    const students = Array.from({ length: 20 }, () => `stu-${uid()}`);
+    const tokens = await Promise.all(
+      students.map((s) =>
+        sign({
+          sub: s,
+          role: 'student',
+          instance: INSTANCE,
+          jti: `j-${uid()}`,
+          permissions: ['interaction:write'],
+        }),
+      ),
+    );
+    const replies = await Promise.all(students.map((s, i) => call(ingest, ctx(event(s), tokens[i]!))));
+    expect(replies.every((x) => x.status === 202)).toBe(true);
+    await settle();
+    const after20 = snapshot();
+    expect(after20.byCommand.evalsha! - before20.byCommand.evalsha!).toBe(20);
+    expect(after20.requests - before20.requests).toBeLessThan(20 + 10);
+    expect(bus.published.length).toBe(22);
+
+    // the verified token is cached: the signature key was looked up once for the first token
+    const keyLookups = jwksCalls();
+    await call(ingest, ctx(event(student), token));
+    expect(jwksCalls()).toBe(keyLookups);
+  });
+
+  it('a revoked token is refused inside the same round trip, nothing counted or claimed', async () => {
+    const { ingest, bus } = setup();
+    const student = `stu-${uid()}`;
+    const jti = `j-${uid()}`;
+    const token = await sign({
+      sub: student,
+      role: 'student',
+      instance: INSTANCE,
+      jti,
+      permissions: ['interaction:write'],
+    });
+    expect((await call(ingest, ctx(event(student), token))).status).toBe(202);
+    await redis.set(`revoked:jti:${jti}`, '1', { ex: 3600 });
+    const before = snapshot();
+    const e = event(student);
+    const r = await call(ingest, ctx(e, token));
+    expect(r.status).toBe(401);
+    expect(snapshot().requests - before.requests).toBe(1);
+    expect(bus.published).toHaveLength(1);
+    expect(await redis.exists(`dedup:${clientEventId(student, e.id)}`)).toBe(0);
+  });
+
+  it('quotas: the request over the limit is 429 with RateLimit-* headers, and nothing of it is claimed', async () => {
+    const { ingest, bus } = setup({
+      studentRequestsPerMin: 3,
+      studentEventsPerMin: 1000,
+      instanceEventsPerMin: 1000,
+    });
+    const student = `stu-${uid()}`;
+    const token = await sign({
+      sub: student,
+      role: 'student',
+      instance: INSTANCE,
+      jti: `j-${uid()}`,
+      permissions: ['interaction:write'],
+    });
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await call(ingest, ctx(event(student), token))).status);
+    expect(statuses).toEqual([202, 202, 202, 429]);
+    const r = await call(ingest, ctx(event(student), token));
+    expect(r.status).toBe(429);
+    expect(r.headers?.['RateLimit-Limit']).toBe('3');
+    expect(r.headers?.['RateLimit-Remaining']).toBe('0');
+    expect(Number(r.headers?.['Retry-After'])).toBeGreaterThanOrEqual(1);
+    expect(bus.published).toHaveLength(3);
+  });
+
+  it('app quota counts events: a batch over what is left is refused whole', async () => {
+    const { ingest, bus } = setup({
+      studentRequestsPerMin: 1000,
+      studentEventsPerMin: 1000,
+      instanceEventsPerMin: 15,
+    });
+    const app = await sign({
+      sub: `app-${uid()}`,
+      role: 'app',
+      instance: `${INSTANCE}-${uid()}`,
+      permissions: ['interaction:write'],
+    });
+    const claims = JSON.parse(Buffer.from(app.split('.')[1]!, 'base64url').toString()) as {
+      instance: string;
+    };
+    const batch = (n: number) => ({
+      events: Array.from({ length: n }, () => ({ ...event(`stu-${uid()}`), instanceId: claims.instance })),
+    });
+    expect((await call(ingest, ctx(batch(10), app))).status).toBe(202);
+    expect((await call(ingest, ctx(batch(10), app))).status).toBe(429);
+    expect((await call(ingest, ctx(batch(5), app))).status).toBe(202);
+    expect(bus.published).toHaveLength(15);
+  });
+
+  it('concurrent duplicates: exactly one accepted, the others duplicate', async () => {
+    const { ingest, bus } = setup();
+    const student = `stu-${uid()}`;
+    const token = await sign({
+      sub: student,
+      role: 'student',
+      instance: INSTANCE,
+      jti: `j-${uid()}`,
+      permissions: ['interaction:write'],
+    });
+    const e = event(student);
+    const replies = await Promise.all(Array.from({ length: 5 }, () => call(ingest, ctx(e, token))));
+    const statuses = replies.map(
+      (r) => (r.body as { results: Array<{ status: string }> }).results[0]!.status,
+    );
+    expect(statuses.filter((s) => s === 'accepted')).toHaveLength(1);
+    expect(statuses.filter((s) => s === 'duplicate')).toHaveLength(4);
+    expect(bus.published).toHaveLength(1);
+  });
+});
