@@ -62,7 +62,7 @@ describe('console', () => {
     const res = await fetch(fnUrl('ingestInteraction'), {
       method: 'POST',
       headers: {
-        authorization: `Bearer ${await token({ sub: studentId, role: 'student' })}`,
+        authorization: `Bearer ${await token({ sub: studentId, role: 'student', instance: 'school-console' })}`,
         'content-type': 'application/json',
       },
       body: JSON.stringify({

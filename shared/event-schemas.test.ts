@@ -159,7 +159,9 @@ describe('event data schemas', () => {
     expect(Object.keys(eventDataSchemas).sort()).toEqual(Object.values(TYPES).sort());
   });
 
-  it('what the functions publish validates against the zod schema and its JSON Schema', async () => {
+  it('what the functions publish validates against the zod schema and its JSON Schema', {
+    timeout: 30_000,
+  }, async () => {
     const events = await published();
     expect(new Set(events.map(([t]) => t)).size).toBe(6);
     for (const [type, ev] of events) {

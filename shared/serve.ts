@@ -46,12 +46,19 @@ function refuse(
   res.writeHead(status, {
     'content-type': 'application/problem+json',
     'content-length': Buffer.byteLength(body),
-    ...(close ? { connection: 'close' } : {}),
     // the function never saw this request; let a browser read why (CORS is checked again by the router)
     ...(origin && corsAllowed(origin) ? { 'access-control-allow-origin': origin, vary: 'Origin' } : {}),
   });
   res.end(body);
-  if (close) res.once('finish', () => req.socket.destroy());
+  if (!close) return;
+  // the answer is out; the rest of the body is read and dropped (never buffered or inflated) so the client
+  // can read the answer, and a client that keeps sending is cut off after a few seconds
+  if (!req.complete) {
+    req.resume();
+    const cut = setTimeout(() => req.socket.destroy(), 5_000);
+    cut.unref();
+    req.once('end', () => clearTimeout(cut));
+  }
 }
 
 let corsAllowed: (origin: string) => boolean = () => false;
@@ -115,6 +122,7 @@ export function readBody(
       if (!ok && stream !== req) {
         req.unpipe(stream as unknown as NodeJS.WritableStream);
         stream.destroy();
+        if (!req.complete) req.resume(); // keep dropping what still arrives (see refuse)
       }
       resolve(ok);
     };

@@ -186,7 +186,9 @@ describe('production boot: built artifact, framework CLI, Terraform environment'
     },
   );
 
-  it('no function connects to anything at import: each boots with every backend unreachable', async () => {
+  it('no function connects to anything at import: each boots with every backend unreachable', {
+    timeout: 240_000,
+  }, async () => {
     const unreachable = {
       ...suite().env,
       PUBSUB_EMULATOR_HOST: '127.0.0.1:9',

@@ -53,6 +53,7 @@ describe('npm run deadletters', () => {
     // what Pub/Sub's dead-letter policy forwards after five failed pushes to updateProgress (the bridge
     // does exactly this locally; updateProgress waits a PostgreSQL outage out for minutes per attempt)
     const msg = toMessage(interactionEvent(interaction, new Date()));
+    const ceId = msg.attributes['ce-id']!; // scoped to the learner (SPEC §3)
     await pubsub.topic(TOPICS.deadLetter).publishMessage({
       data: msg.data,
       attributes: {
@@ -69,13 +70,13 @@ describe('npm run deadletters', () => {
         const pulled = await pullAll(pubsub);
         await pulled.release(pulled.messages.map((m) => m.ackId));
         await pulled.close();
-        return pulled.messages.find((m: DeadLetter) => m.ceId === id);
+        return pulled.messages.find((m: DeadLetter) => m.ceId === ceId);
       },
       20_000,
       'the dead letter on ops.deadletter',
     );
     const listed = await cli('list');
-    const line = listed.stdout.split('\n').find((l) => l.includes(`ce-id=${id}`));
+    const line = listed.stdout.split('\n').find((l) => l.includes(`ce-id=${ceId}`));
     expect(line, listed.stdout).toContain('from=fn.updateProgress.interaction');
     expect(line).toContain('attempts=5');
     expect(line).toContain('type=learnflow.interaction.v1');
@@ -83,7 +84,7 @@ describe('npm run deadletters', () => {
     const before = (await (await admin('GET', '/bridge')).json()) as { filtered: number };
     const replayed = await cli('replay', '--all');
     expect(replayed.stdout).toMatch(/\d+ replayed, 0 failed/);
-    expect(replayed.stdout).toContain(`ce-id ${id}`);
+    expect(replayed.stdout).toContain(`ce-id ${ceId}`);
 
     const platform = await token({ sub: 'platform-svc', role: 'platform' });
     const history = await eventually(
@@ -102,7 +103,7 @@ describe('npm run deadletters', () => {
     const after = (await (await admin('GET', '/bridge')).json()) as { filtered: number };
     expect(after.filtered - before.filtered).toBeGreaterThanOrEqual(2);
     // acknowledged on ops.deadletter once replayed
-    expect((await cli('list')).stdout).not.toContain(`ce-id=${id}`);
+    expect((await cli('list')).stdout).not.toContain(`ce-id=${ceId}`);
   });
 
   it('gives a consumer subscription the retry and dead-letter policy: deliveryAttempt counts, then ops.deadletter', async () => {
