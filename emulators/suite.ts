@@ -11,7 +11,7 @@ import { createLogger } from '../shared/log.ts';
 import { migrate } from '../shared/migrate.ts';
 import { loadTopology } from '../shared/topology.ts';
 import { type Bridge, startBridge } from './bridge.ts';
-import { startConsole } from './console.ts';
+import { requestCounter, startConsole } from './console.ts';
 import { latestExport, persistFirestore } from './firestore-persist.ts';
 import { requireJava, startFirestoreEmulator, startPubsubEmulator } from './google.ts';
 import { startHost } from './host.ts';
@@ -340,6 +340,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     await Promise.all([...workers.values()].map((w) => w.ready()));
     progress('functions are serving');
 
+    const requests = requestCounter();
     const host: http.Server = await startHost({
       port: ports.functions,
       projectId,
@@ -352,6 +353,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       onRequest: (method) => {
         if (!['GET', 'HEAD', 'OPTIONS'].includes(method)) persistence?.markDirty();
       },
+      onResponse: requests.count,
     });
     started.push({ stop: () => new Promise<void>((r) => host.close(() => r())) });
     host.closeIdleConnections?.();
@@ -462,6 +464,10 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
         workers: () => workers,
         processes: () => ({ pubsub: pubsubEm, firestore: firestoreEm, postgres, redis }),
         bridge: () => bridge.stats(),
+        requests: requests.snapshot,
+        databaseUrl: env.DATABASE_URL,
+        firestore,
+        logDir: join(dataDir, 'logs'),
       });
       started.push(ui);
       endpoints.console = ui.url;

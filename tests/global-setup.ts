@@ -2,6 +2,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
+import { freePort } from '../emulators/procs.ts';
 import { freePorts, startSuite } from '../emulators/suite.ts';
 import { buildArtifact } from '../scripts/build.ts';
 
@@ -12,17 +13,23 @@ export default async function setup(project: TestProject) {
   await buildArtifact({ quiet: true });
   const dataDir = mkdtempSync(join(tmpdir(), 'ldr-test-'));
   chmodSync(dataDir, 0o755);
+  const ports = await freePorts();
+  let consolePort = await freePort();
+  while (Object.values(ports).includes(consolePort)) consolePort = await freePort();
   const suite = await startSuite({
     dataDir,
-    ports: await freePorts(),
+    ports,
     bridgeMinBackoffMs: 500,
     bridgeMaxBackoffMs: 5000,
+    // the console, as `npm start` serves it: its pages are tested in Chromium (tests/console.int.test.ts)
+    consolePort,
   });
   project.provide('suite', {
     dataDir,
     env: suite.env,
     ports: { ...suite.ports },
     projectId: suite.projectId,
+    consoleUrl: suite.endpoints.console!,
     functionsBase: `http://127.0.0.1:${suite.ports.functions}/${suite.projectId}/europe-west3`,
     workerPids: Object.fromEntries([...suite.workers].map(([n, w]) => [n, w.current().pid])),
     workerPorts: Object.fromEntries([...suite.workers].map(([n, w]) => [n, w.port])),
@@ -41,6 +48,8 @@ declare module 'vitest' {
       env: Record<string, string>;
       ports: Record<string, number>;
       projectId: string;
+      /** the console the suite serves (emulators/console.ts) */
+      consoleUrl: string;
       functionsBase: string;
       workerPids: Record<string, number>;
       workerPorts: Record<string, number>;
