@@ -100,8 +100,8 @@ export class TapStore {
     // dropped in chunks, so adding stays cheap
     if (this.items.length > this.limit + 1000) this.items.splice(0, this.items.length - this.limit);
     const sec = Math.floor(this.now() / 1000);
-    let counts = this.perSecond.get(e.topic);
-    if (!counts) this.perSecond.set(e.topic, (counts = new Map()));
+    const counts = this.perSecond.get(e.topic) ?? new Map<number, number>();
+    this.perSecond.set(e.topic, counts);
     counts.set(sec, (counts.get(sec) ?? 0) + 1);
     for (const s of counts.keys()) if (s <= sec - 60) counts.delete(s);
     this.totals.set(e.topic, (this.totals.get(e.topic) ?? 0) + 1);

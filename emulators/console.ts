@@ -59,7 +59,8 @@ export function requestCounter() {
   const counts: Record<string, FunctionCounts> = {};
   return {
     count(fn: string, status: number) {
-      const c = (counts[fn] ??= { requests: 0, clientErrors: 0, errors: 0 });
+      const c = counts[fn] ?? { requests: 0, clientErrors: 0, errors: 0 };
+      counts[fn] = c;
       c.requests++;
       if (status >= 400 && status < 500) c.clientErrors++;
       if (status >= 500 || status === 0) c.errors++;
