@@ -15,13 +15,14 @@ describe('the console tap store', () => {
     const e = msg(
       'learnflow.progress.updated',
       'x.progress',
-      { 'ce-traceparent': `00-${trace}-${'cd'.repeat(8)}-01`, 'ce-subject': 'learners/stu-1' },
+      { 'ce-traceparent': `00-${trace}-${'cd'.repeat(8)}-01`, 'ce-subject': 'students/stu-1' },
       { mastery: 12.5, version: 3, payload: { big: 'not kept' } },
     );
     expect(e.traceId).toBe(trace);
     expect(e.learner).toBe('stu-1');
     expect(e.data).toEqual({ mastery: 12.5, version: 3 });
     expect(msg('t', 'y', { 'ce-traceparent': 'garbage' }).traceId).toBeUndefined();
+    expect(msg('partner.acme.events', 'y', { 'ce-subject': 'learners/ref-9' }).learner).toBe('ref-9');
   });
 
   it('finds an interaction and everything derived from it, but not an id that merely starts the same', () => {

@@ -16,7 +16,7 @@ export interface Seen {
   subject?: string;
   orderingKey?: string;
   traceId?: string;
-  /** the learner, from `ce-subject` (learners/<id>) or data.studentId */
+  /** the learner, from `ce-subject` (students/<id>, learners/<learnerRef>) or data.studentId */
   learner?: string;
   instance?: string;
   reason?: string;
@@ -64,7 +64,8 @@ export function seenOf(
     }
   }
   const subject = a['ce-subject'];
-  const fromSubject = subject?.startsWith('learners/') ? subject.slice('learners/'.length) : undefined;
+  // students/<id> in the room, learners/<learnerRef> on a partner's copy
+  const fromSubject = /^(?:students|learners)\/(.+)$/.exec(subject ?? '')?.[1];
   return {
     topic,
     time: m.publishTime.toISOString(),

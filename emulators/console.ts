@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { closeSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Firestore } from '@google-cloud/firestore';
 import type { Message, PubSub, Subscription } from '@google-cloud/pubsub';
@@ -341,6 +342,15 @@ export async function startConsole(deps: ConsoleDeps) {
         ).rows
       : [];
 
+  // Listing holds the dead letters' leases while it pulls (~1.5 s): a replay during a listing would not
+  // see them, so the console does one dead-letter operation at a time.
+  let deadLetterQueue: Promise<unknown> = Promise.resolve();
+  const oneAtATime = <T>(op: () => Promise<T>): Promise<T> => {
+    const run = deadLetterQueue.then(op, op);
+    deadLetterQueue = run.catch(() => {});
+    return run;
+  };
+
   const json = (res: http.ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
     res.end(JSON.stringify(body));
@@ -376,23 +386,26 @@ export async function startConsole(deps: ConsoleDeps) {
       return void learner(id).then((l) => json(res, 200, l), fail);
     }
     if (route === 'GET /api/deadletters') {
-      return void pullAll(deps.pubsub)
-        .then(async (p) => {
-          await p.release(p.messages.map((m) => m.ackId));
-          await p.close();
-          json(
-            res,
-            200,
-            p.messages.map(({ data, ackId, attributes, ...m }) => m),
-          );
-        })
-        .catch(fail);
+      return void oneAtATime(async () => {
+        const p = await pullAll(deps.pubsub);
+        await p.release(p.messages.map((m) => m.ackId));
+        await p.close();
+        return p.messages.map(({ data, ackId, attributes, ...m }) => m);
+      }).then((list) => json(res, 200, list), fail);
     }
     if (route === 'POST /api/deadletters/replay') {
       if (req.headers['x-ldr-console'] !== '1')
         return problem(res, 403, 'the x-ldr-console header is required');
       const id = url.searchParams.get('id') ?? undefined;
-      return void replay(deps.pubsub, deps.topology, id ? { id } : { all: true })
+      return void oneAtATime(async () => {
+        // A released lease comes back only after the subscription's retry back-off (the listing just
+        // released every dead letter): one named dead letter is looked for again until it is back.
+        const deadline = Date.now() + 20_000;
+        for (;;) {
+          const r = await replay(deps.pubsub, deps.topology, id ? { id } : { all: true });
+          if (!id || r.replayed.length || r.failed.length || Date.now() > deadline) return r;
+        }
+      })
         .then((r) =>
           json(res, 200, {
             replayed: r.replayed.map((d) => d.id),
@@ -418,13 +431,15 @@ export async function startConsole(deps: ConsoleDeps) {
     }
     problem(res, 404, `no console route ${route}`);
   });
-  if (await portOpen(deps.port)) throw new Error(`port ${deps.port} (console) is in use`);
+  // port 0: any free port (tests), chosen by the OS at listen, so nothing can take it in between
+  if (deps.port && (await portOpen(deps.port))) throw new Error(`port ${deps.port} (console) is in use`);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(deps.port, '127.0.0.1', () => resolve());
   });
+  const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${deps.port}`,
+    url: `http://127.0.0.1:${port}`,
     /** what the taps hold (tests) */
     seen: (ceId: string): Seen[] => store.byCeId(ceId),
     async stop() {

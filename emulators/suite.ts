@@ -110,7 +110,7 @@ export interface SuiteOptions {
   persist?: boolean;
   /** start only these functions (`npm start -- --only a,b`); the others' subscriptions keep their backlog */
   only?: string[];
-  /** serve the console (emulators/console.ts) on this port; firebase.json `ui` for npm start */
+  /** serve the console (emulators/console.ts) on this port (0: any free one); firebase.json `ui` for npm start */
   consolePort?: number;
 }
 

@@ -2,7 +2,6 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { freePort } from '../emulators/procs.ts';
 import { freePorts, startSuite } from '../emulators/suite.ts';
 import { buildArtifact } from '../scripts/build.ts';
 
@@ -13,16 +12,13 @@ export default async function setup(project: TestProject) {
   await buildArtifact({ quiet: true });
   const dataDir = mkdtempSync(join(tmpdir(), 'ldr-test-'));
   chmodSync(dataDir, 0o755);
-  const ports = await freePorts();
-  let consolePort = await freePort();
-  while (Object.values(ports).includes(consolePort)) consolePort = await freePort();
   const suite = await startSuite({
     dataDir,
-    ports,
+    ports: await freePorts(),
     bridgeMinBackoffMs: 500,
     bridgeMaxBackoffMs: 5000,
     // the console, as `npm start` serves it: its pages are tested in Chromium (tests/console.int.test.ts)
-    consolePort,
+    consolePort: 0,
   });
   project.provide('suite', {
     dataDir,
