@@ -23,6 +23,8 @@ export function startHost(opts: {
   adminToken?: string;
   /** called for every request forwarded to a function (the suite marks Firestore dirty on writes) */
   onRequest?: (method: string, fn: string) => void;
+  /** called with the status of every answer to a function request (0: none) (the console counts requests and errors) */
+  onResponse?: (fn: string, status: number) => void;
 }): Promise<http.Server> {
   const prefix = `/${opts.projectId}/${opts.region}/`;
   const problem = (res: http.ServerResponse, status: number, detail: string) => {
@@ -62,6 +64,8 @@ export function startHost(opts: {
     const port = opts.workerPort(fn);
     if (!port) return problem(res, 404, `no function named ${fn}`);
     opts.onRequest?.(req.method ?? 'GET', fn);
+    // 0: the connection ended before an answer
+    res.once('close', () => opts.onResponse?.(fn, res.headersSent ? res.statusCode : 0));
     let path = rest.slice(fn.length);
     if (!path.startsWith('/')) path = `/${path}`;
     // Like Cloud Run's front end: the request is held while the function's instance (re)starts (the body

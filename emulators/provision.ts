@@ -28,7 +28,8 @@ export async function ensureSubscription(
 ) {
   await ensureTopic(pubsub, spec.topic);
   const d = topology.defaults;
-  const [minBackoff, maxBackoff] = opts.backoffSeconds ?? [d.minimumBackoffSeconds, d.maximumBackoffSeconds];
+  const [minBackoff, maxBackoff] = spec.backoffSeconds ??
+    opts.backoffSeconds ?? [d.minimumBackoffSeconds, d.maximumBackoffSeconds];
   const ordered = spec.ordered && !opts.retryOverOrder;
   const deadLetter = !ordered && spec.deadLetter !== false && spec.topic !== topology.deadLetterTopic;
   await pubsub

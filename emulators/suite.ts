@@ -11,7 +11,7 @@ import { createLogger } from '../shared/log.ts';
 import { migrate } from '../shared/migrate.ts';
 import { loadTopology } from '../shared/topology.ts';
 import { type Bridge, startBridge } from './bridge.ts';
-import { startConsole } from './console.ts';
+import { requestCounter, startConsole } from './console.ts';
 import { latestExport, persistFirestore } from './firestore-persist.ts';
 import { requireJava, startFirestoreEmulator, startPubsubEmulator } from './google.ts';
 import { startHost } from './host.ts';
@@ -113,7 +113,7 @@ export interface SuiteOptions {
   persist?: boolean;
   /** start only these functions (`npm start -- --only a,b`); the others' subscriptions keep their backlog */
   only?: string[];
-  /** serve the console (emulators/console.ts) on this port; firebase.json `ui` for npm start */
+  /** serve the console (emulators/console.ts) on this port (0: any free one); firebase.json `ui` for npm start */
   consolePort?: number;
 }
 
@@ -359,6 +359,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
     await Promise.all([...workers.values()].map((w) => w.ready()));
     progress('functions are serving');
 
+    const requests = requestCounter();
     const host: http.Server = await startHost({
       port: ports.functions,
       projectId,
@@ -371,6 +372,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       onRequest: (method) => {
         if (!['GET', 'HEAD', 'OPTIONS'].includes(method)) persistence?.markDirty();
       },
+      onResponse: requests.count,
     });
     started.push({ stop: () => new Promise<void>((r) => host.close(() => r())) });
     host.closeIdleConnections?.();
@@ -481,6 +483,10 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
         workers: () => workers,
         processes: () => ({ pubsub: pubsubEm, firestore: firestoreEm, postgres, redis }),
         bridge: () => bridge.stats(),
+        requests: requests.snapshot,
+        databaseUrl: env.DATABASE_URL,
+        firestore,
+        logDir: join(dataDir, 'logs'),
       });
       started.push(ui);
       endpoints.console = ui.url;

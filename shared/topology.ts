@@ -11,6 +11,8 @@ const subscription = z.object({
   deadLetter: z.boolean().optional(),
   exactlyOnce: z.boolean().optional(),
   filter: z.string().optional(),
+  /** this subscription's own retry back-off [min, max] seconds instead of the defaults */
+  backoffSeconds: z.tuple([z.number().min(0).max(600), z.number().min(0).max(600)]).optional(),
 });
 
 const topologySchema = z.object({

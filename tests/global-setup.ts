@@ -17,12 +17,15 @@ export default async function setup(project: TestProject) {
     ports: await freePorts(),
     bridgeMinBackoffMs: 500,
     bridgeMaxBackoffMs: 5000,
+    // the console, as `npm start` serves it: its pages are tested in Chromium (tests/console.int.test.ts)
+    consolePort: 0,
   });
   project.provide('suite', {
     dataDir,
     env: suite.env,
     ports: { ...suite.ports },
     projectId: suite.projectId,
+    consoleUrl: suite.endpoints.console!,
     functionsBase: `http://127.0.0.1:${suite.ports.functions}/${suite.projectId}/europe-west3`,
     workerPids: Object.fromEntries([...suite.workers].map(([n, w]) => [n, w.current().pid])),
     workerPorts: Object.fromEntries([...suite.workers].map(([n, w]) => [n, w.port])),
@@ -41,6 +44,8 @@ declare module 'vitest' {
       env: Record<string, string>;
       ports: Record<string, number>;
       projectId: string;
+      /** the console the suite serves (emulators/console.ts) */
+      consoleUrl: string;
       functionsBase: string;
       workerPids: Record<string, number>;
       workerPorts: Record<string, number>;

@@ -103,8 +103,13 @@ module "subscription" {
   filter                    = try(each.value.filter, null)
   ack_deadline_seconds      = local.subscription_ack_deadline[each.key]
   message_retention_seconds = local.defaults.messageRetentionSeconds
-  retry                     = local.retry
-  pubsub_service_agent      = local.pubsub_service_agent
+  # a subscription may set its own back-off (ops.deadletter: released messages come back at once,
+  # so listing dead letters and then replaying them finds them)
+  retry = try({
+    minimum_backoff_seconds = each.value.backoffSeconds[0]
+    maximum_backoff_seconds = each.value.backoffSeconds[1]
+  }, local.retry)
+  pubsub_service_agent = local.pubsub_service_agent
 
   # Every subscription is dead-lettered except the dead-letter topic's own (deadLetter: false).
   dead_letter = try(each.value.deadLetter, true) ? local.dead_letter : null
