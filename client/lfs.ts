@@ -8,6 +8,10 @@
  * // reference `uri` in an interaction's `artifacts`, later:
  * const { url, expiresAt } = await downloadUrl({ baseUrl, token, uri });
  * ```
+ * Large files (lfsProxy decides: from 8 MiB by default, or `resumable: true`) go through a Cloud Storage
+ * resumable session: the signed POST starts it, chunks (`chunkSize`, a multiple of 256 KiB) are PUT with
+ * `Content-Range`, and after a failed chunk the client asks the session how far it got
+ * (`Content-Range: bytes *` + `/<size>` → 308 + `Range`) and goes on from there.
  * `baseUrl` is the lfsProxy base, e.g. `https://…/lfsProxy` or locally
  * `http://127.0.0.1:5001/demo-ldr/europe-west3/lfsProxy`.
  */
@@ -33,8 +37,17 @@ export interface UploadArtifactOptions extends ClientOptions {
   contentType?: string;
   /** for app tokens: the learner the artifact belongs to */
   studentId?: string;
-  /** bytes sent to storage so far (browser: XMLHttpRequest upload events; Node: as the body is read) */
+  /** bytes sent to storage so far (browser: XMLHttpRequest upload events; Node: as the body is read);
+   * after a failed chunk of a resumable upload it steps back to what the session holds */
   onProgress?: (p: { loaded: number; total: number }) => void;
+  /** true: ask for a resumable session whatever the size; false: one PUT; default: lfsProxy decides by size */
+  resumable?: boolean;
+  /** resumable uploads: bytes per chunk, a multiple of 256 KiB (default 8 MiB) */
+  chunkSize?: number;
+  /** resumable uploads: failed attempts in a row before giving up (default 5) */
+  maxRetries?: number;
+  /** resumable uploads: first delay before asking the session after a failure (default 500 ms, doubling) */
+  retryDelayMs?: number;
 }
 
 export interface UploadedArtifact {
@@ -67,11 +80,18 @@ export class LfsError extends Error {
 }
 
 const LFS_URI_RE = /^lfs:\/\/([A-Za-z0-9_-]{1,64})$/;
+/** Cloud Storage takes resumable chunks in multiples of 256 KiB (all but the last). */
+export const CHUNK_GRANULARITY = 256 * 1024;
+export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 /** Up to this size a Blob is hashed with WebCrypto in one piece; larger ones are streamed. */
 const WEBCRYPTO_MAX_BYTES = 64 * 1024 * 1024;
 
 /** Hashes the file, asks lfsProxy for a signed URL, PUTs the bytes and returns the `lfs://` URI. */
 export async function uploadArtifact(o: UploadArtifactOptions): Promise<UploadedArtifact> {
+  const chunkSize = o.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  if (!Number.isInteger(chunkSize) || chunkSize <= 0 || chunkSize % CHUNK_GRANULARITY !== 0) {
+    throw new LfsError(`chunkSize: must be a positive multiple of ${CHUNK_GRANULARITY} bytes (256 KiB)`);
+  }
   const source = await openSource(o);
   try {
     const filename = o.filename ?? source.name;
@@ -84,8 +104,10 @@ export async function uploadArtifact(o: UploadArtifactOptions): Promise<Uploaded
       size: source.size,
       sha256: source.sha256,
       ...(o.studentId !== undefined ? { studentId: o.studentId } : {}),
+      ...(o.resumable !== undefined ? { resumable: o.resumable } : {}),
     });
-    await putBytes(o, ticket, source, o.onProgress);
+    if (ticket.method === 'POST') await uploadResumable(o, ticket, source, chunkSize);
+    else await putBytes(o, ticket, source, o.onProgress);
     return { artifactId: ticket.artifactId, uri: ticket.uri };
   } finally {
     await source.dispose();
@@ -95,7 +117,14 @@ export async function uploadArtifact(o: UploadArtifactOptions): Promise<Uploaded
 /** `POST /uploads`: the signed upload for a declared file. */
 export async function requestUpload(
   o: ClientOptions,
-  body: { filename: string; contentType: string; size: number; sha256: string; studentId?: string },
+  body: {
+    filename: string;
+    contentType: string;
+    size: number;
+    sha256: string;
+    studentId?: string;
+    resumable?: boolean;
+  },
 ): Promise<UploadTicket> {
   const res = await (o.fetch ?? fetch)(endpoint(o.baseUrl, '/uploads'), {
     method: 'POST',
@@ -161,9 +190,18 @@ interface Source {
   sha256: string;
   name?: string;
   type?: string;
-  /** a fresh body for the PUT, and whether it is a stream (which needs duplex and a content-length) */
-  body(): Promise<{ body: BodyInit; streamed: boolean }>;
+  /**
+   * A fresh body for the PUT (or bytes [start, end) of it, for a chunk), and whether it is a stream (which
+   * needs duplex and a content-length).
+   */
+  body(range?: ByteRange): Promise<{ body: BodyInit; streamed: boolean }>;
   dispose(): Promise<void>;
+}
+
+/** bytes [start, end) */
+interface ByteRange {
+  start: number;
+  end: number;
 }
 
 const nothing = async () => {};
@@ -182,7 +220,7 @@ async function openSource(o: UploadArtifactOptions): Promise<Source> {
       sha256: await hashBlob(f),
       ...(typeof name === 'string' && name ? { name } : {}),
       ...(f.type ? { type: f.type } : {}),
-      body: async () => ({ body: f, streamed: false }),
+      body: async (r) => ({ body: r ? f.slice(r.start, r.end) : f, streamed: false }),
       dispose: nothing,
     };
   }
@@ -190,7 +228,10 @@ async function openSource(o: UploadArtifactOptions): Promise<Source> {
     return {
       size: f.byteLength,
       sha256: await hashBytes(f),
-      body: async () => ({ body: f as unknown as BodyInit, streamed: false }),
+      body: async (r) => ({
+        body: (r ? f.subarray(r.start, r.end) : f) as unknown as BodyInit,
+        streamed: false,
+      }),
       dispose: nothing,
     };
   }
@@ -237,8 +278,13 @@ async function fileSource(path: string): Promise<Source> {
     size,
     sha256: hash.digest('hex'),
     name: basename(path),
-    body: async () => ({
-      body: Readable.toWeb(createReadStream(path, { highWaterMark: 1024 * 1024 })) as unknown as BodyInit,
+    body: async (r) => ({
+      body: Readable.toWeb(
+        createReadStream(path, {
+          highWaterMark: 1024 * 1024,
+          ...(r ? { start: r.start, end: r.end - 1 } : {}), // fs ranges are inclusive
+        }),
+      ) as unknown as BodyInit,
       streamed: true,
     }),
     dispose: nothing,
@@ -270,78 +316,218 @@ async function spooledSource(stream: AsyncIterable<Uint8Array>): Promise<Source>
   }
 }
 
-async function putBytes(
-  o: ClientOptions,
+type Progress = (p: { loaded: number; total: number }) => void;
+
+/** The single signed PUT. */
+async function putBytes(o: ClientOptions, ticket: UploadTicket, source: Source, onProgress?: Progress) {
+  const { body, streamed } = await source.body();
+  let res: Sent;
+  try {
+    res = await send(o, {
+      method: ticket.method,
+      url: ticket.uploadUrl,
+      headers: ticket.headers,
+      body,
+      streamed,
+      length: source.size,
+      ...(onProgress ? { onProgress: (loaded: number) => onProgress({ loaded, total: source.size }) } : {}),
+    });
+  } catch (err) {
+    throw networkError(err, o.signal);
+  }
+  // 412: the create-only precondition failed, i.e. an earlier attempt of this very upload already landed
+  const text = await res.text();
+  if (res.ok || res.status === 412) {
+    onProgress?.({ loaded: source.size, total: source.size });
+    return;
+  }
+  throw storageError(res, text);
+}
+
+/**
+ * A Cloud Storage resumable session (https://cloud.google.com/storage/docs/performing-resumable-uploads):
+ * the signed POST starts it (201, session URI in `Location`); each chunk is a PUT with
+ * `Content-Range: bytes a-b/size`, answered 308 with `Range: bytes=0-<held-1>` until the last (200/201).
+ * A chunk that fails (network, 408, 429, 5xx) is followed, after a backoff, by the status query
+ * `Content-Range: bytes *` + `/size`, and the upload goes on from the offset the session names.
+ */
+async function uploadResumable(
+  o: UploadArtifactOptions,
   ticket: UploadTicket,
   source: Source,
-  onProgress?: (p: { loaded: number; total: number }) => void,
+  chunkSize: number,
 ) {
-  const { body: raw, streamed: rawStreamed } = await source.body();
-  if (onProgress && typeof XMLHttpRequest !== 'undefined' && !rawStreamed && !o.fetch) {
-    return xhrPut(ticket, raw, source.size, onProgress, o.signal);
+  const total = source.size;
+  const progress = (loaded: number) => o.onProgress?.({ loaded, total });
+  const maxRetries = o.maxRetries ?? 5;
+  let delay = o.retryDelayMs ?? 500;
+
+  let started: Sent;
+  try {
+    started = await send(o, { method: 'POST', url: ticket.uploadUrl, headers: ticket.headers });
+  } catch (err) {
+    throw networkError(err, o.signal);
   }
-  // Node (or a custom fetch): count the bytes as fetch reads the body
-  const counted = onProgress ? countingStream(raw, source.size, onProgress) : undefined;
-  const body = counted ?? raw;
-  const streamed = rawStreamed || counted !== undefined;
+  // 412: create-only, and the object exists: an earlier attempt of this very upload already landed
+  const startText = await started.text();
+  if (started.status === 412) return progress(total);
+  if (started.status !== 201 && started.status !== 200) throw storageError(started, startText);
+  const session = started.header('location');
+  if (!session) throw new LfsError('upload to storage failed: the session start named no Location');
+
+  let offset = 0;
+  /** failed attempts since the session last moved forward */
+  let failures = 0;
+  /** the last attempt failed: ask the session for its offset before sending again */
+  let lost = false;
+  const fail = async (why: string) => {
+    lost = true;
+    if (++failures > maxRetries) {
+      throw new LfsError(`upload to storage failed after ${maxRetries} retries: ${why}`, undefined, {
+        offset,
+      });
+    }
+    await sleep(delay, o.signal);
+    delay = Math.min(delay * 2, 30_000);
+  };
+  for (;;) {
+    // a chunk from the offset the session holds, or (after a failure) the status query
+    const query = lost || offset >= total;
+    const end = Math.min(offset + chunkSize, total);
+    const { body, streamed } = query
+      ? { body: undefined, streamed: false }
+      : await source.body({ start: offset, end });
+    const base = offset;
+    let res: Sent;
+    try {
+      res = await send(o, {
+        method: 'PUT',
+        url: session,
+        headers: { 'content-range': query ? `bytes */${total}` : `bytes ${offset}-${end - 1}/${total}` },
+        ...(body === undefined ? {} : { body, streamed, length: end - offset }),
+        ...(o.onProgress && !query ? { onProgress: (loaded: number) => progress(base + loaded) } : {}),
+      });
+    } catch (err) {
+      if (o.signal?.aborted) throw o.signal.reason;
+      await fail((err as Error).message);
+      continue;
+    }
+    if (res.status === 200 || res.status === 201) {
+      await res.text();
+      return progress(total);
+    }
+    if (res.status === 308) {
+      await res.text();
+      const held = heldBytes(res.header('range'));
+      if (held > offset) {
+        failures = 0;
+        delay = o.retryDelayMs ?? 500;
+      }
+      offset = held;
+      lost = false;
+      progress(offset);
+      continue;
+    }
+    if (!RETRYABLE_STATUS.has(res.status)) throw storageError(res, await res.text());
+    await fail(`${res.status}`);
+  }
+}
+
+const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+
+/** `Range: bytes=0-N` → N + 1 bytes held; no Range → none. */
+export function heldBytes(range: string | null): number {
+  if (!range) return 0;
+  const m = /^bytes=0-(\d+)$/.exec(range.trim());
+  if (!m) throw new LfsError(`upload to storage failed: unexpected Range ${range}`);
+  return Number(m[1]) + 1;
+}
+
+/** What `send` answers: enough of a Response for both transports. */
+interface Sent {
+  status: number;
+  ok: boolean;
+  header(name: string): string | null;
+  text(): Promise<string>;
+}
+
+interface Outgoing {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  body?: BodyInit;
+  streamed?: boolean;
+  /** the body's length (stated for streams) */
+  length?: number;
+  /** bytes of this body sent so far */
+  onProgress?: (loaded: number) => void;
+}
+
+/**
+ * One request to storage. Browsers without a custom fetch use XMLHttpRequest when progress is wanted (the
+ * one browser API that reports upload progress); otherwise fetch, counting the bytes as it reads the body.
+ * Network failures throw.
+ */
+async function send(o: ClientOptions, r: Outgoing): Promise<Sent> {
+  if (r.onProgress && typeof XMLHttpRequest !== 'undefined' && !r.streamed && !o.fetch) {
+    return xhrSend(r, o.signal);
+  }
+  const counted = r.onProgress && r.body !== undefined ? countingStream(r.body, r.onProgress) : undefined;
+  const body = counted ?? r.body;
+  const streamed = Boolean(r.streamed) || counted !== undefined;
   const init: RequestInit & { duplex?: 'half' } = {
-    method: ticket.method,
+    method: r.method,
     // exactly the signed headers; a stream also needs its length stated (a browser computes it itself)
-    headers: streamed ? { ...ticket.headers, 'content-length': String(source.size) } : ticket.headers,
-    body,
+    headers: streamed ? { ...r.headers, 'content-length': String(r.length) } : r.headers,
+    ...(body !== undefined ? { body } : {}),
     ...(streamed ? { duplex: 'half' as const } : {}),
     ...(o.signal ? { signal: o.signal } : {}),
   };
-  const res = await (o.fetch ?? fetch)(ticket.uploadUrl, init);
-  // 412: the create-only precondition failed, i.e. an earlier attempt of this very upload already landed
-  if (res.ok || res.status === 412) {
-    await res.body?.cancel();
-    return;
-  }
-  const text = await res.text();
-  const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1];
-  throw new LfsError(`upload to storage failed: ${res.status}${code ? ` ${code}` : ''}`, res.status, {
-    code,
-  });
+  const res = await (o.fetch ?? fetch)(r.url, init);
+  return {
+    status: res.status,
+    ok: res.ok,
+    header: (name) => res.headers.get(name),
+    text: () => res.text(),
+  };
 }
 
-/** A browser PUT through XMLHttpRequest, the one browser API that reports upload progress. */
-function xhrPut(
-  ticket: UploadTicket,
-  body: BodyInit,
-  total: number,
-  onProgress: (p: { loaded: number; total: number }) => void,
-  signal?: AbortSignal,
-): Promise<void> {
+function xhrSend(r: Outgoing, signal?: AbortSignal): Promise<Sent> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open(ticket.method, ticket.uploadUrl);
-    for (const [k, v] of Object.entries(ticket.headers)) xhr.setRequestHeader(k, v);
-    xhr.upload.onprogress = (e) => onProgress({ loaded: e.loaded, total });
-    xhr.onload = () => {
-      if ((xhr.status >= 200 && xhr.status < 300) || xhr.status === 412) {
-        onProgress({ loaded: total, total });
-        return resolve();
-      }
-      const code = /<Code>([^<]+)<\/Code>/.exec(xhr.responseText)?.[1];
-      reject(
-        new LfsError(`upload to storage failed: ${xhr.status}${code ? ` ${code}` : ''}`, xhr.status, {
-          code,
-        }),
-      );
-    };
+    xhr.open(r.method, r.url);
+    for (const [k, v] of Object.entries(r.headers)) xhr.setRequestHeader(k, v);
+    xhr.upload.onprogress = (e) => r.onProgress?.(e.loaded);
+    xhr.onload = () =>
+      resolve({
+        status: xhr.status,
+        ok: xhr.status >= 200 && xhr.status < 300,
+        header: (name) => xhr.getResponseHeader(name),
+        text: async () => xhr.responseText,
+      });
     xhr.onerror = () => reject(new LfsError('upload to storage failed: network error'));
     signal?.addEventListener('abort', () => xhr.abort(), { once: true });
     xhr.onabort = () => reject(signal?.reason ?? new LfsError('upload aborted'));
-    xhr.send(body as XMLHttpRequestBodyInit);
+    xhr.send((r.body ?? null) as XMLHttpRequestBodyInit | null);
+  });
+}
+
+function networkError(err: unknown, signal?: AbortSignal): unknown {
+  if (signal?.aborted || err instanceof LfsError) return err;
+  return new LfsError(`upload to storage failed: ${(err as Error).message}`);
+}
+
+function storageError(res: Sent, text?: string): LfsError {
+  const code = text === undefined ? undefined : /<Code>([^<]+)<\/Code>/.exec(text)?.[1];
+  return new LfsError(`upload to storage failed: ${res.status}${code ? ` ${code}` : ''}`, res.status, {
+    code,
   });
 }
 
 /** The body as a stream that reports how many bytes have been read from it. */
 function countingStream(
   body: BodyInit,
-  total: number,
-  onProgress: (p: { loaded: number; total: number }) => void,
+  onProgress: (loaded: number) => void,
 ): ReadableStream<Uint8Array> | undefined {
   const source =
     body instanceof ReadableStream
@@ -357,7 +543,7 @@ function countingStream(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, controller) {
         loaded += chunk.byteLength;
-        onProgress({ loaded, total });
+        onProgress(loaded);
         controller.enqueue(chunk);
       },
     }),

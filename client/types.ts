@@ -149,10 +149,11 @@ export type UploadTicket = {
   artifactId: string;
   /** lfs://<artifactId>, to reference in events */
   uri: string;
-  /** V4 signed PUT URL, valid 15 min */
+  /** V4 signed URL, valid 15 min: a PUT of the bytes, or (method POST) the start of a resumable session */
   uploadUrl: string;
-  method: 'PUT';
-  /** exactly the headers to send with the PUT */
+  /** PUT: send the bytes in one request. POST: start a resumable session (empty body; 201 with the session URI in Location), then PUT chunks to it with Content-Range */
+  method: 'PUT' | 'POST';
+  /** exactly the headers to send with that request */
   headers: Record<string, string>;
   /** format: "date-time" */
   expiresAt: string;

@@ -43,9 +43,17 @@ export const ingestResultSchema = z.object({
 export const uploadTicketSchema = z.object({
   artifactId: z.string(),
   uri: z.string().describe('lfs://<artifactId>, to reference in events'),
-  uploadUrl: z.string().describe('V4 signed PUT URL, valid 15 min'),
-  method: z.literal('PUT'),
-  headers: z.record(z.string(), z.string()).describe('exactly the headers to send with the PUT'),
+  uploadUrl: z
+    .string()
+    .describe(
+      'V4 signed URL, valid 15 min: a PUT of the bytes, or (method POST) the start of a resumable session',
+    ),
+  method: z
+    .enum(['PUT', 'POST'])
+    .describe(
+      'PUT: send the bytes in one request. POST: start a resumable session (empty body; 201 with the session URI in Location), then PUT chunks to it with Content-Range',
+    ),
+  headers: z.record(z.string(), z.string()).describe('exactly the headers to send with that request'),
   expiresAt: datetime,
 });
 

@@ -61,6 +61,7 @@ const vars = z.object({
   LFS_SIGNING_ENDPOINT: z.string().optional(),
   LFS_CONTENT_TYPES: z.string().optional(),
   LFS_URL_TTL_SECONDS: z.string().optional(),
+  LFS_RESUMABLE_FROM_BYTES: z.string().optional(),
   GOOGLE_APPLICATION_CREDENTIALS: z.string().optional(),
 });
 

@@ -758,6 +758,7 @@ const OPTIONAL_SETTINGS = [
   'LFS_MAX_BYTES',
   'LFS_URL_TTL_SECONDS',
   'LFS_CONTENT_TYPES',
+  'LFS_RESUMABLE_FROM_BYTES',
   'RATE_STUDENT_PER_MIN',
   'RATE_STUDENT_EVENTS_PER_MIN',
   'RATE_INSTANCE_EVENTS_PER_MIN',
@@ -1121,18 +1122,25 @@ describe('storage, Cloud SQL, Firestore', () => {
       response_header: '${cors.value.responseHeader}',
       max_age_seconds: '${cors.value.maxAgeSeconds}',
     });
-    // the headers the signed PUT carries (functions/lfsProxy/storage.ts)
+    // the headers the signed PUT and the signed resumable start carry (functions/lfsProxy/storage.ts)
     const storage = readFileSync(path.join(REPO_ROOT, 'functions', 'lfsProxy', 'storage.ts'), 'utf8');
-    const ext = storage.slice(
-      storage.indexOf('const extensionHeaders = {'),
-      storage.indexOf('};', storage.indexOf('const extensionHeaders = {')),
-    );
-    const signed = [...ext.matchAll(/'(x-goog-[a-z-]+)':/g)].map((m) => m[1]!);
+    const signedIn = (literal: string) => {
+      const ext = storage.slice(storage.indexOf(literal), storage.indexOf('};', storage.indexOf(literal)));
+      return [...ext.matchAll(/'(x-goog-[a-z-]+)':/g)].map((m) => m[1]!);
+    };
+    const signed = signedIn('const extensionHeaders = {');
+    const resumable = signedIn('const resumableHeaders = {');
     expect(signed).toContain('x-goog-if-generation-match');
+    expect(resumable).toContain('x-goog-if-generation-match');
     for (const rule of rules) {
       const allowed = (rule.responseHeader as string[]).map((h) => h.toLowerCase());
-      for (const h of [...signed, 'content-type']) expect(allowed, h).toContain(h);
+      for (const h of [...signed, ...resumable, 'content-type']) expect(allowed, h).toContain(h);
       expect(rule.method).toEqual(expect.arrayContaining(['PUT', 'GET']));
+      // a resumable session from a page: the POST start (x-goog-resumable, the session URI in Location),
+      // chunk PUTs with Content-Range, and the offset a 308 names in Range
+      expect(rule.method).toContain('POST');
+      for (const h of ['x-goog-resumable', 'content-range', 'location', 'range'])
+        expect(allowed, h).toContain(h);
       expect(rule.origin, 'origins are per environment').toBeUndefined();
     }
   });

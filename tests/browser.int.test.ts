@@ -162,6 +162,55 @@ describe('the SDK in Chromium, from another origin', () => {
     expect(out.lastProgress).toBe(300_000);
   });
 
+  it('uploads through a resumable session (resumable: true), survives a dropped chunk, and downloads it', async () => {
+    // the page's network drops the second chunk PUT to the session URI, as a flaky mobile link would
+    let chunkPuts = 0;
+    const ranges: string[] = [];
+    const sessionUri = (url: URL) => url.searchParams.has('upload_id');
+    await page.route(sessionUri, async (route) => {
+      const range = route.request().headers()['content-range'];
+      if (route.request().method() === 'PUT' && range) {
+        ranges.push(range);
+        if (!range.startsWith('bytes */') && ++chunkPuts === 2) return route.abort('connectionreset');
+      }
+      return route.continue();
+    });
+    try {
+      const out = await page.evaluate(async () => {
+        const w = window as unknown as Record<string, any>;
+        const bytes = new Uint8Array(600_000).map((_, i) => (i * 13) % 251);
+        const seen: number[] = [];
+        const up = await w.client.upload(new Blob([bytes], { type: 'image/png' }), {
+          filename: 'poster.png',
+          resumable: true,
+          chunkSize: 256 * 1024,
+          retryDelayMs: 50,
+          onProgress: (p: { loaded: number }) => seen.push(p.loaded),
+        });
+        const { url } = await w.client.downloadUrl(up.uri, { timeoutMs: 30_000 });
+        const back = new Uint8Array(await (await fetch(url)).arrayBuffer());
+        return {
+          uri: up.uri as string,
+          same: back.length === bytes.length && back.every((b, i) => b === bytes[i]),
+          lastProgress: seen.at(-1),
+        };
+      });
+      expect(out.uri).toMatch(/^lfs:\/\//);
+      expect(out.same).toBe(true);
+      expect(out.lastProgress).toBe(600_000);
+      const chunk = 256 * 1024;
+      expect(ranges).toEqual([
+        `bytes 0-${chunk - 1}/600000`,
+        `bytes ${chunk}-${2 * chunk - 1}/600000`, // dropped
+        'bytes */600000', // the session says it holds the first chunk
+        `bytes ${chunk}-${2 * chunk - 1}/600000`,
+        `bytes ${2 * chunk}-599999/600000`,
+      ]);
+    } finally {
+      await page.unroute(sessionUri);
+    }
+  });
+
   it('reads the learner’s progress', async () => {
     const progress = await eventually(
       () =>

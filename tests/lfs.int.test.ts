@@ -529,6 +529,156 @@ describe('lfsProxy: upload, verify, download', () => {
   });
 });
 
+describe('resumable uploads: signed sessions above the threshold', () => {
+  const MiB = 1024 * 1024;
+
+  it('a 9 MiB file gets a signed resumable start; one chunk breaks mid-way, the client resumes; stored and downloadable', async () => {
+    const p = await people();
+    const bytes = randomBytes(9 * MiB);
+    const declared = await declare(p.studentToken, {
+      filename: 'talk.mp4',
+      contentType: 'video/mp4',
+      size: bytes.length,
+      sha256: sha256(bytes),
+    });
+    expect(declared.status).toBe(201);
+    expect(declared.body).toMatchObject({
+      method: 'POST',
+      uploadUrl: expect.stringContaining(`/${BUCKET}/artifacts/${declared.body.artifactId}/talk.mp4?`),
+      headers: {
+        'content-type': 'video/mp4',
+        'x-goog-resumable': 'start',
+        'x-goog-if-generation-match': '0',
+      },
+    });
+    expect(new URL(declared.body.uploadUrl).searchParams.get('X-Goog-SignedHeaders')).toBe(
+      'content-type;host;x-goog-if-generation-match;x-goog-resumable',
+    );
+
+    // the client, through a fetch whose second chunk PUT loses its connection after half its bytes
+    const seen: string[] = [];
+    let chunkPuts = 0;
+    const flaky: typeof fetch = async (input, init = {}) => {
+      const headers = new Headers(init.headers);
+      const range = headers.get('content-range');
+      if (range) seen.push(range);
+      if (init.method === 'PUT' && range && !range.startsWith('bytes */') && ++chunkPuts === 2) {
+        const body = new Uint8Array(await new Response(init.body).arrayBuffer());
+        headers.delete('content-length');
+        const half = await fetch(input, {
+          method: 'PUT',
+          headers,
+          body: body.subarray(0, body.length / 2),
+        });
+        await half.arrayBuffer();
+        throw new TypeError('fetch failed: connection reset (injected)');
+      }
+      return fetch(input, init);
+    };
+    const progress: number[] = [];
+    const { artifactId, uri } = await uploadArtifact({
+      baseUrl: lfsBase(),
+      token: p.studentToken,
+      file: bytes,
+      filename: 'talk.mp4',
+      contentType: 'video/mp4',
+      chunkSize: 4 * MiB,
+      retryDelayMs: 50,
+      fetch: flaky,
+      onProgress: (x) => progress.push(x.loaded),
+    });
+    const total = bytes.length;
+    expect(seen).toEqual([
+      `bytes 0-${4 * MiB - 1}/${total}`,
+      `bytes ${4 * MiB}-${8 * MiB - 1}/${total}`, // cut after 2 MiB
+      `bytes */${total}`, // how far did it get?
+      `bytes ${6 * MiB}-${total - 1}/${total}`, // from the 6 MiB the session holds
+    ]);
+    expect(progress).toContain(6 * MiB);
+    expect(progress.at(-1)).toBe(total);
+
+    const doc = await waitState(artifactId, 'stored');
+    expect(doc).toMatchObject({ size: total, sha256: sha256(bytes), filename: 'talk.mp4' });
+    const { url } = await downloadUrl({ baseUrl: lfsBase(), token: p.studentToken, uri, timeoutMs: 30_000 });
+    const back = Buffer.from(await (await fetch(url)).arrayBuffer());
+    expect(back.length).toBe(total);
+    expect(sha256(back)).toBe(sha256(bytes));
+  });
+
+  it('resumable: true for a small file, false for a large one; a session start is create-only', async () => {
+    const p = await people();
+    const small = randomBytes(1000);
+    const asked = await declare(p.studentToken, {
+      filename: 'n.txt',
+      contentType: 'text/plain',
+      size: small.length,
+      sha256: sha256(small),
+      resumable: true,
+    });
+    expect(asked.body.method).toBe('POST');
+    const single = await declare(p.studentToken, {
+      filename: 'big.zip',
+      contentType: 'application/zip',
+      size: 20 * MiB,
+      sha256: 'a'.repeat(64),
+      resumable: false,
+    });
+    expect(single.body).toMatchObject({
+      method: 'PUT',
+      headers: { 'x-goog-content-length-range': `${20 * MiB},${20 * MiB}` },
+    });
+
+    // the small ticket's own session: its bytes, then the start again is refused (the object exists)
+    const start = () => fetch(asked.body.uploadUrl, { method: 'POST', headers: asked.body.headers });
+    const first = await start();
+    expect(first.status).toBe(201);
+    const session = first.headers.get('location')!;
+    const put = await fetch(session, {
+      method: 'PUT',
+      headers: { 'content-range': `bytes 0-${small.length - 1}/${small.length}` },
+      body: new Uint8Array(small),
+    });
+    expect(put.status).toBe(200);
+    await waitState(asked.body.artifactId, 'stored');
+    const again = await start();
+    expect(again.status).toBe(412);
+    expect(await storageCode(again)).toBe('PreconditionFailed');
+  });
+
+  it('a session is not bound to the size: finalizeArtifact rejects a wrong size and deletes the object', async () => {
+    const p = await people();
+    const declaredBytes = randomBytes(4096);
+    const r = await declare(p.studentToken, {
+      filename: 'short.pdf',
+      contentType: 'application/pdf',
+      size: declaredBytes.length,
+      sha256: sha256(declaredBytes),
+      resumable: true,
+    });
+    const started = await fetch(r.body.uploadUrl, { method: 'POST', headers: r.body.headers });
+    const longer = randomBytes(declaredBytes.length + 1000);
+    const res = await fetch(started.headers.get('location')!, {
+      method: 'PUT',
+      headers: { 'content-range': `bytes 0-${longer.length - 1}/${longer.length}` },
+      body: new Uint8Array(longer),
+    });
+    expect(res.status).toBe(200); // storage takes it: the signature does not bind a session's size
+    const doc = await waitState(r.body.artifactId, 'rejected');
+    expect(doc.reason).toMatch(/size mismatch/);
+    await eventually(
+      async () => {
+        const [exists] = await storage
+          .bucket(BUCKET)
+          .file(`artifacts/${r.body.artifactId}/short.pdf`)
+          .exists();
+        return exists ? undefined : true;
+      },
+      10_000,
+      'the object to be deleted',
+    );
+  });
+});
+
 describe('a 200 MiB artifact through the client', () => {
   const dir = mkdtempSync(join(tmpdir(), 'lfs-200mib-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

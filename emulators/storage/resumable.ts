@@ -65,7 +65,8 @@ export class ResumableUploads {
   }
 }
 
-// Parses `bytes */*` (status), `bytes */N` (finish), `bytes a-b/N`, `bytes a-b/*`, `bytes a-*/N`, `bytes a-*/*`.
+// Parses `bytes */*` (status), `bytes */N` (finish if N bytes are held, else status), `bytes a-b/N`,
+// `bytes a-b/*`, `bytes a-*/N`, `bytes a-*/*`.
 export function parseContentRange(header: string | undefined): ChunkRange {
   if (header === undefined) return { kind: 'bytes', first: 0 };
   const m = /^bytes (?:\*|(\d+)-(\d+|\*))\/(\d+|\*)$/.exec(header.trim());
@@ -102,6 +103,11 @@ export async function putChunk(
   }
   if (range.kind === 'bytes') await appendBytes(session, req, range);
   else req.resume();
+  // `bytes */N` with fewer than N bytes held is the documented status check: 308 with what is held
+  // (https://cloud.google.com/storage/docs/performing-resumable-uploads#status-check)
+  if (range.kind === 'finish' && session.received < range.total) {
+    return { done: false, received: session.received };
+  }
 
   if (!isFinalChunk(range, session.received)) return { done: false, received: session.received };
   const total = range.kind === 'finish' ? range.total : (range.total ?? session.received);

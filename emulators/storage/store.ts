@@ -358,7 +358,7 @@ function validateObjectName(name: string) {
     throw badRequest(`Invalid object name: '${name}'`);
 }
 
-function checkPreconditions(current: ObjectRecord | undefined, p: Preconditions) {
+export function checkPreconditions(current: ObjectRecord | undefined, p: Preconditions) {
   const generation = current?.generation ?? '0';
   const metageneration = current ? String(current.metageneration) : undefined;
   const fail = (what: string) => {

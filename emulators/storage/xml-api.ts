@@ -12,12 +12,16 @@ import {
   type UploadTarget,
 } from './objects.ts';
 import { objectHeaders } from './resources.ts';
-import { isSignedQuery, verifySignedRequest } from './signed-url.ts';
-import type { ObjectFields } from './store.ts';
+import { putChunk } from './resumable.ts';
+import { canonicalUri, isSignedQuery, verifySignedRequest } from './signed-url.ts';
+import { checkPreconditions, type ObjectFields, type ObjectRecord } from './store.ts';
 
 /**
  * The XML API, path style (`/<bucket>/<object>`), for V4 signed URLs: GET, HEAD, PUT and DELETE of one
- * object. Every request must carry a valid signature; anonymous access is refused as for a private bucket.
+ * object, and POST with `x-goog-resumable: start` (a signed resumable session, `action: 'resumable'`).
+ * Every request must carry a valid signature; anonymous access is refused as for a private bucket. The
+ * one exception is a resumable session URI (`?upload_id=…`, from the POST's `Location`): it is its own
+ * credential, as in production, and takes PUT chunks (`Content-Range`), status queries and DELETE.
  */
 
 interface XmlRequest {
@@ -39,6 +43,11 @@ export async function handleXml(
 ) {
   const { bucket, object } = parseXmlPath(path);
   const method = req.method ?? 'GET';
+  const uploadId = new URLSearchParams(rawQuery).get('upload_id');
+  if (uploadId !== null && !isSignedQuery(rawQuery)) {
+    await handleSession({ ctx, req, res, bucket, object: object ?? '' }, uploadId);
+    return;
+  }
   if (!isSignedQuery(rawQuery)) {
     throw accessDenied(
       'Anonymous caller does not have storage.objects access to the Google Cloud Storage object.',
@@ -105,22 +114,94 @@ const putObject: XmlHandler = async ({ ctx, req, res, bucket, object }) => {
     preconditions: typeof generationMatch === 'string' ? { ifGenerationMatch: generationMatch } : {},
     expected: expectedHashes(req.headers),
   };
-  const record = await finishUpload(ctx, target, received);
+  sendEmpty(res, 200, storedHeaders(await finishUpload(ctx, target, received)));
+};
+
+function storedHeaders(record: ObjectRecord): Record<string, string> {
   const headers = objectHeaders(record);
-  sendEmpty(res, 200, {
+  return {
     ETag: headers.ETag!,
     'x-goog-generation': record.generation,
     'x-goog-metageneration': String(record.metageneration),
     'x-goog-hash': headers['x-goog-hash']!,
     'x-goog-stored-content-length': String(record.size),
     'x-goog-stored-content-encoding': headers['x-goog-stored-content-encoding']!,
+  };
+}
+
+/**
+ * POST with `x-goog-resumable: start` (signed, so the header, the content type and any preconditions are
+ * bound): opens a session and answers 201 with its URI in `Location`. Nothing of the object is stored yet.
+ * `x-goog-content-length-range` is a PUT header; Cloud Storage does not apply it to a session, nor does this.
+ */
+const startResumable: XmlHandler = async ({ ctx, req, res, bucket, object }) => {
+  req.resume();
+  if (req.headers['x-goog-resumable'] !== 'start') {
+    throw badRequest('POST Object starts a resumable upload: send x-goog-resumable: start.');
+  }
+  await ensureBucket(ctx, bucket);
+  const generationMatch = req.headers['x-goog-if-generation-match'];
+  const preconditions = typeof generationMatch === 'string' ? { ifGenerationMatch: generationMatch } : {};
+  checkPreconditions(currentObject(ctx, bucket, object), preconditions);
+  const session = await ctx.uploads.start({
+    bucket,
+    name: object,
+    fields: fieldsFromHeaders(req.headers),
+    preconditions,
+    expected: expectedHashes(req.headers),
+  });
+  // from the Host the client used, like the JSON API's session URI
+  const origin = req.headers.host ? `http://${req.headers.host}` : ctx.baseUrl();
+  sendEmpty(res, 201, {
+    Location: `${origin}${canonicalUri(bucket, object)}?upload_id=${session.id}`,
+    'X-GUploader-UploadID': session.id,
   });
 };
+
+function currentObject(ctx: Context, bucket: string, object: string): ObjectRecord | undefined {
+  try {
+    return ctx.store.getObject(bucket, object);
+  } catch (err) {
+    if (err instanceof StorageError && err.status === 404) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * A session URI: PUT a chunk (`Content-Range: bytes a-b/total`, 308 with `Range` until the last, then
+ * 200 and the finalize notification); an empty PUT whose Content-Range names only the total asks how far
+ * it got (308 + `Range`); DELETE cancels (499).
+ */
+async function handleSession(r: XmlRequest, uploadId: string) {
+  const session = r.ctx.uploads.get(uploadId);
+  if (session.target.bucket !== r.bucket || session.target.name !== r.object) {
+    r.req.resume();
+    throw new StorageError(404, 'notFound', 'No such upload session.', 'NoSuchUpload');
+  }
+  if (r.req.method === 'DELETE') {
+    r.req.resume();
+    await r.ctx.uploads.cancel(uploadId);
+    sendEmpty(r.res, 499);
+    return;
+  }
+  if (r.req.method !== 'PUT') {
+    r.req.resume();
+    throw new StorageError(405, 'methodNotAllowed', 'A session URI takes PUT or DELETE.', 'MethodNotAllowed');
+  }
+  const outcome = await putChunk(r.ctx, session, r.req);
+  if (outcome.done) {
+    sendEmpty(r.res, 200, storedHeaders(outcome.record));
+    return;
+  }
+  // 308 "Resume Incomplete"; Range names the persisted bytes (absent when there are none)
+  sendEmpty(r.res, 308, outcome.received > 0 ? { Range: `bytes=0-${outcome.received - 1}` } : {});
+}
 
 const handlers: Record<string, XmlHandler> = {
   GET: getObject,
   HEAD: getObject,
   PUT: putObject,
+  POST: startResumable,
   DELETE: removeObject,
 };
 

@@ -7,7 +7,7 @@ import type { Reply } from '../../shared/http.ts';
 import { createLogger } from '../../shared/log.ts';
 import { createLfsProxy } from './handler.ts';
 import { DEFAULT_CONTENT_TYPES } from './settings.ts';
-import type { UrlSigner } from './storage.ts';
+import type { SignedUpload, UrlSigner } from './storage.ts';
 
 const NOW = new Date('2025-03-10T12:00:00Z');
 const SHA = 'b'.repeat(64);
@@ -60,9 +60,21 @@ class MemoryStore implements ArtifactStore {
 }
 
 const signer: UrlSigner = {
-  async upload({ objectName, contentType, size, expiresAt }) {
+  async upload({ objectName, contentType, size, expiresAt, resumable }): Promise<SignedUpload> {
+    const url = `https://storage.example/ldr-artifacts/${encodeURI(objectName)}?X-Goog-Expires=${(expiresAt.getTime() - NOW.getTime()) / 1000}`;
+    if (resumable) {
+      return {
+        url,
+        method: 'POST',
+        headers: {
+          'content-type': contentType,
+          'x-goog-resumable': 'start',
+          'x-goog-if-generation-match': '0',
+        },
+      };
+    }
     return {
-      url: `https://storage.example/ldr-artifacts/${encodeURI(objectName)}?X-Goog-Expires=${(expiresAt.getTime() - NOW.getTime()) / 1000}`,
+      url,
       method: 'PUT',
       headers: {
         'content-type': contentType,
@@ -84,7 +96,7 @@ const lfs = () =>
     store,
     signer,
     bucket: 'ldr-artifacts',
-    policy: { contentTypes: new Set(DEFAULT_CONTENT_TYPES), maxBytes: 1000 },
+    policy: { contentTypes: new Set(DEFAULT_CONTENT_TYPES), maxBytes: 1000, resumableFromBytes: 500 },
     urlTtlSeconds: 900,
     log: createLogger('test', 'silent'),
     newId: () => `art${++ids}`,
@@ -154,6 +166,38 @@ describe('POST /uploads', () => {
       filename: 'passwd',
       createdAt: NOW.toISOString(),
     });
+  });
+
+  it.each([
+    ['below the threshold', { size: 499 }, 'PUT'],
+    ['at the threshold', { size: 500 }, 'POST'],
+    ['above the threshold', { size: 1000 }, 'POST'],
+    ['small, asked for', { size: 10, resumable: true }, 'POST'],
+    ['large, one PUT asked for', { size: 1000, resumable: false }, 'PUT'],
+  ])('%s → a signed %s', async (_what, body, method) => {
+    const r = await upload('student', body);
+    expect(r.status).toBe(201);
+    const ticket = r.body as { method: string; headers: Record<string, string>; artifactId: string };
+    expect(ticket.method).toBe(method);
+    if (method === 'POST') {
+      expect(ticket.headers).toEqual({
+        'content-type': 'video/mp4',
+        'x-goog-resumable': 'start',
+        'x-goog-if-generation-match': '0',
+      });
+    }
+    // either way the declared size and digest are recorded for finalizeArtifact to check
+    expect(store.docs.get(ticket.artifactId)).toMatchObject({
+      size: body.size,
+      sha256: SHA,
+      state: 'pending',
+    });
+  });
+
+  it('resumable must be a boolean', async () => {
+    const r = await upload('student', { resumable: 'yes' });
+    expect(r.status).toBe(400);
+    expect((r.body as { errors: Array<{ path: string }> }).errors.map((e) => e.path)).toEqual(['/resumable']);
   });
 
   it('a student without an instance claim owns an artifact no instance can read', async () => {

@@ -16,7 +16,10 @@ import type { UrlSigner } from './storage.ts';
 
 /**
  * SPEC §4 lfsProxy. `POST /uploads` records a pending artifact and hands out a V4 signed PUT bound to
- * the declared content type and exact size; `GET /objects/<id>` describes an artifact and, once it is
+ * the declared content type and exact size or, for files of at least `policy.resumableFromBytes` (or
+ * when the request says `resumable: true`), a V4 signed resumable session start (POST,
+ * `x-goog-resumable: start`) bound to the content type and create-only; a session's size is guarded by
+ * finalizeArtifact's size + SHA-256 check. `GET /objects/<id>` describes an artifact and, once it is
  * stored, hands out a signed GET. Who may do what:
  *
  * - upload (`artifact:write`): a student for themself (studentId defaults to sub); an app token for a
@@ -78,6 +81,7 @@ export function createLfsProxy(deps: LfsProxyDeps) {
       contentType: request.contentType,
       size: request.size,
       expiresAt,
+      resumable: request.resumable ?? request.size >= deps.policy.resumableFromBytes,
     });
     await deps.store.create(artifactId, {
       state: 'pending',
@@ -95,7 +99,13 @@ export function createLfsProxy(deps: LfsProxyDeps) {
       createdAt: createdAt.toISOString(),
     });
     deps.log.info(
-      { artifactId, role: principal.role, contentType: request.contentType, size: request.size },
+      {
+        artifactId,
+        role: principal.role,
+        contentType: request.contentType,
+        size: request.size,
+        method: signed.method,
+      },
       LOG.uploadIssued,
     );
     const prefix = String(req.headers['x-forwarded-prefix'] ?? '');

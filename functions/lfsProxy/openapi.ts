@@ -2,11 +2,12 @@ import { z } from 'zod';
 import { artifactInfoSchema, uploadTicketSchema } from '../../shared/api-schemas.ts';
 import { openApiDocument, type RouteDescriptor } from '../../shared/openapi.ts';
 import { type UploadPolicy, uploadRequestSchema } from './schema.ts';
-import { DEFAULT_CONTENT_TYPES } from './settings.ts';
+import { DEFAULT_CONTENT_TYPES, DEFAULT_RESUMABLE_FROM_BYTES } from './settings.ts';
 
 export const defaultPolicy: UploadPolicy = {
   contentTypes: new Set(DEFAULT_CONTENT_TYPES),
   maxBytes: 5 * 1024 ** 3,
+  resumableFromBytes: DEFAULT_RESUMABLE_FROM_BYTES,
 };
 
 /** The routes for the configured policy: the allow-list and size limit are part of the request schema. */
@@ -14,7 +15,8 @@ export const routes = (policy: UploadPolicy = defaultPolicy): RouteDescriptor[] 
   {
     method: 'post',
     path: '/uploads',
-    summary: 'Declare a file and get a V4 signed PUT URL for it (valid 15 min)',
+    summary:
+      'Declare a file and get a V4 signed URL for it (valid 15 min): a PUT, or for large files (or `resumable: true`) the POST that starts a resumable session',
     request: uploadRequestSchema(policy),
     responses: { 201: uploadTicketSchema, 403: 'The token may not upload for this learner' },
     headers: { 201: ['Location'] },

@@ -2,7 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { parseUploadRequest, type UploadPolicy } from './schema.ts';
 import { DEFAULT_CONTENT_TYPES, parseLfsSettings } from './settings.ts';
 
-const policy: UploadPolicy = { contentTypes: new Set(DEFAULT_CONTENT_TYPES), maxBytes: 5 * 1024 ** 3 };
+const policy: UploadPolicy = {
+  contentTypes: new Set(DEFAULT_CONTENT_TYPES),
+  maxBytes: 5 * 1024 ** 3,
+  resumableFromBytes: 8 * 1024 ** 2,
+};
 const SHA = 'a'.repeat(64);
 const valid = { filename: 'clip.mp4', contentType: 'video/mp4', size: 1024, sha256: SHA };
 
@@ -95,7 +99,7 @@ describe('lfs settings', () => {
     expect(s).toMatchObject({
       bucket: 'b',
       urlTtlSeconds: 900,
-      policy: { maxBytes: 100 },
+      policy: { maxBytes: 100, resumableFromBytes: 8 * 1024 * 1024 },
       signer: { kind: 'key', keyFile: '/keys/sa.json' },
     });
   });
@@ -108,6 +112,19 @@ describe('lfs settings', () => {
     });
     expect([...s.policy.contentTypes]).toEqual(['video/mp4', 'application/pdf']);
     expect(s.urlTtlSeconds).toBe(300);
+  });
+
+  it('the resumable threshold is configurable and must be a positive integer', () => {
+    expect(parseLfsSettings(config, { ...keyEnv, LFS_RESUMABLE_FROM_BYTES: '1048576' }).policy).toMatchObject(
+      {
+        resumableFromBytes: 1048576,
+      },
+    );
+    for (const bad of ['0', '-1', '1.5', 'lots']) {
+      expect(() => parseLfsSettings(config, { ...keyEnv, LFS_RESUMABLE_FROM_BYTES: bad }), bad).toThrow(
+        /LFS_RESUMABLE_FROM_BYTES/,
+      );
+    }
   });
 
   it('one error names every bad variable', () => {

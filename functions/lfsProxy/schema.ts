@@ -6,6 +6,8 @@ import { sanitizeFilename } from './filename.ts';
 export interface UploadPolicy {
   contentTypes: ReadonlySet<string>;
   maxBytes: number;
+  /** from this size on, uploads get a resumable session unless the request says `resumable: false` */
+  resumableFromBytes: number;
 }
 
 const STUDENT_ID_RE = /^[A-Za-z0-9._:@-]{1,128}$/;
@@ -22,6 +24,8 @@ export interface UploadRequest {
   /** lower-case hex */
   sha256: string;
   studentId?: string;
+  /** true: a resumable session; false: one PUT; absent: by size (`resumableFromBytes`) */
+  resumable?: boolean;
 }
 
 const errorMap = (iss: { code?: string; input?: unknown }) =>
@@ -50,6 +54,12 @@ export function uploadRequestSchema(policy: UploadPolicy) {
       .regex(SHA256_RE, 'must be 64 hexadecimal characters (the SHA-256 of the file)')
       .transform((s) => s.toLowerCase()),
     studentId: z.string().regex(STUDENT_ID_RE, 'must be 1–128 characters of [A-Za-z0-9._:@-]').optional(),
+    resumable: z
+      .boolean()
+      .optional()
+      .describe(
+        `true: a signed resumable session (method POST); false: one signed PUT; absent: resumable from ${policy.resumableFromBytes} bytes on`,
+      ),
   });
 }
 
@@ -65,8 +75,15 @@ export function parseUploadRequest(body: unknown, policy: UploadPolicy): Parsed<
   }
   const result = uploadRequestSchema(policy).safeParse(body, { error: errorMap });
   if (result.success) {
-    const { studentId, ...rest } = result.data;
-    return { ok: true, value: { ...rest, ...(studentId !== undefined ? { studentId } : {}) } };
+    const { studentId, resumable, ...rest } = result.data;
+    return {
+      ok: true,
+      value: {
+        ...rest,
+        ...(studentId !== undefined ? { studentId } : {}),
+        ...(resumable !== undefined ? { resumable } : {}),
+      },
+    };
   }
   const errors: FieldError[] = [];
   for (const issue of result.error.issues) {

@@ -21,6 +21,9 @@ export const DEFAULT_CONTENT_TYPES = [
   'application/json',
 ] as const;
 
+/** 8 MiB, Cloud Storage's recommended minimum chunk size: anything smaller goes in one PUT. */
+export const DEFAULT_RESUMABLE_FROM_BYTES = 8 * 1024 * 1024;
+
 const MEDIA_TYPE_RE = /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$/;
 
 const schema = z.object({
@@ -47,6 +50,8 @@ const schema = z.object({
     .min(60)
     .max(7 * 24 * 3600)
     .default(15 * 60),
+  /** from this size on, `POST /uploads` hands out a signed resumable session instead of one PUT */
+  LFS_RESUMABLE_FROM_BYTES: z.coerce.number().int().min(1).default(DEFAULT_RESUMABLE_FROM_BYTES),
 });
 
 export interface LfsSettings {
@@ -76,7 +81,11 @@ export function parseLfsSettings(
   if (!parsed.success || !signer) throw new Error(`invalid lfs configuration: ${problems.join('; ')}`);
   return {
     bucket: config.LFS_BUCKET,
-    policy: { contentTypes: new Set(parsed.data.LFS_CONTENT_TYPES), maxBytes: config.LFS_MAX_BYTES },
+    policy: {
+      contentTypes: new Set(parsed.data.LFS_CONTENT_TYPES),
+      maxBytes: config.LFS_MAX_BYTES,
+      resumableFromBytes: parsed.data.LFS_RESUMABLE_FROM_BYTES,
+    },
     urlTtlSeconds: parsed.data.LFS_URL_TTL_SECONDS,
     signer,
   };

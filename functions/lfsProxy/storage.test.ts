@@ -54,17 +54,18 @@ describe('signerChoice: the configuration picks the signer', () => {
   });
 });
 
-/** Checks a signed PUT the way Cloud Storage (and the local emulator) does. */
+/** Checks a signed PUT (or resumable POST) the way Cloud Storage (and the local emulator) does. */
 function verifyUpload(
   url: string,
   headers: Record<string, string>,
   signers: Map<string, ReturnType<typeof createPublicKey>>,
+  method = 'PUT',
 ) {
   const u = new URL(url);
   const [, bucket, ...object] = u.pathname.split('/');
   return verifySignedRequest(
     {
-      method: 'PUT',
+      method,
       bucket: decodeURIComponent(bucket!),
       object: decodeURIComponent(object.join('/')),
       rawQuery: u.search.slice(1),
@@ -109,6 +110,36 @@ describe('one getSignedUrl path, two signers', () => {
     expect(() =>
       verifyUpload(signed.url, { ...signed.headers, 'x-goog-content-length-range': '0,9999' }, signers),
     ).toThrow();
+  });
+
+  it('key, resumable: a signed POST that starts a session, bound to type, x-goog-resumable and create-only', async () => {
+    const key = await ensureServiceAccountKey(join(dir, 'keys'));
+    const signer = { kind: 'key', keyFile: key.keyFile } as const;
+    const urls = gcsUrlSigner(createStorage('demo-ldr', signer), 'ldr-artifacts', signer);
+    const signed = await urls.upload({
+      ...upload,
+      expiresAt: new Date(Date.now() + 15 * 60_000),
+      resumable: true,
+    });
+    expect(signed.method).toBe('POST');
+    expect(signed.headers).toEqual({
+      'content-type': 'application/pdf',
+      'x-goog-resumable': 'start',
+      'x-goog-if-generation-match': '0',
+    });
+    const signers = new Map([[key.clientEmail, createPublicKey(key.publicKeyPem)]]);
+    expect(verifyUpload(signed.url, signed.headers, signers, 'POST').signedHeaders).toEqual([
+      'content-type',
+      'host',
+      'x-goog-if-generation-match',
+      'x-goog-resumable',
+    ]);
+    expect(() => verifyUpload(signed.url, signed.headers, signers, 'PUT')).toThrow();
+    expect(() =>
+      verifyUpload(signed.url, { ...signed.headers, 'content-type': 'text/html' }, signers, 'POST'),
+    ).toThrow();
+    const { 'x-goog-if-generation-match': _dropped, ...withoutPrecondition } = signed.headers;
+    expect(() => verifyUpload(signed.url, withoutPrecondition, signers, 'POST')).toThrow();
   });
 
   describe('iam: no key anywhere; the blob goes to IAM Credentials signBlob as the attached service account', () => {

@@ -71,8 +71,9 @@ export const createStorage = (projectId: string, signer?: SignerChoice) =>
 
 export interface SignedUpload {
   url: string;
-  method: 'PUT';
-  /** exactly the headers the client must send with the PUT (they are part of the signature) */
+  /** PUT: the bytes in one request; POST: starts a resumable session (`x-goog-resumable: start`) */
+  method: 'PUT' | 'POST';
+  /** exactly the headers the client must send with the request (they are part of the signature) */
   headers: Record<string, string>;
 }
 
@@ -82,6 +83,8 @@ export interface UrlSigner {
     contentType: string;
     size: number;
     expiresAt: Date;
+    /** a signed resumable session start instead of a single PUT */
+    resumable?: boolean;
   }): Promise<SignedUpload>;
   download(o: { objectName: string; expiresAt: Date }): Promise<string>;
 }
@@ -90,7 +93,29 @@ export function gcsUrlSigner(storage: Storage, bucket: string, signer: SignerCho
   const endpoint =
     signer.kind === 'iam' && signer.signingEndpoint ? { signingEndpoint: signer.signingEndpoint } : {};
   return {
-    async upload({ objectName, contentType, size, expiresAt }) {
+    async upload({ objectName, contentType, size, expiresAt, resumable }) {
+      if (resumable) {
+        // Cloud Storage applies x-goog-content-length-range to PUT Object only, not to a resumable
+        // session, so the size is not bound here: finalizeArtifact's size + SHA-256 check is the guard
+        // (a wrong size or digest is rejected and deleted). Content type and create-only are bound.
+        const resumableHeaders = { 'x-goog-if-generation-match': '0' };
+        const [url] = await storage
+          .bucket(bucket)
+          .file(objectName)
+          .getSignedUrl({
+            version: 'v4',
+            action: 'resumable', // POST; the client library adds and signs `x-goog-resumable: start`
+            contentType,
+            expires: expiresAt,
+            extensionHeaders: resumableHeaders,
+            ...endpoint,
+          });
+        return {
+          url,
+          method: 'POST',
+          headers: { 'content-type': contentType, 'x-goog-resumable': 'start', ...resumableHeaders },
+        };
+      }
       const extensionHeaders = {
         // the exact size: larger or smaller bodies are refused before anything is stored
         'x-goog-content-length-range': `${size},${size}`,

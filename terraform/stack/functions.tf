@@ -86,6 +86,7 @@ locals {
     LFS_MAX_BYTES                = tostring(var.runtime_settings.lfs_max_bytes)
     LFS_CONTENT_TYPES            = try(join(",", var.runtime_settings.lfs_content_types), null)
     LFS_URL_TTL_SECONDS          = tostring(var.runtime_settings.lfs_url_ttl_seconds)
+    LFS_RESUMABLE_FROM_BYTES     = tostring(var.runtime_settings.lfs_resumable_from_bytes)
     RATE_STUDENT_PER_MIN         = tostring(var.runtime_settings.rate_student_per_min)
     RATE_STUDENT_EVENTS_PER_MIN  = tostring(var.runtime_settings.rate_student_events_per_min)
     RATE_INSTANCE_EVENTS_PER_MIN = tostring(var.runtime_settings.rate_instance_events_per_min)

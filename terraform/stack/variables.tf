@@ -207,6 +207,7 @@ variable "runtime_settings" {
     lfs_max_bytes                = optional(number)
     lfs_url_ttl_seconds          = optional(number)
     lfs_content_types            = optional(list(string))
+    lfs_resumable_from_bytes     = optional(number)
     rate_student_per_min         = optional(number)
     rate_student_events_per_min  = optional(number)
     rate_instance_events_per_min = optional(number)

@@ -102,11 +102,12 @@ variable "upstash_redis_rest_url" {
 }
 
 variable "runtime_settings" {
-  description = "Optional function settings (LFS_MAX_BYTES, LFS_URL_TTL_SECONDS, LFS_CONTENT_TYPES, RATE_STUDENT_PER_MIN, RATE_STUDENT_EVENTS_PER_MIN, RATE_INSTANCE_EVENTS_PER_MIN, DEDUP_TTL_SECONDS, PG_STATEMENT_TIMEOUT_MS); unset fields keep the code's defaults."
+  description = "Optional function settings (LFS_MAX_BYTES, LFS_URL_TTL_SECONDS, LFS_CONTENT_TYPES, LFS_RESUMABLE_FROM_BYTES, RATE_STUDENT_PER_MIN, RATE_STUDENT_EVENTS_PER_MIN, RATE_INSTANCE_EVENTS_PER_MIN, DEDUP_TTL_SECONDS, PG_STATEMENT_TIMEOUT_MS); unset fields keep the code's defaults."
   type = object({
     lfs_max_bytes                = optional(number)
     lfs_url_ttl_seconds          = optional(number)
     lfs_content_types            = optional(list(string))
+    lfs_resumable_from_bytes     = optional(number)
     rate_student_per_min         = optional(number)
     rate_student_events_per_min  = optional(number)
     rate_instance_events_per_min = optional(number)
