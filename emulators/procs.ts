@@ -27,9 +27,21 @@ const alive = (pid: number) => {
   }
 };
 
-/** Kills what a crashed earlier run left behind (its pid files), so a second start recovers. */
+/**
+ * Kills what a crashed earlier run left behind (its pid files), so a second start recovers — but never
+ * what a room that is still running owns: the owner's pid is kept in `<dataDir>/owner.pid`, and while
+ * that process lives a second start is refused instead.
+ */
 export async function reapStale(dataDir: string) {
   const dir = pidDir(dataDir);
+  const ownerFile = join(dataDir, 'owner.pid');
+  const owner = existsSync(ownerFile) ? Number(readFileSync(ownerFile, 'utf8')) : 0;
+  if (owner > 1 && owner !== process.pid && alive(owner)) {
+    throw new Error(
+      `a room is already running from ${dataDir} (pid ${owner}); stop it (Ctrl-C, or kill -INT ${owner}) first`,
+    );
+  }
+  writeFileSync(ownerFile, String(process.pid));
   const { readdirSync } = await import('node:fs');
   for (const f of readdirSync(dir)) {
     const pid = Number(readFileSync(join(dir, f), 'utf8'));

@@ -497,7 +497,12 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
       suiteFile,
       JSON.stringify({ ports, env, projectId, functionsBase: functionUrl('').slice(0, -1) }, null, 2),
     );
-    started.unshift({ stop: async () => rmSync(suiteFile, { force: true }) });
+    started.unshift({
+      stop: async () => {
+        rmSync(suiteFile, { force: true });
+        rmSync(join(dataDir, 'owner.pid'), { force: true });
+      },
+    });
     return {
       ports,
       projectId,
