@@ -757,9 +757,14 @@ describe('ingestInteraction: rate limit', () => {
     }
     expect(statuses.filter((s) => s === 202)).toHaveLength(100);
 
-    const r = await post(event(student, instance, { kind: 'session', payload: { action: 'end' } }), {
+    // The limit is a sliding window (the previous minute weighted by how much of it still overlaps, as
+    // @upstash/ratelimit does): when the 100 straddle a minute boundary a few more may pass, never fewer
+    // than 100. Within the ~seconds this takes that is at most a handful: the 429 must come within 5.
+    let r = await post(event(student, instance, { kind: 'session', payload: { action: 'end' } }), {
       token: t,
     });
+    for (let extra = 1; r.status === 202 && extra < 5; extra++)
+      r = await post(event(student, instance, { kind: 'session', payload: { action: 'end' } }), { token: t });
     expectProblem(r, 429);
     expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(Number(r.headers.get('retry-after'))).toBeLessThanOrEqual(60);
