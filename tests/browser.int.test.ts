@@ -7,8 +7,9 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from './chromium.ts';
 import { eventually, suite, token } from './helpers.ts';
 
 const sdk = fileURLToPath(new URL('../client/dist/ldr-client.js', import.meta.url));
@@ -26,17 +27,6 @@ const html = `<!doctype html><meta charset="utf-8"><title>SkillR test page</titl
   window.ready = true;
 </script>`;
 
-const chromiumArgs = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
 beforeAll(async () => {
   // the page's own origin: a port of its own, so every call to the room is cross-origin
   server = http.createServer((req, res) => {
@@ -50,7 +40,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: chromiumArgs });
+  browser = await launchChromium();
   page = await browser.newPage();
   await page.goto(origin);
   await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);

@@ -6,11 +6,12 @@
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toMessage } from '../shared/cloudevents.ts';
 import { type Interaction, interactionSchema } from '../shared/domain/interaction.ts';
 import { clientEventId, interactionEvent, TOPICS } from '../shared/events.ts';
+import { launchChromium } from './chromium.ts';
 import { eventually, fnUrl, pubsubClient, suite, token } from './helpers.ts';
 
 const shots = fileURLToPath(new URL('../test-output/console/', import.meta.url));
@@ -22,17 +23,6 @@ const ui = (path: string) => `${suite().consoleUrl}${path}`;
 const pubsub = pubsubClient();
 let browser: Browser;
 let page: Page;
-
-const chromiumArgs = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 const interaction = (id: string, topic: string, score: number) =>
   interactionSchema.parse({
@@ -49,7 +39,7 @@ const shot = (name: string) => page.screenshot({ path: `${shots}${name}.png`, fu
 
 beforeAll(async () => {
   mkdirSync(shots, { recursive: true });
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: chromiumArgs });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
 }, 120_000);
 
