@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { fromMessage, type LdrEvent, PoisonMessage } from './cloudevents.ts';
+import { badRequest } from './errors.ts';
 import { type Health, httpFunction, jsonBody, type Reply, type RouteContext, route } from './http.ts';
 import { currentContext, traceFrom, withContext } from './log.ts';
 import type { Runtime } from './runtime.ts';
@@ -45,7 +46,16 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /** Reads a push request into the message and its delivery; 400 naming each bad field otherwise. */
 export function readPush(body: unknown): { msg: RawMessage; delivery: Delivery } {
-  const { message, subscription, deliveryAttempt } = pushBodySchema.parse(body);
+  const parsed = pushBodySchema.safeParse(body);
+  if (!parsed.success) {
+    throw badRequest(
+      'the body is not a Pub/Sub push body {message: {data, attributes, messageId, publishTime, orderingKey}, subscription, deliveryAttempt}',
+      parsed.error.issues.map((i) => ({ path: `/${i.path.join('/')}`, message: i.message })),
+    );
+  }
+  const { message, subscription, deliveryAttempt } = parsed.data;
+  if (message.data && !BASE64.test(message.data))
+    throw badRequest('message.data must be base64', [{ path: '/message/data', message: 'not base64' }]);
   return {
     msg: {
       data: Buffer.from(message.data ?? '', 'base64'),
@@ -97,72 +107,46 @@ export function registerMessageFunction(
 ) {
   const deadLetterTopic = opts.deadLetterTopic ?? 'learnflow.deadletter';
   const push = async ({ req }: RouteContext): Promise<Reply> => {
-    const body = jsonBody(req, PUSH_BODY_LIMITS.maxBytes);
-    const parsed = pushBodySchema.safeParse(body);
-    if (!parsed.success) {
-      const errors = parsed.error.issues.map((i) => ({ path: `/${i.path.join('/')}`, message: i.message }));
-      return {
-        status: 400,
-        body: {
-          type: 'https://ldr.dev/problems/bad-request',
-          title: 'Bad Request',
-          status: 400,
-          detail:
-            'the body is not a Pub/Sub push body {message: {data, attributes, messageId, publishTime, orderingKey}, subscription, deliveryAttempt}',
-          errors,
-        },
-      };
-    }
-    if (parsed.data.message.data && !BASE64.test(parsed.data.message.data)) {
-      return {
-        status: 400,
-        body: {
-          type: 'https://ldr.dev/problems/bad-request',
-          title: 'Bad Request',
-          status: 400,
-          detail: 'message.data must be base64',
-          errors: [{ path: '/message/data', message: 'not base64' }],
-        },
-      };
-    }
-    const { msg, delivery } = readPush(parsed.data);
-    const outer = currentContext();
-    const trace = traceFrom(msg.attributes['ce-traceparent'] ?? outer?.traceparent);
+    const { msg, delivery } = readPush(jsonBody(req, PUSH_BODY_LIMITS.maxBytes));
+    const trace = traceFrom(msg.attributes['ce-traceparent'] ?? currentContext()?.traceparent);
     return withContext({ ...trace, ceId: msg.attributes['ce-id'] ?? delivery.messageId }, async () => {
       try {
-        await handler(msg, delivery);
+        try {
+          await handler(msg, delivery);
+        } catch (err) {
+          if (!(err instanceof PoisonMessage)) throw err;
+          rt.log.error(
+            { reason: err.message, messageId: delivery.messageId, subscription: delivery.subscription },
+            'poison message dead-lettered',
+          );
+          await rt.bus().publishRaw(deadLetterTopic, {
+            data: msg.data,
+            attributes: {
+              ...msg.attributes,
+              'ldr-deadletter-reason': err.message.slice(0, 1000),
+              'ldr-deadletter-function': rt.name,
+              'ldr-deadletter-subscription': delivery.subscription,
+              'ldr-deadletter-message-id': delivery.messageId,
+            },
+          });
+        }
         return { status: 204 };
       } catch (err) {
-        if (!(err instanceof PoisonMessage)) {
-          rt.log.warn(
-            { err: String(err), messageId: delivery.messageId, attempt: delivery.deliveryAttempt },
-            'handler failed; Pub/Sub will retry',
-          );
-          return {
-            status: 500,
-            body: {
-              type: 'https://ldr.dev/problems/delivery-failed',
-              title: 'Delivery Failed',
-              status: 500,
-              detail: 'the function could not process the message now; Pub/Sub retries it',
-            },
-          };
-        }
-        rt.log.error(
-          { reason: err.message, messageId: delivery.messageId, subscription: delivery.subscription },
-          'poison message dead-lettered',
+        // the handler, or the dead-letter publish of a poison message, failed: not acknowledged, so Pub/Sub
+        // redelivers it with the subscription's back-off (and dead-letters it after max attempts)
+        rt.log.warn(
+          { err: String(err), messageId: delivery.messageId, attempt: delivery.deliveryAttempt },
+          'delivery failed; Pub/Sub will retry',
         );
-        await rt.bus().publishRaw(deadLetterTopic, {
-          data: msg.data,
-          attributes: {
-            ...msg.attributes,
-            'ldr-deadletter-reason': err.message.slice(0, 1000),
-            'ldr-deadletter-function': rt.name,
-            'ldr-deadletter-subscription': delivery.subscription,
-            'ldr-deadletter-message-id': delivery.messageId,
+        return {
+          status: 500,
+          body: {
+            type: 'https://ldr.dev/problems/delivery-failed',
+            title: 'Delivery Failed',
+            status: 500,
+            detail: 'the function could not process the message now; Pub/Sub retries it',
           },
-        });
-        return { status: 204 };
+        };
       }
     });
   };
