@@ -67,27 +67,17 @@ export function startBridge(opts: BridgeOptions): Bridge {
     const seen = new Set<string>();
 
     const deliver = async (m: Message) => {
-      let refusedSince: number | undefined;
       for (let attempt = 1; ; attempt++) {
         if (stopping) return; // unacked: the emulator redelivers after restart
-        let refused = false;
+        // (a function instance that is restarting is waited for by the front door, as by Cloud Run's)
         const failure = await post(m, attempt).catch((err: Error) => {
           const cause = err.cause as NodeJS.ErrnoException | undefined;
-          refused = cause?.code === 'ECONNREFUSED';
           return `request failed: ${err.message} ${String(cause?.message ?? '')}`.trim();
         });
         if (failure === null) {
           stats.delivered++;
           m.ack();
           return;
-        }
-        // No instance is listening (one is starting): the request never reached a function, so, as with
-        // Eventarc waiting for a Cloud Run instance, it does not count as a delivery attempt (for 2 min).
-        refusedSince = refused ? (refusedSince ?? Date.now()) : undefined;
-        if (refusedSince !== undefined && Date.now() - refusedSince < 120_000) {
-          attempt--;
-          await sleep(Math.min(maxBackoff, 250));
-          continue;
         }
         if (attempt >= maxAttempts) {
           await sendToDeadLetter(m, attempt, failure);

@@ -2,6 +2,7 @@ import http from 'node:http';
 import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import * as ff from '@google-cloud/functions-framework';
+import { HttpError } from './errors.ts';
 
 /**
  * What production needs before any handler runs, in the function's own code so it runs the same under
@@ -35,13 +36,8 @@ function refuse(
   close = false,
 ) {
   if (res.headersSent) return;
-  const body = JSON.stringify({
-    type: `https://ldr.dev/problems/${title.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`,
-    title,
-    status,
-    detail,
-    ...(errors ? { errors } : {}),
-  });
+  // the same problem shape as every other error of the room (shared/errors.ts)
+  const body = JSON.stringify(new HttpError(status, title, detail, errors ? { errors } : {}).toProblem());
   const origin = req.headers.origin;
   res.writeHead(status, {
     'content-type': 'application/problem+json',
