@@ -1,38 +1,5 @@
-import { Ratelimit } from '@upstash/ratelimit';
 import type { Redis } from '@upstash/redis';
-import type { Admission, AdmissionGate, ClaimState, DedupWindow, Quota, RateLimiter } from './ports.ts';
-
-/** Rate limits with @upstash/ratelimit (sliding window per minute); one limiter per configured rate. */
-export function upstashRateLimiter(redis: Redis, prefix = 'rl'): RateLimiter {
-  const limiters = new Map<number, Ratelimit>();
-  const limiterFor = (perMinute: number) => {
-    let l = limiters.get(perMinute);
-    if (!l) {
-      l = new Ratelimit({
-        redis,
-        limiter: Ratelimit.slidingWindow(perMinute, '60 s'),
-        prefix: `${prefix}:${perMinute}`,
-        // generous: a slow answer under load must not let a request past its limit; a Redis that is down is
-        // reported at once by the REST endpoint (503), which also lets the request through
-        timeout: 3000,
-        analytics: false,
-      });
-      limiters.set(perMinute, l);
-    }
-    return l;
-  };
-  return {
-    async limit(key, cost, perMinute) {
-      try {
-        const r = await limiterFor(perMinute).limit(key, { rate: cost });
-        if (r.reason === 'timeout') return 'unavailable';
-        return { success: r.success, limit: r.limit, remaining: r.remaining, reset: r.reset };
-      } catch {
-        return 'unavailable';
-      }
-    },
-  };
-}
+import type { Admission, AdmissionGate, ClaimState, DedupWindow, Quota } from './ports.ts';
 
 const CLAIM = `
 local out = {}
