@@ -12,14 +12,26 @@ export default async function setup(project: TestProject) {
   await buildArtifact({ quiet: true });
   const dataDir = mkdtempSync(join(tmpdir(), 'ldr-test-'));
   chmodSync(dataDir, 0o755);
-  const suite = await startSuite({
-    dataDir,
-    ports: await freePorts(),
-    bridgeMinBackoffMs: 500,
-    bridgeMaxBackoffMs: 5000,
-    // the console, as `npm start` serves it: its pages are tested in Chromium (tests/console.int.test.ts)
-    consolePort: 0,
-  });
+  // Free ports are picked before the servers bind them, so another process (or one of the suite's own
+  // outgoing connections) can take one in between: start again on new ports if that happens.
+  const start = async () =>
+    startSuite({
+      dataDir,
+      ports: await freePorts(),
+      bridgeMinBackoffMs: 500,
+      bridgeMaxBackoffMs: 5000,
+      // the console, as `npm start` serves it: its pages are tested in Chromium (tests/console.int.test.ts)
+      consolePort: 0,
+    });
+  let suite: Awaited<ReturnType<typeof startSuite>> | undefined;
+  for (let attempt = 1; !suite; attempt++) {
+    try {
+      suite = await start();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 3) throw err;
+      console.warn(`[global-setup] ${(err as Error).message}; starting again on other ports`);
+    }
+  }
   project.provide('suite', {
     dataDir,
     env: suite.env,
