@@ -3,15 +3,22 @@ import { existsSync, readdirSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type Managed, requireFile, startProcess, waitFor } from './procs.ts';
 
-/** Finds the Google Cloud SDK (LDR_GCLOUD_SDK, else next to `gcloud` on PATH). */
+let sdk: string | undefined;
+
+/**
+ * Finds the Google Cloud SDK (LDR_GCLOUD_SDK, else next to `gcloud` on PATH), once per process: a restart of
+ * an emulator must not depend on spawning a shell again (that failed once under load in the bench).
+ */
 export function sdkRoot(): string {
   if (process.env.LDR_GCLOUD_SDK) return process.env.LDR_GCLOUD_SDK;
+  if (sdk) return sdk;
   try {
     const gcloud = execFileSync('sh', ['-c', 'command -v gcloud'], { encoding: 'utf8' }).trim();
-    return dirname(dirname(realpathSync(gcloud)));
-  } catch {
+    sdk = dirname(dirname(realpathSync(gcloud)));
+    return sdk;
+  } catch (err) {
     throw new Error(
-      'Google Cloud SDK not found: install it with its pubsub and firestore emulators, or set LDR_GCLOUD_SDK',
+      `Google Cloud SDK not found (${(err as Error).message}): install it with its pubsub and firestore emulators, or set LDR_GCLOUD_SDK`,
     );
   }
 }
