@@ -12,11 +12,18 @@
  * GOOGLE_CLOUD_PROJECT and LISTEN_HOST.
  */
 import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import { PubSub } from '@google-cloud/pubsub';
 import { createBus } from '../shared/clients.ts';
 import type { Interaction } from '../shared/domain/interaction.ts';
 import { interactionEvent, TOPICS } from '../shared/events.ts';
 import { PUSH_BODY_LIMITS, serveHttp } from '../shared/serve.ts';
+
+/** Functions are served straight from the body guard: plain node:http responses. */
+function reply(res: ServerResponse, status: number, body: unknown) {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
 
 if (process.env.FUNCTION_TARGET === 'noop') {
   serveHttp(
@@ -25,7 +32,7 @@ if (process.env.FUNCTION_TARGET === 'noop') {
       const n = Array.isArray((req.body as { events?: unknown[] })?.events)
         ? (req.body as { events: unknown[] }).events.length
         : 1;
-      res.status(202).json({ accepted: n, duplicates: 0 });
+      reply(res, 202, { accepted: n, duplicates: 0 });
     },
     PUSH_BODY_LIMITS,
   );
@@ -43,10 +50,10 @@ if (process.env.FUNCTION_TARGET === 'noop') {
         events.map((e) => bus.publish(TOPICS.interaction, interactionEvent(e, receivedAt), e.studentId)),
       );
     } catch (err) {
-      res.status(503).json({ status: 503, detail: (err as Error).message });
+      reply(res, 503, { status: 503, detail: (err as Error).message });
       return;
     }
-    res.status(202).json({
+    reply(res, 202, {
       accepted: events.length,
       duplicates: 0,
       results: events.map((e) => ({ id: e.id, status: 'accepted' })),

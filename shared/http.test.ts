@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { httpFunction, MAX_JSON_DEPTH, route, unstorable } from './http.ts';
 import { createLogger } from './log.ts';
 
+/** A node:http ServerResponse stand-in: what `send` uses (statusCode, setHeader, end). */
 function fakeRes() {
   const r = {
     statusCode: 0,
@@ -10,19 +11,8 @@ function fakeRes() {
     setHeader(k: string, v: string) {
       r.headers[k.toLowerCase()] = v;
     },
-    status(c: number) {
-      r.statusCode = c;
-      return r;
-    },
-    type(t: string) {
-      r.headers['content-type'] = t;
-      return r;
-    },
-    send(b: string) {
-      r.body = b;
-      return r;
-    },
-    end() {
+    end(b?: string) {
+      if (b !== undefined) r.body = b;
       return r;
     },
   };
@@ -51,7 +41,7 @@ describe('httpFunction', () => {
       const r = await call('GET', url);
       expect(r.status).toBeGreaterThanOrEqual(400);
       expect(r.status).toBeLessThan(500);
-      expect(r.type).toBe('application/problem+json');
+      expect(r.type).toBe('application/problem+json; charset=utf-8');
     },
   );
 

@@ -37,16 +37,19 @@ export function route(method: string, path: string, handler: RouteHandler): Rout
 }
 
 export function send(res: Response, reply: Reply) {
+  // plain node:http calls: functions are served straight from the body guard (shared/serve.ts)
   for (const [k, v] of Object.entries(reply.headers ?? {})) res.setHeader(k, v);
+  res.statusCode = reply.status;
   if (reply.body === undefined) {
-    res.status(reply.status).end();
+    res.end();
     return;
   }
   const problem = reply.status >= 400;
-  res
-    .status(reply.status)
-    .type(problem ? 'application/problem+json' : 'application/json')
-    .send(JSON.stringify(reply.body));
+  res.setHeader(
+    'Content-Type',
+    `${problem ? 'application/problem+json' : 'application/json'}; charset=utf-8`,
+  );
+  res.end(JSON.stringify(reply.body));
 }
 
 export function problemReply(err: HttpError): Reply {

@@ -11,7 +11,7 @@ import { HttpError } from './errors.ts';
  * in front of its parsers. So, when the function is registered, the request listener of the server the
  * framework creates is wrapped: the body is read here, counted after decompression and cut off at the
  * limit (413), a body that stalls is answered 408, unparseable JSON 400, an unsupported encoding or
- * charset 415 — all as problem+json. The framework's parsers then see a finished request and skip it.
+ * charset 415 — all as problem+json. The registered function is then called directly (`serveDirect`).
  */
 export interface BodyLimits {
   /** bytes after decompression */
@@ -208,6 +208,37 @@ function decodablePath(url = '/') {
 
 let limits: BodyLimits = HTTPS_BODY_LIMITS;
 let installed = false;
+let direct: ff.HttpFunction | undefined;
+
+/**
+ * Calls the registered function straight from the guarded listener, without the framework's Express
+ * pipeline: its body parsers have nothing left to do, and its per-request `domain`, execution-context and
+ * async-local-storage middlewares cost about a third of a small request's CPU (docs/performance.md). Error
+ * handling survives without them: every handler of the room is `httpFunction` (shared/http.ts), which
+ * answers any thrown error itself; a rejection that still escapes is answered 500 here, and an uncaught
+ * exception reaches the framework's process handlers as before (log, then the instance exits).
+ */
+function serveDirect(fn: ff.HttpFunction, req: http.IncomingMessage, res: http.ServerResponse) {
+  const failed = (err: unknown) => {
+    console.error(JSON.stringify({ severity: 'ERROR', message: 'unhandled error', err: String(err) }));
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const body = JSON.stringify({ type: 'about:blank', title: 'Internal Server Error', status: 500 });
+    res.writeHead(500, {
+      'content-type': 'application/problem+json',
+      'content-length': Buffer.byteLength(body),
+    });
+    res.end(body);
+  };
+  try {
+    const ret = fn(req as ff.Request, res as ff.Response) as unknown;
+    if (ret instanceof Promise) ret.catch(failed);
+  } catch (err) {
+    failed(err);
+  }
+}
 
 /**
  * Wraps `http.createServer` so the server the framework creates reads bodies through `readBody`, and,
@@ -230,7 +261,9 @@ function installServerGuard() {
             return;
           }
           readBody(req, res, limits).then((ok) => {
-            if (ok) listener(req, res);
+            if (!ok) return;
+            if (direct) serveDirect(direct, req, res);
+            else listener(req, res);
           });
         }
       : undefined;
@@ -261,6 +294,8 @@ export function serveHttp(
   bodyLimits: BodyLimits = HTTPS_BODY_LIMITS,
 ) {
   limits = bodyLimits;
+  direct = handler;
   installServerGuard();
+  // registered with the framework too: its CLI checks the target and serves the port
   ff.http(name, handler);
 }
