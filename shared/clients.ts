@@ -6,6 +6,7 @@ import { type LdrEvent, type PubsubMessage, toMessage } from './cloudevents.ts';
 import type { Config } from './config.ts';
 import { currentContext } from './log.ts';
 import { orderingKeyResolver } from './ordering.ts';
+import { upstashRequester } from './upstash-http.ts';
 
 /**
  * One factory per client. The official clients read the standard *_EMULATOR_HOST variables, so the
@@ -42,13 +43,16 @@ export async function createPgPool(
   return new pg.Pool({ ...common, ...options, user: config.PGUSER, database: config.PGDATABASE });
 }
 
+/** Upstash Redis over its REST API: the official client on a keep-alive node:http transport (upstash-http.ts). */
 export const createRedis = (config: Pick<Config, 'UPSTASH_REDIS_REST_URL' | 'UPSTASH_REDIS_REST_TOKEN'>) =>
-  new Redis({
-    url: config.UPSTASH_REDIS_REST_URL,
-    token: config.UPSTASH_REDIS_REST_TOKEN,
-    retry: { retries: 1, backoff: () => 50 },
-    enableTelemetry: false,
-  });
+  new Redis(
+    upstashRequester({
+      url: config.UPSTASH_REDIS_REST_URL,
+      token: config.UPSTASH_REDIS_REST_TOKEN,
+      retries: 1,
+      backoffMs: 50,
+    }),
+  );
 
 /** A pg.Pool stand-in that creates the real pool on first query or connect (and again after a failure). */
 export function lazyPool(make: () => Promise<pg.Pool>): pg.Pool {

@@ -4,8 +4,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Ratelimit } from '@upstash/ratelimit';
-import { Redis } from '@upstash/redis';
+import { errors, Redis } from '@upstash/redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { upstashRequester } from '../../shared/upstash-http.ts';
 import { type RedisServer, startRedisServer } from './redis-server.ts';
 import { startUpstashRest, stripKeyLocking, type UpstashRest } from './upstash-rest.ts';
 
@@ -66,7 +67,14 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-describe('@upstash/redis against the local endpoint', () => {
+describe.each([
+  ['its own fetch client', () => new Redis({ url: rest.url, token: TOKEN, enableTelemetry: false })],
+  ['the room’s node:http transport', () => new Redis(upstashRequester({ url: rest.url, token: TOKEN }))],
+])('@upstash/redis with %s against the local endpoint', (_, client) => {
+  beforeAll(() => {
+    redis = client();
+  });
+
   it('sets and gets strings, numbers and JSON objects', async () => {
     const k = key('str');
     expect(await redis.set(k, 'héllo wörld ✓')).toBe('OK');
@@ -183,6 +191,38 @@ describe('@upstash/ratelimit against the local endpoint', () => {
       expect((await ratelimit.getRemaining('user-1')).remaining).toBe(0);
     });
   }
+});
+
+describe('the room’s transport (shared/upstash-http.ts)', () => {
+  it('refuses a wrong token as an UpstashError naming the command', async () => {
+    const wrong = new Redis(upstashRequester({ url: rest.url, token: 'wrong' }));
+    const err = await wrong.get('x').catch((e: Error) => e);
+    expect(err).toBeInstanceOf(errors.UpstashError);
+    expect(String(err)).toMatch(/get/i);
+  });
+
+  it('retries a refused connection once, then fails', async () => {
+    const port = await freePort();
+    let attempts = 0;
+    const counting = upstashRequester({
+      url: `http://127.0.0.1:${port}`,
+      token: TOKEN,
+      retries: 1,
+      backoffMs: 10,
+    });
+    const request = counting.request.bind(counting);
+    const down = new Redis({
+      request: (r) => {
+        attempts++;
+        return request(r);
+      },
+    });
+    await expect(down.get('x')).rejects.toThrow(/ECONNREFUSED/);
+    expect(attempts).toBe(1); // one request, retried inside the transport
+    const started = Date.now();
+    await expect(counting.request({ body: ['get', 'x'] })).rejects.toThrow(/ECONNREFUSED/);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(10); // the retry waited its backoff
+  });
 });
 
 describe('the REST protocol', () => {
