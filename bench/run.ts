@@ -866,7 +866,7 @@ async function main() {
         shot,
         accepted: ids.length,
         applied,
-        readable: readableAt.size,
+        readable: run.workload === 'worst' ? readableAt.size : Number.NaN,
         drainSeconds,
         ledger: dist(lat(ledgerAt)),
         readableDist: dist(lat(readableAt)),
