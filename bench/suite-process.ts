@@ -1,6 +1,7 @@
 /**
  * The local suite for the benchmark, in its own process so the load generator and the suite (functions
- * front door, Pub/Sub bridge, Upstash REST endpoint) do not share one event loop. Started by bench/run.ts:
+ * front door, Pub/Sub bridge, Upstash REST endpoint) do not share one event loop. Started by bench/run.ts
+ * (with LDR_BENCH_FUNCTION_SOURCE for the bus ceiling: the functions run from that bundle):
  * starts the suite on free ports in a temporary data dir via startSuite, prints one JSON line
  * `{"ready": …}` on stdout, and stops everything on SIGTERM / SIGINT or when its stdin closes (the
  * benchmark went away).
@@ -49,6 +50,8 @@ try {
     functionConfig: process.env.LDR_BENCH_FUNCTION_CONFIG
       ? (JSON.parse(process.env.LDR_BENCH_FUNCTION_CONFIG) as Record<string, string>)
       : undefined,
+    // the bus ceiling's bundle (bench/ceiling.ts) instead of the built functions
+    functionSource: process.env.LDR_BENCH_FUNCTION_SOURCE || undefined,
   });
   stopSuite = () => suite.stop();
   const ready: SuiteReady = {

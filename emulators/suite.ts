@@ -47,12 +47,13 @@ const frameworkMain = fileURLToPath(
  * under the Functions Framework's own CLI, selected by --target, as Cloud Run starts it. Instances are
  * sized like production: a 256 MiB V8 heap, so a leak shows up as a crash.
  */
-export const frameworkArgs = (name: string, port: number) => [
+export const frameworkArgs = (name: string, port: number, source?: string) => [
   '--max-old-space-size=256',
   '--enable-source-maps',
   frameworkMain,
   `--target=${name}`,
   `--port=${port}`,
+  ...(source ? [`--source=${source}`] : []),
 ];
 
 /** Variables that point the official clients at the emulators instead of Google (not the function's config). */
@@ -114,6 +115,8 @@ export interface SuiteOptions {
   only?: string[];
   /** serve the console (emulators/console.ts) on this port (0: any free one); firebase.json `ui` for npm start */
   consolePort?: number;
+  /** run the functions from this bundle instead of the built artifact (the bench's bus ceiling) */
+  functionSource?: string;
 }
 
 export interface Suite {
@@ -348,7 +351,7 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
         const w = await startWorker(
           f.name,
           await freePort(),
-          { dataDir, env: functionEnv(f.name, env) },
+          { dataDir, env: functionEnv(f.name, env), source: opts.functionSource },
           log,
         );
         workers.set(f.name, w);
@@ -529,12 +532,12 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
 async function startWorker(
   name: string,
   port: number,
-  opts: { dataDir: string; env: NodeJS.ProcessEnv },
+  opts: { dataDir: string; env: NodeJS.ProcessEnv; source?: string },
   log: ReturnType<typeof createLogger>,
 ): Promise<Worker> {
   let stopped = false;
   const spawnOne = (): Managed => {
-    const m = startProcess(`fn-${name}`, process.execPath, frameworkArgs(name, port), {
+    const m = startProcess(`fn-${name}`, process.execPath, frameworkArgs(name, port, opts.source), {
       dataDir: opts.dataDir,
       env: opts.env,
       cwd: repoRoot,
