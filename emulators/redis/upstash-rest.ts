@@ -43,6 +43,8 @@ export interface UpstashRest {
   url: string;
   port: number;
   stats: RestStats;
+  /** the commands as Upstash bills them (see RestStats), counted by Redis */
+  billed(): Promise<{ total: number; byCommand: Record<string, number> }>;
   stop(): Promise<void>;
 }
 
@@ -88,19 +90,27 @@ export async function startUpstashRest(opts: {
   };
 
   // commands Redis ran since this endpoint started (scripts' commands included), minus its own INFO/CLIENT
-  let base: number | undefined;
+  let base: Record<string, number> = {};
   const executed = async () => {
     const info = String(await redis.info('commandstats'));
-    let n = 0;
+    const byCommand: Record<string, number> = {};
     for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
-      if (!/^(info|client|hello|command|config)\b/.test(m[1]!)) n += Number(m[2]);
+      if (!/^(info|client|hello|command|config)\b/.test(m[1]!)) byCommand[m[1]!] = Number(m[2]);
     }
-    return n;
+    return byCommand;
   };
   const billed = async () => {
     const now = await executed();
-    if (base === undefined || now < base) base = 0; // Redis restarted: its counters started again
-    return now - base;
+    // Redis restarted: its counters started again
+    if (Object.entries(base).some(([name, n]) => (now[name] ?? 0) < n)) base = {};
+    const byCommand: Record<string, number> = {};
+    let total = 0;
+    for (const [name, n] of Object.entries(now)) {
+      const d = n - (base[name] ?? 0);
+      if (d > 0) byCommand[name] = d;
+      total += d;
+    }
+    return { total, byCommand };
   };
 
   const server = http.createServer((req, res) => {
@@ -135,7 +145,8 @@ export async function startUpstashRest(opts: {
       return { status: 405, body: { error: 'ERR method not allowed' } };
     }
     if (url.pathname === '/_stats' && req.method === 'GET') {
-      return { status: 200, body: { ...stats, billed: await billed().catch(() => null) } };
+      const b = await billed().catch(() => undefined);
+      return { status: 200, body: { ...stats, billed: b?.total ?? null, billedByCommand: b?.byCommand ?? null } };
     }
     stats.requests++;
     const base64 = String(req.headers['upstash-encoding'] ?? '').toLowerCase() === 'base64';
@@ -216,6 +227,7 @@ export async function startUpstashRest(opts: {
     url: `http://127.0.0.1:${port}`,
     port,
     stats,
+    billed,
     async stop() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections(); // the client keeps connections alive
