@@ -35,6 +35,10 @@ const mirror = createMirror({
   secrets: dirPartnerSecrets(rt.config.PARTNER_SECRETS_DIR),
   bus: rt.bus(),
   marks: {
+    handled: async (id) => new Set((await rt.redis().get<string[]>(`mirrored:${id}`)) ?? []),
+    record: async (id, slugs) => {
+      await rt.redis().set(`mirrored:${id}`, slugs, { ex: 86_400 });
+    },
     seen: async (slug, id) => (await rt.redis().exists(`mirror:${slug}:${id}`)) === 1,
     mark: async (slug, id) => {
       await rt.redis().set(`mirror:${slug}:${id}`, 1, { ex: 86_400 });
