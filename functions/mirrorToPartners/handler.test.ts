@@ -69,15 +69,15 @@ class FakeMarks implements MirrorMarks {
   /** reads and writes made, to assert what a delivery costs */
   reads = 0;
   writes = 0;
-  async handled(id: string) {
+  async handled(ev: LdrEvent) {
     this.reads++;
     if (this.broken) throw new Error('ECONNREFUSED');
-    return new Set(this.events.get(id) ?? []);
+    return new Set(this.events.get(ev.id) ?? []);
   }
-  async record(id: string, slugs: string[]) {
+  async record(ev: LdrEvent, slugs: string[]) {
     this.writes++;
     if (this.broken) throw new Error('ECONNREFUSED');
-    this.events.set(id, [...slugs]);
+    this.events.set(ev.id, [...slugs]);
   }
   async seen(slug: string, id: string) {
     this.reads++;

@@ -17,9 +17,9 @@ export interface PartnerDirectory {
  */
 export interface MirrorMarks {
   /** the partners an event's normal delivery already handled (published, or handed to a retry task) */
-  handled(eventId: string): Promise<ReadonlySet<string>>;
+  handled(ev: LdrEvent): Promise<ReadonlySet<string>>;
   /** records the partners handled for the event (all of them, including those recorded before) */
-  record(eventId: string, slugs: string[]): Promise<void>;
+  record(ev: LdrEvent, slugs: string[]): Promise<void>;
   seen(slug: string, eventId: string): Promise<boolean>;
   mark(slug: string, eventId: string): Promise<void>;
 }
@@ -110,7 +110,7 @@ export function createMirror(deps: {
     const redelivery = (delivery.deliveryAttempt ?? 1) > 1;
     const [partners, before] = await Promise.all([
       deps.partners.list(),
-      redelivery ? safe(deps.marks.handled(ev.id), new Set<string>()) : new Set<string>(),
+      redelivery ? safe(deps.marks.handled(ev), new Set<string>()) : new Set<string>(),
     ]);
     const targets = partners.filter((p) => !before.has(p.slug) && entitled(p, ev));
     if (!targets.length) return { delivered: [], retrying: [] };
@@ -134,7 +134,7 @@ export function createMirror(deps: {
     );
     const retrying = queued.flatMap((q) => (q.status === 'fulfilled' ? [q.value] : []));
     const handled = [...before, ...delivered, ...retrying];
-    if (handled.length > before.size) await safe(deps.marks.record(ev.id, handled), undefined);
+    if (handled.length > before.size) await safe(deps.marks.record(ev, handled), undefined);
     // A failed retry publish fails the whole delivery: the redelivery skips the partners recorded above
     // and tries the others again, so nothing is lost.
     const unqueued = queued.find((q): q is PromiseRejectedResult => q.status === 'rejected');

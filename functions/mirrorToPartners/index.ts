@@ -1,6 +1,7 @@
 import { registerEventFunction } from '../../shared/event-function.ts';
 import { TOPICS } from '../../shared/events.ts';
 import { dirPartnerSecrets } from '../../shared/partner-secrets.ts';
+import { redisMirrorMarks } from '../../shared/redis-ports.ts';
 import { PARTNERS, type Partner } from '../../shared/registry.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { loadTopology, partnerNames } from '../../shared/topology.ts';
@@ -34,16 +35,7 @@ const mirror = createMirror({
   partners: firestorePartners(),
   secrets: dirPartnerSecrets(rt.config.PARTNER_SECRETS_DIR),
   bus: rt.bus(),
-  marks: {
-    handled: async (id) => new Set((await rt.redis().get<string[]>(`mirrored:${id}`)) ?? []),
-    record: async (id, slugs) => {
-      await rt.redis().set(`mirrored:${id}`, slugs, { ex: 86_400 });
-    },
-    seen: async (slug, id) => (await rt.redis().exists(`mirror:${slug}:${id}`)) === 1,
-    mark: async (slug, id) => {
-      await rt.redis().set(`mirror:${slug}:${id}`, 1, { ex: 86_400 });
-    },
-  },
+  marks: redisMirrorMarks(rt.redis()),
   topicOf: (slug) => partnerNames(topology, slug).topic,
   retryTopic: TOPICS.mirrorRetry,
   log: rt.log,
