@@ -43,6 +43,7 @@ const mirror = createMirror({
 
 registerEventFunction(rt, async (ev, delivery) => {
   const { delivered, retrying } = await mirror.handle(ev, delivery);
+  // per event at debug only: the copies are on the partners' topics; failures and retries log on their own
   if (delivered.length || retrying.length)
-    rt.log.info({ eventId: ev.id, type: ev.type, partners: delivered, retrying }, LOG.mirrored);
+    rt.log.debug({ eventId: ev.id, type: ev.type, partners: delivered, retrying }, LOG.mirrored);
 });
