@@ -13,14 +13,96 @@ end
 return out`;
 
 /**
+ * Batches writes: items that arrive while a batch is being sent wait for it and go together in the next
+ * one (the first waits one turn of the event loop). The promise of an item settles with its batch.
+ */
+export function coalesce<T>(send: (batch: T[]) => Promise<void>): (items: T[]) => Promise<void> {
+  let queued: T[] = [];
+  let next: Promise<void> | undefined;
+  let inFlight: Promise<void> | undefined;
+  return (items) => {
+    if (!items.length) return Promise.resolve();
+    queued.push(...items);
+    next ??= new Promise<void>((resolve, reject) => {
+      const go = () => {
+        const batch = queued;
+        queued = [];
+        next = undefined;
+        inFlight = send(batch)
+          .then(resolve, reject)
+          .finally(() => {
+            inFlight = undefined;
+          });
+      };
+      if (inFlight) inFlight.then(go);
+      else setImmediate(go);
+    });
+    return next;
+  };
+}
+
+/** An event as the mirror marks key it: its ce-id and ce-time (both stable across redeliveries). */
+export interface MarkedEvent {
+  id: string;
+  time: string;
+}
+
+/**
+ * mirrorToPartners' marks: which partners an event's delivery handled, as one field (the ce-id) of a hash
+ * per minute of the event's ce-time, so that the marks of concurrent deliveries are written by one HSET
+ * (Upstash bills a command, not a field) in one round trip; each bucket's TTL is refreshed at most once a
+ * minute per process, so every field lives at least `ttlSeconds`. A retry task's (partner, event) mark is
+ * a key of its own (a rare path).
+ */
+export function redisMirrorMarks(redis: Redis, ttlSeconds = 86_400) {
+  const bucket = (ev: MarkedEvent) => {
+    const ms = Date.parse(ev.time);
+    return `mirrored:${Number.isFinite(ms) ? Math.floor(ms / 60_000) : 'x'}`;
+  };
+  const refreshed = new Map<string, number>();
+  const write = coalesce<{ bucket: string; id: string; slugs: string[] }>(async (batch) => {
+    const byBucket = new Map<string, Record<string, string>>();
+    for (const m of batch) {
+      const fields = byBucket.get(m.bucket) ?? {};
+      fields[m.id] = JSON.stringify(m.slugs);
+      byBucket.set(m.bucket, fields);
+    }
+    const now = Date.now();
+    for (const [b, at] of refreshed) if (now - at > 60_000) refreshed.delete(b);
+    const p = redis.pipeline();
+    for (const [b, fields] of byBucket) {
+      p.hset(b, fields);
+      if (!refreshed.has(b)) {
+        p.expire(b, ttlSeconds + 60);
+        refreshed.set(b, now);
+      }
+    }
+    try {
+      await p.exec();
+    } catch (err) {
+      for (const b of byBucket.keys()) refreshed.delete(b);
+      throw err;
+    }
+  });
+  return {
+    async handled(ev: MarkedEvent): Promise<ReadonlySet<string>> {
+      const v = await redis.hget<string[]>(bucket(ev), ev.id);
+      return new Set(Array.isArray(v) ? v.map(String) : []);
+    },
+    record: (ev: MarkedEvent, slugs: string[]) => write([{ bucket: bucket(ev), id: ev.id, slugs }]),
+    seen: async (slug: string, id: string) => (await redis.exists(`mirror:${slug}:${id}`)) === 1,
+    mark: async (slug: string, id: string) => {
+      await redis.set(`mirror:${slug}:${id}`, 1, { ex: ttlSeconds });
+    },
+  };
+}
+
+/**
  * The 24 h window of published event ids: `pending` while a publish is in flight (a retry during that
  * time publishes again; consumers de-duplicate on ce-id), `done` once published.
  */
 export function redisDedupWindow(redis: Redis, ttlSeconds: number, pendingSeconds = 120): DedupWindow {
   const key = (id: string) => `dedup:${id}`;
-  let queued: string[] = [];
-  let next: Promise<void> | undefined;
-  let inFlight: Promise<void> | undefined;
   return {
     async claim(ids) {
       if (!ids.length) return new Map();
@@ -34,28 +116,11 @@ export function redisDedupWindow(redis: Redis, ttlSeconds: number, pendingSecond
     },
     // confirmations go out in one pipeline at a time: what arrives while one is in flight waits for it and
     // goes in the next, so under load there are far fewer confirmation round trips than requests
-    confirm(ids) {
-      if (!ids.length) return Promise.resolve();
-      for (const id of ids) queued.push(id);
-      next ??= new Promise<void>((resolve, reject) => {
-        const send = () => {
-          const batch = queued;
-          queued = [];
-          next = undefined;
-          const p = redis.pipeline();
-          for (const id of batch) p.set(key(id), 'done', { ex: ttlSeconds });
-          inFlight = p
-            .exec()
-            .then(() => resolve(), reject)
-            .finally(() => {
-              inFlight = undefined;
-            });
-        };
-        if (inFlight) inFlight.then(send);
-        else setImmediate(send);
-      });
-      return next;
-    },
+    confirm: coalesce<string>(async (batch) => {
+      const p = redis.pipeline();
+      for (const id of batch) p.set(key(id), 'done', { ex: ttlSeconds });
+      await p.exec();
+    }),
     async release(ids) {
       if (!ids.length) return;
       await redis.del(...ids.map(key));
@@ -70,22 +135,26 @@ export function redisDedupWindow(redis: Redis, ttlSeconds: number, pendingSecond
  * request through. KEYS: [revoked key], per quota (current window, previous window), dedup keys.
  * ARGV: now ms, window ms, pending seconds, quota count, has jti, per quota (limit, cost).
  * Returns {'revoked'} | {'limited', used…} | {'ok', used…, claim states…} (used = count before this request).
+ * Upstash bills every command a script runs (and the EVALSHA itself), so it reads every key in one MGET:
+ * a single event with one quota costs 4 billed commands (EVALSHA, MGET, INCRBY, SET), not 6.
  * Every key it touches is in KEYS, so on Upstash it locks only those keys (`allow-key-locking`); without the
  * flag an Upstash script holds the database's global lock while it runs.
  */
 const ADMIT = `#!lua flags=allow-key-locking
 local now, window, nq = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+local v = {}
+if #KEYS > 0 then v = redis.call('MGET', unpack(KEYS)) end
 local k = 1
 if ARGV[5] == '1' then
-  if redis.call('EXISTS', KEYS[1]) == 1 then return {'revoked'} end
+  if v[1] then return {'revoked'} end
   k = 2
 end
 local pct = (now % window) / window
 local used, refused = {}, false
 for q = 1, nq do
   local limit, cost = tonumber(ARGV[4 + 2 * q]), tonumber(ARGV[5 + 2 * q])
-  local cur = tonumber(redis.call('GET', KEYS[k + 2 * q - 2]) or '0')
-  local prev = tonumber(redis.call('GET', KEYS[k + 2 * q - 1]) or '0')
+  local cur = tonumber(v[k + 2 * q - 2] or '0')
+  local prev = tonumber(v[k + 2 * q - 1] or '0')
   used[q] = cur + math.floor((1 - pct) * prev)
   if used[q] + cost > limit then refused = true end
 end
@@ -101,10 +170,12 @@ end
 local out = {'ok'}
 for q = 1, nq do out[#out + 1] = used[q] end
 for i = k + 2 * nq, #KEYS do
-  if redis.call('SET', KEYS[i], 'pending', 'NX', 'EX', ARGV[3]) then
+  if v[i] then
+    out[#out + 1] = v[i]
+  elseif redis.call('SET', KEYS[i], 'pending', 'NX', 'EX', ARGV[3]) then
     out[#out + 1] = 'new'
   else
-    out[#out + 1] = redis.call('GET', KEYS[i]) or 'new'
+    out[#out + 1] = redis.call('GET', KEYS[i]) or 'new' -- the same id twice in one request
   end
 end
 return out`;

@@ -164,6 +164,17 @@ describe.each([
     expect(await redis.scriptExists(sha, '0'.repeat(40))).toEqual([1, 0]);
     await expect(redis.evalsha('0'.repeat(40), [k], [])).rejects.toThrow(/NOSCRIPT/);
   });
+
+  it('counts billed commands as Upstash does: a script is EVAL plus every command it runs', async () => {
+    const k = key('billed');
+    const before = (await raw('/_stats')).json;
+    await redis.eval("redis.call('SET', KEYS[1], 1); redis.call('INCR', KEYS[1]); return 0", [k], []);
+    await redis.pipeline().get(k).get(k).exec();
+    await redis.get(k);
+    const after = (await raw('/_stats')).json;
+    expect(Number(after.commands) - Number(before.commands)).toBe(4); // EVAL, GET, GET, GET
+    expect(Number(after.billed) - Number(before.billed)).toBe(6); // + SET and INCR inside the script
+  });
 });
 
 describe('@upstash/ratelimit against the local endpoint', () => {

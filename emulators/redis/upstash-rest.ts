@@ -26,7 +26,13 @@ const REFUSED = new Set([
   'multi', 'exec', 'discard', 'watch', 'unwatch', 'select', 'quit', 'reset', 'hello', 'auth',
 ]);
 
-/** Round trips (HTTP requests answered) and commands, counted since start; also served at GET /_stats. */
+/**
+ * Round trips (HTTP requests answered) and commands, counted since start; also served at GET /_stats, which
+ * adds `billed`: the commands as Upstash bills them — every command sent plus every command a script runs
+ * (Upstash's own cost table for @upstash/ratelimit counts `EVAL, GET, GET, INCR, PEXPIRE` as 5 commands:
+ * https://upstash.com/docs/redis/sdks/ratelimit-ts/costs). Read from Redis's `INFO commandstats` (which
+ * counts commands called from scripts too), so it assumes this endpoint is Redis's only client.
+ */
 export interface RestStats {
   requests: number;
   commands: number;
@@ -37,6 +43,8 @@ export interface UpstashRest {
   url: string;
   port: number;
   stats: RestStats;
+  /** the commands as Upstash bills them (see RestStats), counted by Redis */
+  billed(): Promise<{ total: number; byCommand: Record<string, number> }>;
   stop(): Promise<void>;
 }
 
@@ -81,6 +89,30 @@ export async function startUpstashRest(opts: {
     stats.byCommand[name] = (stats.byCommand[name] ?? 0) + 1;
   };
 
+  // commands Redis ran since this endpoint started (scripts' commands included), minus its own INFO/CLIENT
+  let base: Record<string, number> = {};
+  const executed = async () => {
+    const info = String(await redis.info('commandstats'));
+    const byCommand: Record<string, number> = {};
+    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+      if (!/^(info|client|hello|command|config)\b/.test(m[1]!)) byCommand[m[1]!] = Number(m[2]);
+    }
+    return byCommand;
+  };
+  const billed = async () => {
+    const now = await executed();
+    // Redis restarted: its counters started again
+    if (Object.entries(base).some(([name, n]) => (now[name] ?? 0) < n)) base = {};
+    const byCommand: Record<string, number> = {};
+    let total = 0;
+    for (const [name, n] of Object.entries(now)) {
+      const d = n - (base[name] ?? 0);
+      if (d > 0) byCommand[name] = d;
+      total += d;
+    }
+    return { total, byCommand };
+  };
+
   const server = http.createServer((req, res) => {
     handle(req).then(
       ({ status, body, headers }) => send(res, status, body, headers),
@@ -112,7 +144,10 @@ export async function startUpstashRest(opts: {
     if (req.method !== 'POST' && req.method !== 'GET') {
       return { status: 405, body: { error: 'ERR method not allowed' } };
     }
-    if (url.pathname === '/_stats' && req.method === 'GET') return { status: 200, body: stats };
+    if (url.pathname === '/_stats' && req.method === 'GET') {
+      const b = await billed().catch(() => undefined);
+      return { status: 200, body: { ...stats, billed: b?.total ?? null, billedByCommand: b?.byCommand ?? null } };
+    }
     stats.requests++;
     const base64 = String(req.headers['upstash-encoding'] ?? '').toLowerCase() === 'base64';
     try {
@@ -180,8 +215,11 @@ export async function startUpstashRest(opts: {
     server.listen(opts.port, '127.0.0.1', () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
-  await waitForReady(redis, 3_000).catch(() =>
-    log.warn({ redisPort: opts.redisPort }, 'redis not reachable yet; answering 503 until it is'),
+  await waitForReady(redis, 3_000).then(
+    async () => {
+      base = await executed();
+    },
+    () => log.warn({ redisPort: opts.redisPort }, 'redis not reachable yet; answering 503 until it is'),
   );
   log.info({ port, redisPort: opts.redisPort }, 'upstash rest endpoint listening');
 
@@ -189,6 +227,7 @@ export async function startUpstashRest(opts: {
     url: `http://127.0.0.1:${port}`,
     port,
     stats,
+    billed,
     async stop() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections(); // the client keeps connections alive

@@ -145,6 +145,12 @@ const event = (studentId: string, id = uid()) => ({
 
 const snapshot = () => ({ ...rest.stats, byCommand: { ...rest.stats.byCommand } });
 const settle = async (ms = 20) => new Promise((r) => setTimeout(r, ms));
+/** Waits (with a deadline) until the endpoint has seen `n` SET commands: the confirmations are not awaited. */
+async function confirmed(n: number) {
+  const deadline = Date.now() + 5000;
+  while ((rest.stats.byCommand.set ?? 0) < n && Date.now() < deadline) await settle(5);
+  expect(rest.stats.byCommand.set ?? 0).toBe(n);
+}
 
 describe('ingest admission: one Redis round trip per request', () => {
   it('a student post costs one round trip (EVALSHA) before its answer; confirmations are batched', async () => {
@@ -158,9 +164,11 @@ describe('ingest admission: one Redis round trip per request', () => {
       permissions: ['interaction:write'],
     });
     // warm-up: the first call of the script in this process is EVALSHA → NOSCRIPT → EVAL
+    const sets = rest.stats.byCommand.set ?? 0;
     expect((await call(ingest, ctx(event(student), token))).status).toBe(202);
-    await settle();
+    await confirmed(sets + 1);
 
+    const billedBefore = await rest.billed();
     const before = snapshot();
     const r = await call(ingest, ctx(event(student), token));
     const answeredAt = snapshot();
@@ -168,11 +176,19 @@ describe('ingest admission: one Redis round trip per request', () => {
     expect(r.headers?.['RateLimit-Limit']).toBeDefined();
     expect(answeredAt.requests - before.requests).toBe(1);
     expect(answeredAt.byCommand.evalsha! - (before.byCommand.evalsha ?? 0)).toBe(1);
-    await settle();
+    await confirmed(sets + 2);
     const after = snapshot();
     // the confirmation (SET done) follows, off the answer's path
     expect(after.requests - before.requests).toBe(2);
     expect(after.commands - before.commands).toBe(2);
+    // as Upstash bills it: EVALSHA + the script's MGET (deny-list, both quotas' windows, the claim), its two
+    // INCRBY and its SET NX, then the confirmation's SET (PEXPIRE only when a minute window starts)
+    const billed = await rest.billed();
+    const d = (c: string) => (billed.byCommand[c] ?? 0) - (billedBefore.byCommand[c] ?? 0);
+    expect(billed.total - billedBefore.total - d('pexpire')).toBe(6);
+    expect([d('evalsha') + d('eval'), d('mget'), d('incrby'), d('set'), d('get'), d('exists')]).toEqual([
+      1, 1, 2, 2, 0, 0,
+    ]);
 
     // 20 concurrent posts: 20 admissions, their confirmations in a few pipelines
     const before20 = snapshot();

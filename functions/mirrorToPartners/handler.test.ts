@@ -64,12 +64,28 @@ class FakeBus implements Bus {
 
 class FakeMarks implements MirrorMarks {
   marks = new Set<string>();
+  events = new Map<string, string[]>();
   broken = false;
+  /** reads and writes made, to assert what a delivery costs */
+  reads = 0;
+  writes = 0;
+  async handled(ev: LdrEvent) {
+    this.reads++;
+    if (this.broken) throw new Error('ECONNREFUSED');
+    return new Set(this.events.get(ev.id) ?? []);
+  }
+  async record(ev: LdrEvent, slugs: string[]) {
+    this.writes++;
+    if (this.broken) throw new Error('ECONNREFUSED');
+    this.events.set(ev.id, [...slugs]);
+  }
   async seen(slug: string, id: string) {
+    this.reads++;
     if (this.broken) throw new Error('ECONNREFUSED');
     return this.marks.has(`${slug}:${id}`);
   }
   async mark(slug: string, id: string) {
+    this.writes++;
     if (this.broken) throw new Error('ECONNREFUSED');
     this.marks.add(`${slug}:${id}`);
   }
@@ -178,21 +194,42 @@ describe('createMirror', () => {
   });
 
   it('does not republish a copy on redelivery', async () => {
-    const { mirror, bus, marks } = setup();
+    const { m, bus, marks } = setup();
     const ev = interaction({ instanceId: 'inst-b', sponsor: 'acme-edu' });
-    await mirror(ev);
-    expect(await mirror(ev)).toEqual([]);
-    expect(await mirror(ev)).toEqual([]);
+    expect((await m.handle(ev, { deliveryAttempt: 1 })).delivered.sort()).toEqual(['acme', 'bravo']);
+    // a first delivery cannot have been handled before: no read, one write for all its copies
+    expect([marks.reads, marks.writes]).toEqual([0, 1]);
+    expect((await m.handle(ev, { deliveryAttempt: 2 })).delivered).toEqual([]);
+    expect((await m.handle(ev, { deliveryAttempt: 3 })).delivered).toEqual([]);
     expect(bus.published).toHaveLength(2);
-    expect([...marks.marks].sort()).toEqual(['acme:evt-1', 'bravo:evt-1']);
+    expect([...marks.events]).toEqual([['evt-1', ['acme', 'bravo']]]);
+    // redeliveries only read: nothing new to record
+    expect([marks.reads, marks.writes]).toEqual([2, 1]);
+  });
+
+  it('an event with no entitled partner costs no marks at all', async () => {
+    const { m, marks } = setup();
+    expect(await m.handle(interaction({ instanceId: 'inst-z' }))).toEqual({ delivered: [], retrying: [] });
+    expect([marks.reads, marks.writes]).toEqual([0, 0]);
+  });
+
+  it('a message published again (replay, relay) is a first delivery: same copy, same ce-id', async () => {
+    const { m, bus } = setup();
+    const ev = interaction();
+    await m.handle(ev, { deliveryAttempt: 1 });
+    await m.handle(ev, { deliveryAttempt: 1 });
+    expect(bus.on('partner.acme.events').map((p) => p.event)).toEqual([
+      bus.published[0]!.event,
+      bus.published[0]!.event,
+    ]);
   });
 
   it('still publishes when the marks store is down (at-least-once, same ce-id)', async () => {
-    const { mirror, bus, marks } = setup();
+    const { m, mirror, bus, marks } = setup();
     marks.broken = true;
     const ev = interaction();
     expect(await mirror(ev)).toEqual(['acme']);
-    expect(await mirror(ev)).toEqual(['acme']);
+    expect((await m.handle(ev, { deliveryAttempt: 2 })).delivered).toEqual(['acme']);
     expect(bus.published.map((p) => p.event.id)).toEqual(['evt-1', 'evt-1']);
   });
 
@@ -272,9 +309,9 @@ describe('createMirror', () => {
     const task = bus.on(RETRY)[0]!.event;
     secrets.missing.clear();
     await m.handle(task);
-    await m.handle(task); // the task redelivered after its ack was lost
+    await m.handle(task, { deliveryAttempt: 2 }); // the task redelivered after its ack was lost
     // the original redelivered: both partners already have it, no new retry task either
-    expect(await m.mirror(ev)).toEqual({ delivered: [], retrying: [] });
+    expect(await m.mirror(ev, { deliveryAttempt: 2 })).toEqual({ delivered: [], retrying: [] });
     expect(bus.on('partner.acme.events')).toHaveLength(1);
     expect(bus.on('partner.bravo.events')).toHaveLength(1);
     expect(bus.on(RETRY)).toHaveLength(1);
@@ -303,8 +340,10 @@ describe('createMirror', () => {
     await expect(m.mirror(ev)).rejects.toBeInstanceOf(BusUnavailable);
     expect(bus.topics()).toEqual(['partner.acme.events']);
     bus.failing.clear();
-    expect(await m.mirror(ev)).toEqual({ delivered: ['bravo'], retrying: [] });
+    expect(await m.mirror(ev, { deliveryAttempt: 2 })).toEqual({ delivered: ['bravo'], retrying: [] });
     expect(bus.topics()).toEqual(['partner.acme.events', 'partner.bravo.events']);
+    expect(await m.mirror(ev, { deliveryAttempt: 3 })).toEqual({ delivered: [], retrying: [] });
+    expect(bus.topics()).toHaveLength(2);
   });
 
   it('a transient publish failure for one partner becomes a retry task, not a failed delivery', async () => {

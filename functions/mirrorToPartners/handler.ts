@@ -10,10 +10,24 @@ export interface PartnerDirectory {
   list(): Promise<Partner[]>;
 }
 
-/** Port: which (partner, event id) copies were already published, so a redelivery does not republish. */
+/**
+ * Port: which partners an event was already mirrored to, so a redelivery does not republish. A normal
+ * delivery records all its partners in one write and reads it back only when it is a redelivery; a retry
+ * task marks its one (partner, event) copy.
+ */
 export interface MirrorMarks {
+  /** the partners an event's normal delivery already handled (published, or handed to a retry task) */
+  handled(ev: LdrEvent): Promise<ReadonlySet<string>>;
+  /** records the partners handled for the event (all of them, including those recorded before) */
+  record(ev: LdrEvent, slugs: string[]): Promise<void>;
   seen(slug: string, eventId: string): Promise<boolean>;
   mark(slug: string, eventId: string): Promise<void>;
+}
+
+/** What the function knows of one delivery: `deliveryAttempt` > 1 is a redelivery of the same message. */
+export interface DeliveryInfo {
+  orderingKey?: string;
+  deliveryAttempt?: number;
 }
 
 /** The attribute of a retry task naming the one partner it is for. */
@@ -45,7 +59,10 @@ export class PartnerMirrorFailed extends Error {
  * retry task on `retryTopic` (the event plus `ldr-partner=<slug>`) while the delivery is acknowledged
  * for everybody else. A retry task mirrors to that one partner; its failure fails the delivery, so
  * Pub/Sub retries it and finally dead-letters it. Every partner failure is logged at ERROR
- * (`LOG.partnerFailed`). Redis marks keep a partner from getting the same copy twice.
+ * (`LOG.partnerFailed`). Redis marks keep a redelivery from republishing a copy: a first delivery
+ * (`deliveryAttempt` 1) cannot have been handled before, so it only writes its mark (one command per
+ * event); a redelivery reads it first. A message published again (outbox relay, dead-letter replay) is a
+ * new message and may reach a partner twice under the same ce-id, which partners de-duplicate on (SPEC §3).
  */
 export function createMirror(deps: {
   partners: PartnerDirectory;
@@ -66,17 +83,14 @@ export function createMirror(deps: {
     }
   };
 
-  /** Publishes the partner's copy unless already marked; true when published now. */
-  async function copyTo(p: Partner, ev: LdrEvent): Promise<boolean> {
-    if (await safe(deps.marks.seen(p.slug, ev.id), false)) return false;
+  /** Publishes the partner's copy; PartnerMirrorFailed when it cannot. */
+  async function publishCopy(p: Partner, ev: LdrEvent): Promise<void> {
     try {
       const { event, orderingKey } = scopedCopy(p, await deps.secrets.get(p.slug), ev);
       await deps.bus.publish(deps.topicOf(p.slug), event, orderingKey);
     } catch (err) {
       throw new PartnerMirrorFailed(p.slug, err);
     }
-    await safe(deps.marks.mark(p.slug, ev.id), undefined);
-    return true;
   }
 
   const logFailure = (err: PartnerMirrorFailed, ev: LdrEvent, retry: boolean) =>
@@ -86,37 +100,50 @@ export function createMirror(deps: {
     );
 
   /**
-   * A normal delivery: mirrors to every entitled partner; returns the partners published to now and
-   * those handed to a retry task. Throws (the delivery fails) only when the partner list cannot be
-   * read or a retry task cannot be published.
+   * A normal delivery: mirrors to every entitled partner not handled by an earlier attempt; returns the
+   * partners published to now and those handed to a retry task. Throws (the delivery fails) only when the
+   * partner list cannot be read or a retry task cannot be published; what was handled is recorded first,
+   * so the redelivery publishes only the rest.
    */
-  async function mirror(ev: LdrEvent, opts: { orderingKey?: string } = {}) {
+  async function mirror(ev: LdrEvent, delivery: DeliveryInfo = {}) {
     if (!mirroredTypes.includes(ev.type as never)) return { delivered: [], retrying: [] };
-    const targets = (await deps.partners.list()).filter((p) => entitled(p, ev));
-    const results = await Promise.allSettled(targets.map((p) => copyTo(p, ev)));
+    const redelivery = (delivery.deliveryAttempt ?? 1) > 1;
+    const [partners, before] = await Promise.all([
+      deps.partners.list(),
+      redelivery ? safe(deps.marks.handled(ev), new Set<string>()) : new Set<string>(),
+    ]);
+    const targets = partners.filter((p) => !before.has(p.slug) && entitled(p, ev));
+    if (!targets.length) return { delivered: [], retrying: [] };
+    const results = await Promise.allSettled(targets.map((p) => publishCopy(p, ev)));
     const delivered: string[] = [];
     const failed: PartnerMirrorFailed[] = [];
     results.forEach((r, n) => {
       if (r.status === 'rejected') failed.push(r.reason as PartnerMirrorFailed);
-      else if (r.value) delivered.push(targets[n]!.slug);
+      else delivered.push(targets[n]!.slug);
     });
     for (const f of failed) logFailure(f, ev, false);
-    // A failed retry publish fails the whole delivery: the redelivery skips the partners already
-    // marked and tries the others again, so nothing is lost.
-    await Promise.all(
+    const queued = await Promise.allSettled(
       failed.map(async (f) => {
         const task: LdrEvent = { ...ev, extensions: { ...ev.extensions, [RETRY_PARTNER]: f.partner } };
         // keyed by partner and learner: a broken partner holds up only its own retries, in order
-        const key = opts.orderingKey ? `${f.partner}/${opts.orderingKey}` : undefined;
+        const key = delivery.orderingKey ? `${f.partner}/${delivery.orderingKey}` : undefined;
         await deps.bus.publish(deps.retryTopic, task, key);
         log.info({ partner: f.partner, eventId: ev.id }, LOG.retryQueued);
+        return f.partner;
       }),
     );
-    return { delivered, retrying: failed.map((f) => f.partner) };
+    const retrying = queued.flatMap((q) => (q.status === 'fulfilled' ? [q.value] : []));
+    const handled = [...before, ...delivered, ...retrying];
+    if (handled.length > before.size) await safe(deps.marks.record(ev, handled), undefined);
+    // A failed retry publish fails the whole delivery: the redelivery skips the partners recorded above
+    // and tries the others again, so nothing is lost.
+    const unqueued = queued.find((q): q is PromiseRejectedResult => q.status === 'rejected');
+    if (unqueued) throw unqueued.reason;
+    return { delivered, retrying };
   }
 
   /** A retry task: mirrors to that one partner; a failure throws, so Pub/Sub retries the task. */
-  async function mirrorOne(ev: LdrEvent, slug: string) {
+  async function mirrorOne(ev: LdrEvent, slug: string, redelivery = false) {
     const { [RETRY_PARTNER]: _, ...extensions } = ev.extensions ?? {};
     const original: LdrEvent = { ...ev, extensions };
     const p = (await deps.partners.list()).find((x) => x.slug === slug);
@@ -124,23 +151,28 @@ export function createMirror(deps: {
       log.warn({ partner: slug, eventId: ev.id }, LOG.retryObsolete);
       return { delivered: [] as string[] };
     }
+    // a task's first delivery cannot have been marked by itself: only a redelivery reads the mark
+    if (redelivery && (await safe(deps.marks.seen(slug, ev.id), false))) return { delivered: [] as string[] };
     try {
-      return { delivered: (await copyTo(p, original)) ? [slug] : [] };
+      await publishCopy(p, original);
     } catch (err) {
       if (err instanceof PartnerMirrorFailed) logFailure(err, ev, true);
       throw err;
     }
+    await safe(deps.marks.mark(slug, ev.id), undefined);
+    return { delivered: [slug] };
   }
 
   /**
    * One delivery of any of the function's subscriptions: an event carrying `ldr-partner` is a retry
    * task (only this function publishes it, on its retry topic); anything else is a normal event.
    */
-  async function handle(ev: LdrEvent, delivery: { orderingKey?: string } = {}) {
+  async function handle(ev: LdrEvent, delivery: DeliveryInfo = {}) {
     const slug = ev.extensions?.[RETRY_PARTNER];
     if (slug === undefined) return mirror(ev, delivery);
     if (!slug) throw new PoisonMessage(`retry task without a partner (${RETRY_PARTNER})`);
-    return { ...(await mirrorOne(ev, slug)), retrying: [] as string[] };
+    const redelivery = (delivery.deliveryAttempt ?? 1) > 1;
+    return { ...(await mirrorOne(ev, slug, redelivery)), retrying: [] as string[] };
   }
 
   return { mirror, mirrorOne, handle };

@@ -1,6 +1,7 @@
 import { registerEventFunction } from '../../shared/event-function.ts';
 import { TOPICS } from '../../shared/events.ts';
 import { dirPartnerSecrets } from '../../shared/partner-secrets.ts';
+import { redisMirrorMarks } from '../../shared/redis-ports.ts';
 import { PARTNERS, type Partner } from '../../shared/registry.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { loadTopology, partnerNames } from '../../shared/topology.ts';
@@ -34,12 +35,7 @@ const mirror = createMirror({
   partners: firestorePartners(),
   secrets: dirPartnerSecrets(rt.config.PARTNER_SECRETS_DIR),
   bus: rt.bus(),
-  marks: {
-    seen: async (slug, id) => (await rt.redis().exists(`mirror:${slug}:${id}`)) === 1,
-    mark: async (slug, id) => {
-      await rt.redis().set(`mirror:${slug}:${id}`, 1, { ex: 86_400 });
-    },
-  },
+  marks: redisMirrorMarks(rt.redis()),
   topicOf: (slug) => partnerNames(topology, slug).topic,
   retryTopic: TOPICS.mirrorRetry,
   log: rt.log,
@@ -47,6 +43,7 @@ const mirror = createMirror({
 
 registerEventFunction(rt, async (ev, delivery) => {
   const { delivered, retrying } = await mirror.handle(ev, delivery);
+  // per event at debug only: the copies are on the partners' topics; failures and retries log on their own
   if (delivered.length || retrying.length)
-    rt.log.info({ eventId: ev.id, type: ev.type, partners: delivered, retrying }, LOG.mirrored);
+    rt.log.debug({ eventId: ev.id, type: ev.type, partners: delivered, retrying }, LOG.mirrored);
 });

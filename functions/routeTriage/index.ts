@@ -18,5 +18,6 @@ let route: ReturnType<typeof createRouteTriage> | undefined;
 registerEventFunction(rt, async (ev) => {
   route ??= createRouteTriage({ bus: rt.bus(), rules: rulesNow() });
   const d = await route(ev);
-  rt.log.info({ interactionId: d.interactionId, agent: d.agent, ruleId: d.ruleId }, 'interaction routed');
+  // per event at debug only: the decision itself is published to the triage audit topic
+  rt.log.debug({ interactionId: d.interactionId, agent: d.agent, ruleId: d.ruleId }, 'interaction routed');
 });
