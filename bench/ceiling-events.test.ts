@@ -105,7 +105,12 @@ describe('the bus ceiling publishes what the real functions publish', () => {
       partners: { list: async () => partners },
       secrets: { get: async (slug) => secret(slug) },
       bus: real.bus,
-      marks: { seen: async () => false, mark: async () => {} },
+      marks: {
+        handled: async () => new Set<string>(),
+        record: async () => {},
+        seen: async () => false,
+        mark: async () => {},
+      },
       topicOf,
       retryTopic: TOPICS.mirrorRetry,
       log: pino({ level: 'silent' }),

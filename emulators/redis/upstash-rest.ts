@@ -146,7 +146,10 @@ export async function startUpstashRest(opts: {
     }
     if (url.pathname === '/_stats' && req.method === 'GET') {
       const b = await billed().catch(() => undefined);
-      return { status: 200, body: { ...stats, billed: b?.total ?? null, billedByCommand: b?.byCommand ?? null } };
+      return {
+        status: 200,
+        body: { ...stats, billed: b?.total ?? null, billedByCommand: b?.byCommand ?? null },
+      };
     }
     stats.requests++;
     const base64 = String(req.headers['upstash-encoding'] ?? '').toLowerCase() === 'base64';
