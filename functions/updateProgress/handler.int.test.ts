@@ -95,6 +95,38 @@ describe('updateProgress handler', () => {
     expect(snap.get('version')).toBe(1);
   });
 
+  it('concurrent deliveries of different interactions of one learner each count once, computed in turn', async () => {
+    // each is computed from the version this process last saw; all but one find the row moved on and
+    // compute again from the row the ledger answers with
+    const student = `s-${randomUUID()}`;
+    const handle = createUpdateProgress({ pool, view: firestoreProgressView(db), bus });
+    const events = [0.2, 0.9, 0.7, 0.4, 1].map((s) => quiz(student, s));
+    const results = await Promise.all(events.map((ev) => handle(ev)));
+    expect(results.every((r) => r.applied)).toBe(true);
+    expect(results.map((r) => r.row.version).sort()).toEqual([1, 2, 3, 4, 5]);
+    const snap = await db.collection('students').doc(student).collection('topics').doc('general').get();
+    expect(snap.get('interactions')).toBe(5);
+    expect(snap.get('version')).toBe(5);
+    // 100 × (0.3 × mean(0.2, 0.9, 0.7, 0.4, 1) + 0.1 × 1/7) = 19.2 + 1.43 = 20.6: every score counted once
+    expect(snap.get('mastery')).toBe(20.6);
+  });
+
+  it('applies on top of a row another instance advanced since this one last saw it', async () => {
+    const student = `s-${randomUUID()}`;
+    const handle = createUpdateProgress({ pool, view: firestoreProgressView(db), bus });
+    await handle(quiz(student, 0.2));
+    // another instance applies two interactions: this process's remembered version is now stale
+    await pool.query(
+      `UPDATE topic_state SET version = version + 2, state = jsonb_set(state, '{interactions}', '3'),
+       updated_at = now() WHERE student_id = $1`,
+      [student],
+    );
+    const r = await handle(quiz(student, 0.9));
+    expect(r.applied).toBe(true);
+    expect(r.row.version).toBe(4);
+    expect(r.row.interactions).toBe(4);
+  });
+
   it('a replay of a learner’s whole history changes nothing', async () => {
     const student = `s-${randomUUID()}`;
     const handle = createUpdateProgress({ pool, view: firestoreProgressView(db), bus });

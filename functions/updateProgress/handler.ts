@@ -7,14 +7,7 @@ import { readInteraction } from '../../shared/events.ts';
 const UNSTORABLE = new Set(['22P05', '22021', '22P02', '54000']);
 
 import { retryTransient } from '../../shared/retry.ts';
-import {
-  applyInteraction,
-  markSent,
-  type OutboxRow,
-  pendingOutbox,
-  pruneSent,
-  relayUnsent,
-} from './ledger.ts';
+import { applyInteraction, markSent, type OutboxRow, pruneSent, relayUnsent } from './ledger.ts';
 import type { ProgressView } from './projection.ts';
 
 /**
@@ -34,7 +27,7 @@ export function createUpdateProgress(deps: {
     retryTransient(op, { budgetMs: deps.outageBudgetMs ?? 45_000, onRetry: deps.onRetry });
   return async (ev: LdrEvent) => {
     const i = readInteraction(ev);
-    const { applied, row } = await retry(() => applyInteraction(deps.pool, i, ev.id)).catch(
+    const { applied, row, pending } = await retry(() => applyInteraction(deps.pool, i, ev.id)).catch(
       (err: { code?: string; message?: string }) => {
         // data PostgreSQL can never store (e.g. U+0000 in jsonb): retrying cannot help
         if (err.code && UNSTORABLE.has(err.code))
@@ -43,7 +36,6 @@ export function createUpdateProgress(deps: {
       },
     );
     await deps.view.project(row);
-    const pending = await retry(() => pendingOutbox(deps.pool, i.studentId));
     const sent: string[] = [];
     try {
       for (const o of pending) {
