@@ -127,6 +127,39 @@ describe('updateProgress handler', () => {
     expect(r.row.interactions).toBe(4);
   });
 
+  it('the view never goes back, whichever instance last wrote the document', async () => {
+    // each view writes without a read when it can (create; update on its own last write's update time)
+    const student = `s-${randomUUID()}`;
+    const a = firestoreProgressView(db);
+    const b = firestoreProgressView(db);
+    const row = (version: number) => ({
+      studentId: student,
+      topic: 'general',
+      instanceId: 'inst-a',
+      version,
+      interactions: version,
+      mastery: version,
+      level: 'beginner' as const,
+      components: { exercise: 0, quiz: version, quality: 0, consistency: 0 },
+      updatedAt: new Date().toISOString(),
+    });
+    const doc = db.collection('students').doc(student).collection('topics').doc('general');
+    const version = async () => (await doc.get()).get('version');
+    await a.project(row(1));
+    await b.project(row(2)); // b has not written it: its create fails, it reads and updates
+    expect(await version()).toBe(2);
+    await a.project(row(3)); // a's last write is not the document's: its update fails, it reads
+    expect(await version()).toBe(3);
+    await b.project(row(2)); // a redelivery of an older row
+    await a.project(row(2));
+    expect(await version()).toBe(3);
+    await b.project(row(4));
+    await a.project(row(3));
+    expect(await version()).toBe(4);
+    await a.project(row(5)); // stale again, and newer: applied after a read
+    expect(await version()).toBe(5);
+  });
+
   it('a replay of a learner’s whole history changes nothing', async () => {
     const student = `s-${randomUUID()}`;
     const handle = createUpdateProgress({ pool, view: firestoreProgressView(db), bus });
