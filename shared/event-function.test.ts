@@ -17,6 +17,8 @@ const deadLetters: PubsubMessage[] = [];
 let deadLetterDown = false;
 let behaviour: 'ok' | 'poison' | 'fail' = 'ok';
 const seen: Array<{ data: string; attempt: number; orderingKey?: string }> = [];
+/** the node:domain each delivery ran in (the framework opens one per request) */
+const domains: unknown[] = [];
 
 const rt = {
   name: 'pushProbe',
@@ -41,6 +43,8 @@ beforeAll(async () => {
       attempt: delivery.deliveryAttempt,
       orderingKey: delivery.orderingKey,
     });
+    await Promise.resolve();
+    domains.push((process as { domain?: unknown }).domain);
     if (behaviour === 'poison') throw new PoisonMessage('not an interaction');
     if (behaviour === 'fail') throw new Error('PostgreSQL unavailable');
   });
@@ -74,6 +78,13 @@ describe('push handler', () => {
     const res = await push(body('a', { deliveryAttempt: 3 }));
     expect(res.status).toBe(204);
     expect(seen.at(-1)).toEqual({ data: 'a', attempt: 3, orderingKey: 'learner-1' });
+  });
+
+  it('runs deliveries outside the framework’s per-request domain (it costs on every callback)', async () => {
+    behaviour = 'ok';
+    domains.length = 0;
+    expect((await push(body('b'))).status).toBe(204);
+    expect(domains).toEqual([undefined]);
   });
 
   it('refuses what is not a push body with a 400 naming the field', async () => {
