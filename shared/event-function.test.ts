@@ -9,7 +9,7 @@ import { getTestServer } from '@google-cloud/functions-framework/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PubsubMessage } from './cloudevents.ts';
 import { PoisonMessage } from './cloudevents.ts';
-import { registerMessageFunction } from './event-function.ts';
+import { pushBodySchema, readPush, registerMessageFunction } from './event-function.ts';
 import { createLogger } from './log.ts';
 import type { Runtime } from './runtime.ts';
 
@@ -117,5 +117,39 @@ describe('push handler', () => {
     const before = deadLetters.length;
     expect((await push(body('e'))).status).toBe(500);
     expect(deadLetters).toHaveLength(before);
+  });
+
+  it('reads exactly the bodies the push schema accepts (the usual one without running the schema)', () => {
+    const good = { message: { data: 'eA==', attributes: { a: 'b' }, messageId: '1' }, subscription: 's' };
+    const cases: unknown[] = [
+      good,
+      { ...good, deliveryAttempt: 2 },
+      { message: { message_id: '1' }, subscription: 's' },
+      { message: { messageId: '1', publishTime: 't', orderingKey: 'k' }, subscription: 's' },
+      { ...good, subscription: '' },
+      { message: { messageId: '' }, subscription: 's' },
+      { message: { messageId: '', message_id: '1' }, subscription: 's' },
+      { message: { messageId: 1 }, subscription: 's' },
+      { message: { messageId: '1', data: 5 }, subscription: 's' },
+      { message: { messageId: '1', attributes: { a: 1 } }, subscription: 's' },
+      { message: { messageId: '1', attributes: ['x'] }, subscription: 's' },
+      { message: ['x'], subscription: 's' },
+      { ...good, deliveryAttempt: 0 },
+      { ...good, deliveryAttempt: 1.5 },
+      { ...good, deliveryAttempt: '2' },
+      null,
+      'x',
+    ];
+    for (const c of cases) {
+      const ok = (() => {
+        try {
+          readPush(c);
+          return true;
+        } catch {
+          return false;
+        }
+      })();
+      expect(ok, JSON.stringify(c)).toBe(pushBodySchema.safeParse(c).success);
+    }
   });
 });
