@@ -262,7 +262,7 @@ async function main() {
     }
     const db = new pg.Pool({ connectionString: suite.env.DATABASE_URL, max: 1 });
     cleanup.unshift(() => db.end());
-    const subscription = `projects/${suite.projectId}/subscriptions/${fn}`;
+    const subscription = `projects/${suite.projectId}/subscriptions/fn.${fn}.interaction`;
     const targets = [
       { name: 'no-op', url: noop.url, pid: noop.pid },
       { name: fn, url: fnProc.url, pid: fnProc.pid },
