@@ -20,7 +20,7 @@ import { build } from 'esbuild';
 import pg from 'pg';
 import { freePort, portOpen, waitFor } from '../emulators/procs.ts';
 import { upsertPartner } from '../emulators/registry.ts';
-import { frameworkArgs, freePorts, startSuite } from '../emulators/suite.ts';
+import { frameworkArgs, freePorts, functionEnv, startSuite } from '../emulators/suite.ts';
 import { buildArtifact } from '../scripts/build.ts';
 import { toMessage } from '../shared/cloudevents.ts';
 import type { Interaction } from '../shared/domain/interaction.ts';
@@ -157,6 +157,40 @@ export async function pushCpu(opts: {
   };
 }
 
+/**
+ * One function under the Functions Framework CLI as the suite starts it (`frameworkArgs`), on a free port;
+ * `source` overrides the artifact (package.json `main`). LDR_CPU_PROF=<dir> adds `--cpu-prof` into that dir.
+ */
+async function serveFunction(
+  name: string,
+  env: NodeJS.ProcessEnv,
+  source?: string,
+): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
+  const port = await freePort();
+  const prof = process.env.LDR_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.LDR_CPU_PROF}`] : [];
+  const args = [...prof, ...frameworkArgs(name, port), ...(source ? [`--source=${source}`] : [])];
+  const child: ChildProcess = spawn(process.execPath, args, {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const killed = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(killed);
+  };
+  try {
+    await waitFor(() => portOpen(port), 60_000, `${name} on port ${port}`);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url: `http://127.0.0.1:${port}/`, pid: child.pid!, stop };
+}
+
 /** The no-op push function (bench/push-noop.ts), bundled and served under the Functions Framework CLI. */
 export async function startPushNoop(): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
   const dir = join(root, '.ldr', 'bench');
@@ -174,38 +208,18 @@ export async function startPushNoop(): Promise<{ url: string; pid: number; stop(
     sourcemap: 'linked',
     logLevel: 'error',
   });
-  const port = await freePort();
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [...frameworkArgs('pushNoop', port), `--source=${bundle}`],
+  return serveFunction(
+    'pushNoop',
     {
-      cwd: root,
-      env: {
-        PATH: process.env.PATH,
-        HOME: process.env.HOME,
-        FUNCTION_TARGET: 'pushNoop',
-        LISTEN_HOST: '127.0.0.1',
-        NODE_ENV: 'production',
-        METADATA_SERVER_DETECTION: 'none',
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      FUNCTION_TARGET: 'pushNoop',
+      LISTEN_HOST: '127.0.0.1',
+      NODE_ENV: 'production',
+      METADATA_SERVER_DETECTION: 'none',
     },
+    bundle,
   );
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const killed = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(killed);
-  };
-  try {
-    await waitFor(() => portOpen(port), 60_000, `the no-op function on port ${port}`);
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return { url: `http://127.0.0.1:${port}/`, pid: child.pid!, stop };
 }
 
 async function main() {
@@ -228,7 +242,9 @@ async function main() {
     cleanup.unshift(() => suite.stop());
     const noop = await startPushNoop();
     cleanup.unshift(() => noop.stop());
-    const worker = suite.workers.get(fn)!;
+    // a second instance of the function, started as the suite starts its worker, so it can be profiled
+    const fnProc = await serveFunction(fn, functionEnv(fn, suite.env));
+    cleanup.unshift(() => fnProc.stop());
     const runId = Date.now().toString(36);
     const instances = Array.from({ length: 8 }, (_, k) => `pcpu-${runId}-i${k}`);
     if (fn === 'mirrorToPartners') {
@@ -246,10 +262,10 @@ async function main() {
     }
     const db = new pg.Pool({ connectionString: suite.env.DATABASE_URL, max: 1 });
     cleanup.unshift(() => db.end());
-    const subscription = `projects/${suite.projectId}/subscriptions/${fn}`;
+    const subscription = `projects/${suite.projectId}/subscriptions/fn.${fn}.interaction`;
     const targets = [
       { name: 'no-op', url: noop.url, pid: noop.pid },
-      { name: fn, url: `http://127.0.0.1:${worker.port}/`, pid: worker.current().pid },
+      { name: fn, url: fnProc.url, pid: fnProc.pid },
     ];
     const applied = async (bodies: PushBody[]) => {
       const students = [...new Set(bodies.map((b) => b.key))];

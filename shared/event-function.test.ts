@@ -9,7 +9,7 @@ import { getTestServer } from '@google-cloud/functions-framework/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PubsubMessage } from './cloudevents.ts';
 import { PoisonMessage } from './cloudevents.ts';
-import { registerMessageFunction } from './event-function.ts';
+import { pushBodySchema, readPush, registerMessageFunction } from './event-function.ts';
 import { createLogger } from './log.ts';
 import type { Runtime } from './runtime.ts';
 
@@ -17,6 +17,8 @@ const deadLetters: PubsubMessage[] = [];
 let deadLetterDown = false;
 let behaviour: 'ok' | 'poison' | 'fail' = 'ok';
 const seen: Array<{ data: string; attempt: number; orderingKey?: string }> = [];
+/** the node:domain each delivery ran in (the framework opens one per request) */
+const domains: unknown[] = [];
 
 const rt = {
   name: 'pushProbe',
@@ -41,6 +43,8 @@ beforeAll(async () => {
       attempt: delivery.deliveryAttempt,
       orderingKey: delivery.orderingKey,
     });
+    await Promise.resolve();
+    domains.push((process as { domain?: unknown }).domain);
     if (behaviour === 'poison') throw new PoisonMessage('not an interaction');
     if (behaviour === 'fail') throw new Error('PostgreSQL unavailable');
   });
@@ -76,6 +80,13 @@ describe('push handler', () => {
     expect(seen.at(-1)).toEqual({ data: 'a', attempt: 3, orderingKey: 'learner-1' });
   });
 
+  it('runs deliveries outside the framework’s per-request domain (it costs on every callback)', async () => {
+    behaviour = 'ok';
+    domains.length = 0;
+    expect((await push(body('b'))).status).toBe(204);
+    expect(domains).toEqual([undefined]);
+  });
+
   it('refuses what is not a push body with a 400 naming the field', async () => {
     const res = await push({ message: { data: 'eA==' } });
     expect(res.status).toBe(400);
@@ -106,5 +117,39 @@ describe('push handler', () => {
     const before = deadLetters.length;
     expect((await push(body('e'))).status).toBe(500);
     expect(deadLetters).toHaveLength(before);
+  });
+
+  it('reads exactly the bodies the push schema accepts (the usual one without running the schema)', () => {
+    const good = { message: { data: 'eA==', attributes: { a: 'b' }, messageId: '1' }, subscription: 's' };
+    const cases: unknown[] = [
+      good,
+      { ...good, deliveryAttempt: 2 },
+      { message: { message_id: '1' }, subscription: 's' },
+      { message: { messageId: '1', publishTime: 't', orderingKey: 'k' }, subscription: 's' },
+      { ...good, subscription: '' },
+      { message: { messageId: '' }, subscription: 's' },
+      { message: { messageId: '', message_id: '1' }, subscription: 's' },
+      { message: { messageId: 1 }, subscription: 's' },
+      { message: { messageId: '1', data: 5 }, subscription: 's' },
+      { message: { messageId: '1', attributes: { a: 1 } }, subscription: 's' },
+      { message: { messageId: '1', attributes: ['x'] }, subscription: 's' },
+      { message: ['x'], subscription: 's' },
+      { ...good, deliveryAttempt: 0 },
+      { ...good, deliveryAttempt: 1.5 },
+      { ...good, deliveryAttempt: '2' },
+      null,
+      'x',
+    ];
+    for (const c of cases) {
+      const ok = (() => {
+        try {
+          readPush(c);
+          return true;
+        } catch {
+          return false;
+        }
+      })();
+      expect(ok, JSON.stringify(c)).toBe(pushBodySchema.safeParse(c).success);
+    }
   });
 });

@@ -95,6 +95,71 @@ describe('updateProgress handler', () => {
     expect(snap.get('version')).toBe(1);
   });
 
+  it('concurrent deliveries of different interactions of one learner each count once, computed in turn', async () => {
+    // each is computed from the version this process last saw; all but one find the row moved on and
+    // compute again from the row the ledger answers with
+    const student = `s-${randomUUID()}`;
+    const handle = createUpdateProgress({ pool, view: firestoreProgressView(db), bus });
+    const events = [0.2, 0.9, 0.7, 0.4, 1].map((s) => quiz(student, s));
+    const results = await Promise.all(events.map((ev) => handle(ev)));
+    expect(results.every((r) => r.applied)).toBe(true);
+    expect(results.map((r) => r.row.version).sort()).toEqual([1, 2, 3, 4, 5]);
+    const snap = await db.collection('students').doc(student).collection('topics').doc('general').get();
+    expect(snap.get('interactions')).toBe(5);
+    expect(snap.get('version')).toBe(5);
+    // 100 × (0.3 × mean(0.2, 0.9, 0.7, 0.4, 1) + 0.1 × 1/7) = 19.2 + 1.43 = 20.6: every score counted once
+    expect(snap.get('mastery')).toBe(20.6);
+  });
+
+  it('applies on top of a row another instance advanced since this one last saw it', async () => {
+    const student = `s-${randomUUID()}`;
+    const handle = createUpdateProgress({ pool, view: firestoreProgressView(db), bus });
+    await handle(quiz(student, 0.2));
+    // another instance applies two interactions: this process's remembered version is now stale
+    await pool.query(
+      `UPDATE topic_state SET version = version + 2, state = jsonb_set(state, '{interactions}', '3'),
+       updated_at = now() WHERE student_id = $1`,
+      [student],
+    );
+    const r = await handle(quiz(student, 0.9));
+    expect(r.applied).toBe(true);
+    expect(r.row.version).toBe(4);
+    expect(r.row.interactions).toBe(4);
+  });
+
+  it('the view never goes back, whichever instance last wrote the document', async () => {
+    // each view writes without a read when it can (create; update on its own last write's update time)
+    const student = `s-${randomUUID()}`;
+    const a = firestoreProgressView(db);
+    const b = firestoreProgressView(db);
+    const row = (version: number) => ({
+      studentId: student,
+      topic: 'general',
+      instanceId: 'inst-a',
+      version,
+      interactions: version,
+      mastery: version,
+      level: 'beginner' as const,
+      components: { exercise: 0, quiz: version, quality: 0, consistency: 0 },
+      updatedAt: new Date().toISOString(),
+    });
+    const doc = db.collection('students').doc(student).collection('topics').doc('general');
+    const version = async () => (await doc.get()).get('version');
+    await a.project(row(1));
+    await b.project(row(2)); // b has not written it: its create fails, it reads and updates
+    expect(await version()).toBe(2);
+    await a.project(row(3)); // a's last write is not the document's: its update fails, it reads
+    expect(await version()).toBe(3);
+    await b.project(row(2)); // a redelivery of an older row
+    await a.project(row(2));
+    expect(await version()).toBe(3);
+    await b.project(row(4));
+    await a.project(row(3));
+    expect(await version()).toBe(4);
+    await a.project(row(5)); // stale again, and newer: applied after a read
+    expect(await version()).toBe(5);
+  });
+
   it('a replay of a learner’s whole history changes nothing', async () => {
     const student = `s-${randomUUID()}`;
     const handle = createUpdateProgress({ pool, view: firestoreProgressView(db), bus });

@@ -7,14 +7,7 @@ import { readInteraction } from '../../shared/events.ts';
 const UNSTORABLE = new Set(['22P05', '22021', '22P02', '54000']);
 
 import { retryTransient } from '../../shared/retry.ts';
-import {
-  applyInteraction,
-  markSent,
-  type OutboxRow,
-  pendingOutbox,
-  pruneSent,
-  relayUnsent,
-} from './ledger.ts';
+import { applyInteraction, markSent, type OutboxRow, pruneSent, relayUnsent } from './ledger.ts';
 import type { ProgressView } from './projection.ts';
 
 /**
@@ -32,9 +25,10 @@ export function createUpdateProgress(deps: {
 }) {
   const retry = <T>(op: () => Promise<T>) =>
     retryTransient(op, { budgetMs: deps.outageBudgetMs ?? 45_000, onRetry: deps.onRetry });
+  const mark = groupedMarkSent(deps.pool);
   return async (ev: LdrEvent) => {
     const i = readInteraction(ev);
-    const { applied, row } = await retry(() => applyInteraction(deps.pool, i, ev.id)).catch(
+    const { applied, row, pending } = await retry(() => applyInteraction(deps.pool, i, ev.id)).catch(
       (err: { code?: string; message?: string }) => {
         // data PostgreSQL can never store (e.g. U+0000 in jsonb): retrying cannot help
         if (err.code && UNSTORABLE.has(err.code))
@@ -43,7 +37,6 @@ export function createUpdateProgress(deps: {
       },
     );
     await deps.view.project(row);
-    const pending = await retry(() => pendingOutbox(deps.pool, i.studentId));
     const sent: string[] = [];
     try {
       for (const o of pending) {
@@ -51,9 +44,34 @@ export function createUpdateProgress(deps: {
         sent.push(o.event.id);
       }
     } finally {
-      await retry(() => markSent(deps.pool, sent));
+      if (sent.length) await retry(() => mark(sent));
     }
     return { applied, row, published: sent };
+  };
+}
+
+/**
+ * markSent for concurrent deliveries, grouped: ids that arrive while an UPDATE runs go together in the
+ * next one (one round trip for many deliveries under load, none added when idle). Each caller's promise
+ * settles with the UPDATE that carried its ids.
+ */
+export function groupedMarkSent(pool: pg.Pool) {
+  let running: Promise<void> = Promise.resolve();
+  let next: { ids: string[]; done: Promise<void> } | undefined;
+  return (ids: string[]): Promise<void> => {
+    if (!next) {
+      const batch: { ids: string[]; done: Promise<void> } = { ids: [], done: Promise.resolve() };
+      batch.done = running
+        .catch(() => {})
+        .then(() => {
+          if (next === batch) next = undefined;
+          return markSent(pool, batch.ids);
+        });
+      running = batch.done;
+      next = batch;
+    }
+    next.ids.push(...ids);
+    return next.done;
   };
 }
 

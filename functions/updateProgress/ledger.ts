@@ -50,77 +50,83 @@ export const struggleData = (i: Interaction, s: Struggle, day: string) => ({
   interactionId: i.id,
 });
 
+/** What the ledger holds for one learner and topic: the state the next interaction is applied to. */
+interface Known {
+  state: TopicState;
+  mastery: number;
+  level: string;
+  version: number;
+}
+
+const NONE: Known = { state: emptyState(), mastery: 0, level: 'beginner', version: 0 };
+
 /**
- * The history in PostgreSQL is the ledger that makes progress exactly-once: inside one transaction the
- * learner's topic row is locked, the interaction (keyed by learner and id: ids are scoped to the learner,
- * SPEC §3) is inserted only if new, the state advances, the
- * daily snapshot and struggle alerts (once per learner, topic, reason and day) are written, and the
- * events to announce go to the outbox. A duplicate, concurrent or replayed delivery finds the id and
- * changes nothing.
+ * The last row this process wrote or saw per learner and topic, so the next interaction of a learner
+ * usually needs no read: a stale entry only costs a conflict answer (which carries the current row).
+ * Rows are never deleted while functions run (`npm run reset` refuses a running room), so an entry at the
+ * row's version holds the row's state. Bounded: emptied when it reaches MAX_KNOWN entries.
+ */
+const known = new Map<string, Known>();
+const MAX_KNOWN = 20_000;
+const remember = (key: string, k: Known) => {
+  if (known.size >= MAX_KNOWN) known.clear();
+  known.set(key, k);
+};
+
+interface CurrentRow {
+  instance_id: string;
+  state: TopicState;
+  mastery: number;
+  level: string;
+  components: Mastery['components'];
+  version: number;
+  updated_at: string;
+}
+
+interface ApplyAnswer {
+  status: 'applied' | 'duplicate' | 'conflict';
+  current: CurrentRow | null;
+  pending: Array<{ topic: string; ordering_key: string; attributes: Omit<LdrEvent, 'data'>; data: unknown }>;
+}
+
+/**
+ * The history in PostgreSQL is the ledger that makes progress exactly-once. One statement
+ * (`ldr_apply_interaction`, migration 004) does it all in one transaction: the interaction (keyed by learner
+ * and id: ids are scoped to the learner, SPEC §3) is inserted only if new, the learner's topic row advances
+ * only if it is still at the version the new state was computed from (else the current row comes back and
+ * the state is computed again), the daily snapshot and struggle alerts (once per learner, topic, reason and
+ * day) are written, and the events to announce go to the outbox. A duplicate, concurrent or replayed
+ * delivery finds the id and changes nothing. The answer also carries the learner's unsent outbox rows.
  */
 export async function applyInteraction(
   pool: pg.Pool,
   i: Interaction,
   /** the interaction's ce-id (unique across learners); the events it causes derive their ids from it */
   ceId: string,
-): Promise<{ applied: boolean; row: TopicRow }> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    await client.query(
-      `INSERT INTO topic_state (student_id, topic, instance_id, state, mastery, level, components, version, updated_at)
-       VALUES ($1, $2, $3, $4, 0, 'beginner', $5, 0, now()) ON CONFLICT DO NOTHING`,
-      [i.studentId, i.topic, i.instanceId, emptyState(), mastery(emptyState()).components],
-    );
-    const locked = await client.query(
-      'SELECT state, mastery, level, version FROM topic_state WHERE student_id = $1 AND topic = $2 FOR UPDATE',
-      [i.studentId, i.topic],
-    );
-    const before = locked.rows[0] as { state: TopicState; mastery: string; level: string; version: string };
-    const dup = await client.query('SELECT 1 FROM interactions WHERE student_id = $1 AND event_id = $2', [
-      i.studentId,
-      i.id,
-    ]);
-    if (dup.rowCount) {
-      await client.query('ROLLBACK');
-      // read on the connection already held: asking the pool for a second one can exhaust it
-      return { applied: false, row: await readRow(client, i.studentId, i.topic) };
-    }
+): Promise<{ applied: boolean; row: TopicRow; pending: OutboxRow[] }> {
+  const key = `${i.studentId}\u0000${i.topic}`;
+  const day = new Date(i.occurredAt).toISOString().slice(0, 10);
+  const interaction = JSON.stringify({
+    event_id: i.id,
+    student_id: i.studentId,
+    instance_id: i.instanceId,
+    topic: i.topic,
+    kind: i.kind,
+    sponsor: i.sponsor ?? null,
+    occurred_at: i.occurredAt,
+    payload: i.payload,
+    artifacts: i.artifacts ?? [],
+    ce_id: ceId,
+  });
+  let before = known.get(key) ?? NONE;
+  for (let attempt = 0; ; attempt++) {
     const { state, struggles } = apply(before.state, i);
     const m = mastery(state);
-    const version = Number(before.version) + 1;
-    const day = new Date(i.occurredAt).toISOString().slice(0, 10);
-    await client.query(
-      `INSERT INTO interactions (event_id, student_id, instance_id, topic, kind, sponsor, occurred_at, payload, artifacts, mastery_after, ce_id)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-      [
-        i.id,
-        i.studentId,
-        i.instanceId,
-        i.topic,
-        i.kind,
-        i.sponsor ?? null,
-        i.occurredAt,
-        i.payload,
-        i.artifacts ?? [],
-        m.mastery,
-        ceId,
-      ],
-    );
-    const updated = await client.query(
-      `UPDATE topic_state SET state = $3, mastery = $4, level = $5, components = $6, version = $7, instance_id = $8, updated_at = now()
-       WHERE student_id = $1 AND topic = $2 RETURNING updated_at`,
-      [i.studentId, i.topic, state, m.mastery, m.level, m.components, version, i.instanceId],
-    );
-    await client.query(
-      `INSERT INTO mastery_snapshots (student_id, topic, day, mastery, level, components) VALUES ($1, $2, $3, $4, $5, $6)
-       ON CONFLICT (student_id, topic, day) DO UPDATE SET mastery = excluded.mastery, level = excluded.level, components = excluded.components`,
-      [i.studentId, i.topic, day, m.mastery, m.level, m.components],
-    );
-    const outbox: OutboxRow[] = [];
+    const version = before.version + 1;
+    const outbox: Array<OutboxRow & { reason?: string }> = [];
     const ext = { 'ldr-instance': i.instanceId, 'ldr-sponsor': i.sponsor, 'ldr-kind': i.kind };
     const time = new Date().toISOString();
-    if (Number(before.mastery) !== m.mastery || before.level !== m.level || Number(before.version) === 0) {
+    if (before.mastery !== m.mastery || before.level !== m.level || before.version === 0) {
       outbox.push({
         topic: TOPICS.progress,
         orderingKey: i.studentId,
@@ -130,19 +136,14 @@ export async function applyInteraction(
           type: TYPES.progress,
           time,
           subject: subjectOf(i.studentId),
-          data: progressData(i, m, Number(before.mastery), version),
+          data: progressData(i, m, before.mastery, version),
           extensions: ext,
         },
       });
     }
     for (const s of struggles) {
-      const inserted = await client.query(
-        `INSERT INTO struggle_alerts (student_id, topic, reason, day, detail, event_id) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT DO NOTHING RETURNING 1`,
-        [i.studentId, i.topic, s.reason, day, s.detail, i.id],
-      );
-      if (!inserted.rowCount) continue;
       outbox.push({
+        reason: s.reason,
         topic: TOPICS.struggle,
         orderingKey: i.studentId,
         event: {
@@ -156,67 +157,66 @@ export async function applyInteraction(
         },
       });
     }
-    for (const o of outbox) {
-      await client.query(
-        'INSERT INTO outbox (event_id, topic, ordering_key, attributes, data) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING',
-        [o.event.id, o.topic, o.orderingKey, { ...o.event, data: undefined }, JSON.stringify(o.event.data)],
-      );
+    const { rows } = await pool.query(
+      'SELECT ldr_apply_interaction($1, $2, $3, $4, $5, $6, $7, $8, $9) AS r',
+      [
+        before.version,
+        interaction,
+        JSON.stringify(state),
+        m.mastery,
+        m.level,
+        JSON.stringify(m.components),
+        day,
+        JSON.stringify(struggles),
+        JSON.stringify(
+          outbox.map((o) => ({
+            event_id: o.event.id,
+            topic: o.topic,
+            ordering_key: o.orderingKey,
+            attributes: { ...o.event, data: undefined },
+            data: o.event.data,
+            reason: o.reason ?? null,
+          })),
+        ),
+      ],
+    );
+    const r = rows[0].r as ApplyAnswer;
+    const cur = r.current;
+    if (cur) {
+      remember(key, {
+        state: cur.state,
+        mastery: Number(cur.mastery),
+        level: cur.level,
+        version: Number(cur.version),
+      });
     }
-    await client.query('COMMIT');
+    if (r.status === 'conflict') {
+      // another delivery advanced the row (or this process had not seen it): compute again from it
+      if (!cur || attempt >= 20) throw new Error(`could not apply ${i.id}: topic row keeps changing`);
+      before = known.get(key)!;
+      continue;
+    }
+    if (!cur) throw new Error(`no topic row for ${i.studentId}/${i.topic} after ${r.status}`);
     return {
-      applied: true,
+      applied: r.status === 'applied',
       row: {
         studentId: i.studentId,
         topic: i.topic,
-        instanceId: i.instanceId,
-        version,
-        interactions: state.interactions,
-        updatedAt: new Date(updated.rows[0].updated_at).toISOString(),
-        ...m,
+        instanceId: cur.instance_id,
+        mastery: Number(cur.mastery),
+        level: cur.level as Mastery['level'],
+        components: cur.components,
+        version: Number(cur.version),
+        interactions: cur.state.interactions,
+        updatedAt: new Date(cur.updated_at).toISOString(),
       },
+      pending: r.pending.map((o) => ({
+        topic: o.topic,
+        orderingKey: o.ordering_key,
+        event: { ...o.attributes, data: o.data },
+      })),
     };
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
   }
-}
-
-export async function readRow(
-  db: pg.Pool | pg.PoolClient,
-  studentId: string,
-  topic: string,
-): Promise<TopicRow> {
-  const { rows } = await db.query(
-    'SELECT instance_id, state, mastery, level, components, version, updated_at FROM topic_state WHERE student_id = $1 AND topic = $2',
-    [studentId, topic],
-  );
-  const r = rows[0];
-  return {
-    studentId,
-    topic,
-    instanceId: r.instance_id,
-    mastery: Number(r.mastery),
-    level: r.level,
-    components: r.components,
-    version: Number(r.version),
-    interactions: (r.state as TopicState).interactions,
-    updatedAt: new Date(r.updated_at).toISOString(),
-  };
-}
-
-/** Unsent outbox events of one learner, oldest first. */
-export async function pendingOutbox(pool: pg.Pool, orderingKey: string): Promise<OutboxRow[]> {
-  const { rows } = await pool.query(
-    'SELECT topic, ordering_key, attributes, data FROM outbox WHERE ordering_key = $1 AND sent_at IS NULL ORDER BY created_at, event_id',
-    [orderingKey],
-  );
-  return rows.map((r) => ({
-    topic: r.topic,
-    orderingKey: r.ordering_key,
-    event: { ...r.attributes, data: r.data },
-  }));
 }
 
 export async function markSent(pool: pg.Pool, eventIds: string[]) {
