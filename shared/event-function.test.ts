@@ -84,7 +84,9 @@ describe('push handler', () => {
     behaviour = 'ok';
     domains.length = 0;
     expect((await push(body('b'))).status).toBe(204);
-    expect(domains).toEqual([undefined]);
+    // no active domain: undefined, or null once the domain module has been loaded
+    expect(domains).toHaveLength(1);
+    expect(domains[0] ?? undefined).toBeUndefined();
   });
 
   it('refuses what is not a push body with a 400 naming the field', async () => {
