@@ -197,12 +197,13 @@ const strip = (h: http2.IncomingHttpHeaders, keepStatus: boolean) => {
 };
 
 function grpcProxy(upstreamPort: number, counts: Counts, totals: Counts) {
-  const server = http2.createServer();
+  // generous session memory: many small concurrent calls must not be refused by the proxy (ENHANCE_YOUR_CALM)
+  const server = http2.createServer({ maxSessionMemory: 100 });
   const sessions = new Set<http2.Http2Session>();
   // one upstream connection per client connection, as the client would have had to the emulator
   const upstreamOf = new WeakMap<http2.Http2Session, http2.ClientHttp2Session>();
   server.on('session', (session) => {
-    const upstream = http2.connect(`http://127.0.0.1:${upstreamPort}`);
+    const upstream = http2.connect(`http://127.0.0.1:${upstreamPort}`, { maxSessionMemory: 100 });
     upstreamOf.set(session, upstream);
     sessions.add(session);
     sessions.add(upstream);
