@@ -75,7 +75,7 @@ describe('counting proxies', () => {
         },
         (d) => d.pubsub.publishRequests >= 8,
       );
-      expect(seq.pubsub).toMatchObject({ publishRequests: 8, messages: 8 });
+      expect(seq.pubsub).toMatchObject({ publishRequests: 8, messages: 8, failedRequests: 0 });
       expect(seq.grpc['/google.pubsub.v1.Publisher/Publish']).toMatchObject({ requests: 8, failed: 0 });
       expect(seq.pubsub.billableBytes).toBe(8 * 1000); // small messages: the minimum per request
       expect(seq.pubsub.requestBytes).toBe(seq.grpc['/google.pubsub.v1.Publisher/Publish']!.requestBytes);
@@ -89,6 +89,20 @@ describe('counting proxies', () => {
         (d) => d.pubsub.messages >= 12,
       );
       expect(burst.pubsub).toMatchObject({ publishRequests: 4, messages: 12 });
+      // a refused publish (no such topic) is passed back and counted apart: not billed
+      const refused = await counted(
+        () =>
+          expect(bus.publish(`${topic}-missing`, event('k1', 99), 'k1')).rejects.toThrow(
+            /NOT_FOUND|not found/i,
+          ),
+        (d) => d.pubsub.failedRequests >= 1,
+      );
+      expect(refused.pubsub).toMatchObject({
+        publishRequests: 0,
+        messages: 0,
+        billableBytes: 0,
+        failedRequests: 1,
+      });
       // forwarded unchanged: all 20 arrive, in order per key
       // (the subscriber's streaming pull goes through the proxy too)
       const got: Record<string, number[]> = {};

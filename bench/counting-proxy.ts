@@ -30,7 +30,14 @@ export interface RpcCount {
 
 export interface Counts {
   grpc: Record<string, RpcCount>;
-  pubsub: { publishRequests: number; messages: number; requestBytes: number; billableBytes: number };
+  /** Publish requests that succeeded (billed), their messages and bytes; the failed ones apart */
+  pubsub: {
+    publishRequests: number;
+    messages: number;
+    requestBytes: number;
+    billableBytes: number;
+    failedRequests: number;
+  };
   /**
    * Billable Firestore operations: a read per document returned by BatchGetDocuments (found or missing),
    * RunQuery (at least one per query) or GetDocument/ListDocuments, one per aggregation query; a write per
@@ -72,7 +79,7 @@ export interface CountingProxies {
 
 export const emptyCounts = (): Counts => ({
   grpc: {},
-  pubsub: { publishRequests: 0, messages: 0, requestBytes: 0, billableBytes: 0 },
+  pubsub: { publishRequests: 0, messages: 0, requestBytes: 0, billableBytes: 0, failedRequests: 0 },
   firestore: { reads: 0, writes: 0, deletes: 0 },
   postgres: { connections: 0, roundTrips: 0, byType: {} },
 });
@@ -146,13 +153,10 @@ function callCounter(path: string, c: Counts) {
   let writes = 0;
   let deletes = 0;
   let docs = 0;
+  let published: { messages: number; bytes: number } | undefined;
   const onRequest = (m: Buffer) => {
-    if (path === PUBLISH) {
-      c.pubsub.publishRequests++;
-      c.pubsub.messages += count(protoFields(m), 2);
-      c.pubsub.requestBytes += m.length;
-      c.pubsub.billableBytes += Math.max(PUBSUB_MIN_BILLABLE_BYTES, m.length);
-    } else if (path === `${FS}Commit` || path === `${FS}BatchWrite`) {
+    if (path === PUBLISH) published = { messages: count(protoFields(m), 2), bytes: m.length };
+    else if (path === `${FS}Commit` || path === `${FS}BatchWrite`) {
       for (const w of protoFields(m).get(2) ?? []) {
         if (protoFields(w).has(2)) deletes++;
         else writes++;
@@ -172,6 +176,13 @@ function callCounter(path: string, c: Counts) {
     else if (path === `${FS}RunQuery` || path === `${FS}ListDocuments`)
       c.firestore.reads += Math.max(1, docs);
     else if (path === `${FS}GetDocument` || path === `${FS}RunAggregationQuery`) c.firestore.reads += 1;
+    if (path === PUBLISH && !ok) c.pubsub.failedRequests++;
+    if (published && ok) {
+      c.pubsub.publishRequests++;
+      c.pubsub.messages += published.messages;
+      c.pubsub.requestBytes += published.bytes;
+      c.pubsub.billableBytes += Math.max(PUBSUB_MIN_BILLABLE_BYTES, published.bytes);
+    }
     if (ok) {
       c.firestore.writes += writes;
       c.firestore.deletes += deletes;

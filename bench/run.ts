@@ -1220,6 +1220,13 @@ function table(head: string[], rows: Array<Array<string | number>>) {
 
 const shapeName = (b: number) => (b === 1 ? 'single' : `batch ${b}`);
 
+/**
+ * The interactions that entered the pipeline in an end-to-end window: the messages ingestInteraction
+ * published (counted at the proxy), which includes posts still in flight when the load generator stopped
+ * (their 202 is not counted as accepted, their work downstream is); the accepted count when not counted.
+ */
+const ingestedIn = (e: E2EResult) => e.ops?.byLabel.ingestInteraction?.pubsub.messages || e.accepted;
+
 const FIRESTORE_READS_HOW =
   'counted in documents at the gRPC proxy: one per document found or missing in BatchGetDocuments, per document a query returns (at least one per query)';
 const FIRESTORE_WRITES_HOW =
@@ -1243,8 +1250,8 @@ function opsRows(e2e: E2EResult[]): string[][] {
   const rows: string[][] = [];
   for (const e of runs) {
     if (!e.ops || !e.accepted) continue;
-    const n = e.accepted;
-    const of = `${e.workload}, ${e.rate}/s`;
+    const n = ingestedIn(e);
+    const of = `${e.workload}, ${e.rate}/s, per interaction published by ingest: ${f0(n)}, ${f0(e.accepted)} accepted`;
     const fns = Object.entries(e.ops.byLabel);
     const split = (pick: (c: Counts) => number, digits = 3) =>
       fns
@@ -1264,8 +1271,8 @@ function opsRows(e2e: E2EResult[]): string[][] {
     rows.push(
       [
         `Pub/Sub publish requests (${of})`,
-        `${f3(p.publishRequests / n)} requests, ${f3(p.messages / n)} messages, ${f0(p.billableBytes / n)} billable bytes (${f0(p.requestBytes / n)} request bytes)`,
-        `counted at the gRPC proxy in front of the emulator (every Publish RPC of every function; billable = max(1,000, request bytes) per request); requests by function: ${split((c) => c.pubsub.publishRequests)}`,
+        `${f3(p.publishRequests / n)} requests, ${f3(p.messages / n)} messages, ${f0(p.billableBytes / n)} billable bytes (${f0(p.requestBytes / n)} request bytes)${p.failedRequests ? `; ${f3(p.failedRequests / n)} failed requests (not billed)` : ''}`,
+        `counted at the gRPC proxy in front of the emulator (every Publish RPC of every function that succeeded; billable = max(1,000, request bytes) per request); requests by function: ${split((c) => c.pubsub.publishRequests)}`,
       ],
       [
         `Firestore reads / writes (${of})`,
@@ -1690,7 +1697,7 @@ function targetsAndCost(r: ReportInput, e200: E2EResult | undefined): string[] {
     }
     const deliveries = e200.bridge.delivered / e200.accepted;
     const counted = e200.ops?.total;
-    const n = e200.accepted;
+    const n = ingestedIn(e200);
     ops = {
       cpuSeconds,
       memoryGiB,
@@ -1701,7 +1708,7 @@ function targetsAndCost(r: ReportInput, e200: E2EResult | undefined): string[] {
       pubsubPublishRequests: counted
         ? {
             value: counted.pubsub.publishRequests / n,
-            how: 'counted (every Publish RPC of every function, at the gRPC proxy in front of the emulator)',
+            how: `counted (every Publish RPC of every function that succeeded, at the gRPC proxy in front of the emulator), per interaction ingestInteraction published in the window`,
           }
         : {
             value: deliveries,
