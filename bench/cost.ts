@@ -44,6 +44,8 @@ export interface OpsPerEvent {
   /** HTTP requests reaching functions per event: the ingest request (1 per event for single posts) and pushes */
   functionRequests: { value: number; how: string };
   pubsubPublishRequests: { value: number; how: string };
+  /** billable bytes of those publish requests (max(1,000, request bytes) each); when absent, the minimum each */
+  pubsubPublishBillableBytes?: { value: number; how: string };
   pubsubDeliveries: { value: number; how: string };
   redisCommands: { value: number; how: string };
   firestoreReads: { value: number; how: string };
@@ -64,8 +66,10 @@ export function costPerMillion(ops: OpsPerEvent, p: Prices): { rows: CostRow[]; 
     (a, [fn, sec]) => a + sec * (ops.memoryGiB[fn] ?? 0.25),
     0,
   );
-  const pubsubRequests = ops.pubsubPublishRequests.value + ops.pubsubDeliveries.value;
-  const pubsubBytes = pubsubRequests * p.pubsub.minBillableBytesPerRequest;
+  const publishBytes =
+    ops.pubsubPublishBillableBytes?.value ??
+    ops.pubsubPublishRequests.value * p.pubsub.minBillableBytesPerRequest;
+  const pubsubBytes = publishBytes + ops.pubsubDeliveries.value * p.pubsub.minBillableBytesPerRequest;
   const rows: CostRow[] = [
     {
       item: 'Cloud Run CPU',
@@ -87,9 +91,9 @@ export function costPerMillion(ops: OpsPerEvent, p: Prices): { rows: CostRow[]; 
     },
     {
       item: 'Pub/Sub throughput',
-      perEvent: `${ops.pubsubPublishRequests.value.toFixed(2)} publish + ${ops.pubsubDeliveries.value.toFixed(2)} delivery requests × ${p.pubsub.minBillableBytesPerRequest} B`,
+      perEvent: `${ops.pubsubPublishRequests.value.toFixed(2)} publish requests (${Math.round(publishBytes).toLocaleString('en-US')} B) + ${ops.pubsubDeliveries.value.toFixed(2)} deliveries × ${p.pubsub.minBillableBytesPerRequest} B`,
       usdPerMillion: ((pubsubBytes * M) / 2 ** 40) * p.pubsub.throughputPerTiB,
-      how: `publishes: ${ops.pubsubPublishRequests.how}; deliveries: ${ops.pubsubDeliveries.how}; messages are < 1 KB, so each request bills the minimum`,
+      how: `publishes: ${ops.pubsubPublishRequests.how}${ops.pubsubPublishBillableBytes ? `; bytes: ${ops.pubsubPublishBillableBytes.how}` : `; each bills the ${p.pubsub.minBillableBytesPerRequest}-byte minimum`}; deliveries: ${ops.pubsubDeliveries.how}, each billed the ${p.pubsub.minBillableBytesPerRequest}-byte minimum (the pushed message is < 1 KB)`,
     },
     {
       item: 'Upstash Redis',
@@ -99,11 +103,11 @@ export function costPerMillion(ops: OpsPerEvent, p: Prices): { rows: CostRow[]; 
     },
     {
       item: 'Firestore',
-      perEvent: `${ops.firestoreReads.value} reads + ${ops.firestoreWrites.value} writes`,
+      perEvent: `${Number(ops.firestoreReads.value.toFixed(3))} reads + ${Number(ops.firestoreWrites.value.toFixed(3))} writes`,
       usdPerMillion:
         ((ops.firestoreReads.value * M) / 1e5) * p.firestore.per100kReads +
         ((ops.firestoreWrites.value * M) / 1e5) * p.firestore.per100kWrites,
-      how: `${ops.firestoreReads.how}; price ${p.firestore.status}`,
+      how: `reads: ${ops.firestoreReads.how}; writes: ${ops.firestoreWrites.how}; price ${p.firestore.status}`,
     },
   ];
   return { rows, total: rows.reduce((a, r) => a + r.usdPerMillion, 0) };

@@ -51,6 +51,7 @@ import {
 } from './ceiling-run.ts';
 import { writeChart } from './chart.ts';
 import { costPerMillion, loadPrices, loadStartCost, type OpsPerEvent } from './cost.ts';
+import { type Counts, type CountsSnapshot, countsDelta, emptyCounts } from './counting-proxy.ts';
 import { EventFactory, type Instance, type ShotResult, shoot } from './load.ts';
 import {
   allProcesses,
@@ -226,6 +227,8 @@ interface Target {
   suitePid?: number;
   /** the Upstash REST endpoint (its GET /_stats counts round trips and commands) */
   restUrl?: string;
+  /** the counting proxies in front of the functions' Pub/Sub, Firestore and PostgreSQL (bench/counting-proxy.ts) */
+  countsUrl?: string;
   restToken?: string;
   owned: boolean;
   stop(): Promise<void>;
@@ -258,6 +261,26 @@ const restDelta = (a?: RestStats, b?: RestStats) =>
         requests: b.requests - a.requests,
         commands: b.commands - a.commands,
         evalsha: (b.byCommand.evalsha ?? 0) - (a.byCommand.evalsha ?? 0),
+      }
+    : undefined;
+
+/** What the functions sent through the counting proxies (per function and in all); undefined when not ours. */
+async function countStats(t: Target): Promise<CountsSnapshot | undefined> {
+  if (!t.countsUrl) return undefined;
+  try {
+    const res = await fetch(t.countsUrl);
+    return res.ok ? ((await res.json()) as CountsSnapshot) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+const countsWindow = (a?: CountsSnapshot, b?: CountsSnapshot): CountsSnapshot | undefined =>
+  a && b
+    ? {
+        total: countsDelta(a.total, b.total),
+        byLabel: Object.fromEntries(
+          Object.entries(b.byLabel).map(([fn, c]) => [fn, countsDelta(a.byLabel[fn] ?? emptyCounts(), c)]),
+        ),
       }
     : undefined;
 
@@ -383,6 +406,7 @@ async function startTarget(cfg: BenchConfig, log: string[], functionSource?: str
     adminToken: s.ready.env.LDR_ADMIN_TOKEN,
     restUrl: s.ready.env.UPSTASH_REDIS_REST_URL,
     restToken: s.ready.env.UPSTASH_REDIS_REST_TOKEN,
+    countsUrl: s.ready.countsUrl,
     dataDir: s.ready.dataDir,
     projectId: s.ready.projectId,
     pubsubHost: s.ready.env.PUBSUB_EMULATOR_HOST!,
@@ -476,6 +500,8 @@ interface E2EResult {
   bridge: { delivered: number; retried: number; deadLettered: number };
   cpu: Record<string, number>;
   redis?: { requests: number; commands: number; evalsha: number };
+  /** Pub/Sub, Firestore and PostgreSQL operations of the functions in the window, counted at the proxies */
+  ops?: CountsSnapshot;
   /** resident memory of each function worker at the end, MiB */
   rss: Record<string, number>;
 }
@@ -770,6 +796,7 @@ async function main() {
       const meta = new Map<string, { student: string; topic: string; ceId: string }>();
       const bridge0 = await bridgeStats(target);
       const rest0 = await restStats(target);
+      const counts0 = await countStats(target);
       const cpu0 = snapshot();
       const { shot, t202, firstRequestAt } = await e2eShot(ingestUrl, run, run.next, (s: Sent) =>
         meta.set(s.event.id, {
@@ -842,6 +869,7 @@ async function main() {
       const cpu1 = snapshot();
       const bridge1 = await bridgeStats(target);
       const rest1 = await restStats(target);
+      const counts1 = await countStats(target);
       const rss: Record<string, number> = {};
       for (const [name, w] of Object.entries(workers)) {
         const m = rssMiB(w.pid);
@@ -880,6 +908,7 @@ async function main() {
         },
         cpu: cpuDelta(cpu0, cpu1),
         redis: restDelta(rest0, rest1),
+        ops: countsWindow(counts0, counts1),
         rss,
       };
       e2e.push(r);
@@ -1191,6 +1220,75 @@ function table(head: string[], rows: Array<Array<string | number>>) {
 
 const shapeName = (b: number) => (b === 1 ? 'single' : `batch ${b}`);
 
+/**
+ * The interactions that entered the pipeline in an end-to-end window: the messages ingestInteraction
+ * published (counted at the proxy), which includes posts still in flight when the load generator stopped
+ * (their 202 is not counted as accepted, their work downstream is); the accepted count when not counted.
+ */
+const ingestedIn = (e: E2EResult) => e.ops?.byLabel.ingestInteraction?.pubsub.messages || e.accepted;
+
+const FIRESTORE_READS_HOW =
+  'counted in documents at the gRPC proxy: one per document found or missing in BatchGetDocuments, per document a query returns (at least one per query)';
+const FIRESTORE_WRITES_HOW =
+  'counted in documents at the gRPC proxy: one per Write in a Commit that succeeded (a refused precondition writes nothing)';
+
+/**
+ * The operations-per-event rows counted at the proxies (bench/counting-proxy.ts): for the worst case and the
+ * realistic workload at the rate the cost uses (the worst case's 200 events/s, else its highest), in all and
+ * per function.
+ */
+function opsRows(e2e: E2EResult[]): string[][] {
+  const worst = e2e.filter((e) => e.workload === 'worst');
+  const rate = (worst.find((e) => e.rate === 200) ?? worst[worst.length - 1])?.rate;
+  const runs = e2e.filter((e) => e.rate === rate);
+  if (!runs.some((e) => e.ops))
+    return [
+      ['Pub/Sub publish requests and billable bytes', 'not counted', 'the suite is not ours (LDR_BENCH_URL)'],
+      ['Firestore reads / writes', 'not counted', 'the suite is not ours'],
+      ['PostgreSQL round trips', 'not counted', 'the suite is not ours'],
+    ];
+  const rows: string[][] = [];
+  for (const e of runs) {
+    if (!e.ops || !e.accepted) continue;
+    const n = ingestedIn(e);
+    const of = `${e.workload}, ${e.rate}/s, per interaction published by ingest: ${f0(n)}, ${f0(e.accepted)} accepted`;
+    const fns = Object.entries(e.ops.byLabel);
+    const split = (pick: (c: Counts) => number, digits = 3) =>
+      fns
+        .filter(([, c]) => pick(c) > 0)
+        .map(([fn, c]) => `${fn} ${(pick(c) / n).toFixed(digits)}`)
+        .join(', ') || 'none';
+    const t = e.ops.total;
+    const p = t.pubsub;
+    const fs = t.firestore;
+    const rpcs = Object.entries(t.grpc)
+      .filter(([path]) => path.startsWith('/google.firestore'))
+      .map(
+        ([path, c]) =>
+          `${path.split('/').pop()} ${f3(c.requests / n)}${c.failed ? ` (${f3(c.failed / n)} failed)` : ''}`,
+      )
+      .join(', ');
+    rows.push(
+      [
+        `Pub/Sub publish requests (${of})`,
+        `${f3(p.publishRequests / n)} requests, ${f3(p.messages / n)} messages, ${f0(p.billableBytes / n)} billable bytes (${f0(p.requestBytes / n)} request bytes)${p.failedRequests ? `; ${f3(p.failedRequests / n)} failed requests (not billed)` : ''}`,
+        `counted at the gRPC proxy in front of the emulator (every Publish RPC of every function that succeeded; billable = max(1,000, request bytes) per request); requests by function: ${split((c) => c.pubsub.publishRequests)}`,
+      ],
+      [
+        `Firestore reads / writes (${of})`,
+        `${f3(fs.reads / n)} reads, ${f3(fs.writes / n)} writes${fs.deletes ? `, ${f3(fs.deletes / n)} deletes (not priced)` : ''}`,
+        `${FIRESTORE_READS_HOW}; writes ${FIRESTORE_WRITES_HOW.replace('counted in documents at the gRPC proxy: ', '')}; calls: ${rpcs || 'none'}; reads by function: ${split((c) => c.firestore.reads)}; writes by function: ${split((c) => c.firestore.writes)}`,
+      ],
+      [
+        `PostgreSQL round trips (${of})`,
+        f2(t.postgres.roundTrips / n),
+        `counted at the TCP proxy from the frontend protocol (each simple query \`Q\` and each Sync \`S\`; ${f0(t.postgres.connections)} connections opened in the window); by function: ${split((c) => c.postgres.roundTrips, 2)}`,
+      ],
+    );
+  }
+  return rows;
+}
+
 export function renderReport(r: ReportInput) {
   const cpu = os.cpus();
   const machine = `${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores, ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB memory, ${os.type()} ${os.release()}, Node ${process.version}`;
@@ -1427,6 +1525,7 @@ export function renderReport(r: ReportInput) {
     '## How it is measured',
     '',
     '- The suite runs in its own process (`bench/suite-process.ts` → `startSuite`, free ports, temporary data dir), so the load generator does not share an event loop with the bridge; the rate limits are raised through `SuiteOptions.functionConfig` (`RATE_INSTANCE_EVENTS_PER_MIN`, `RATE_STUDENT_PER_MIN`, `RATE_STUDENT_EVENTS_PER_MIN`; the workers get exactly their topology variables).',
+    "- Pub/Sub publish requests and billable bytes, Firestore reads and writes and PostgreSQL round trips are counted, not estimated: the function workers (only they, through `SuiteOptions.functionEnvOverrides`) reach the emulators and PostgreSQL through bench-only forwarding proxies (`bench/counting-proxy.ts`, in a process of their own; h2c gRPC counted per method and decoded just enough to count messages and documents, PostgreSQL counted from the frontend protocol). They add one local hop to each of those calls; their CPU falls under “processes outside this run”, not the pipeline's.",
     '- `ingestInteraction` is driven at its worker port (the one `/_ldr/workers` names), the baseline at its own: the local front-door proxy, which production does not have, is left out of both.',
     "- The baselines (`bench/baseline.ts`) are served as the functions are: bundled by esbuild, each under the Functions Framework CLI in its own process, behind the same body guard (`shared/serve.ts`). `baseline` publishes the same CloudEvents (same attributes, ordering key = student id, same topic, same `createBus` publisher) to the same Pub/Sub emulator, without authentication, validation, rate limit or de-duplication; `noop` reads the body and answers (the floor of any function served this way, compared with the Pub/Sub-triggered functions' CPU per event).",
     '- Redis operations are counted by the local Upstash REST endpoint (`GET /_stats`: HTTP round trips and commands), read before and after each run.',
@@ -1597,6 +1696,8 @@ function targetsAndCost(r: ReportInput, e200: E2EResult | undefined): string[] {
       memoryGiB[fn] = (e200.rss[fn] ?? 256) / 1024;
     }
     const deliveries = e200.bridge.delivered / e200.accepted;
+    const counted = e200.ops?.total;
+    const n = ingestedIn(e200);
     ops = {
       cpuSeconds,
       memoryGiB,
@@ -1604,20 +1705,35 @@ function targetsAndCost(r: ReportInput, e200: E2EResult | undefined): string[] {
         value: 1 + deliveries,
         how: 'counted: 1 ingest request per event (single posts) + the pushes the bridge delivered',
       },
-      pubsubPublishRequests: {
-        value: deliveries,
-        how: 'one publish request per message (one ordering key per learner: counted 1.000 per event by bench/ordering.ts); messages per event assumed equal to pushes per event (every published message has one function subscription, not counted here)',
-      },
+      pubsubPublishRequests: counted
+        ? {
+            value: counted.pubsub.publishRequests / n,
+            how: `counted (every Publish RPC of every function that succeeded, at the gRPC proxy in front of the emulator), per interaction ingestInteraction published in the window`,
+          }
+        : {
+            value: deliveries,
+            how: 'not counted (the suite is not ours): one publish request per message assumed, messages per event assumed equal to pushes per event',
+          },
+      ...(counted && {
+        pubsubPublishBillableBytes: {
+          value: counted.pubsub.billableBytes / n,
+          how: 'counted: max(1,000, PublishRequest bytes) per request',
+        },
+      }),
       pubsubDeliveries: { value: deliveries, how: 'counted (pushes the bridge delivered per event)' },
       redisCommands: {
         value: e200.redis ? e200.redis.commands / e200.accepted : Number.NaN,
         how: 'counted at the Upstash REST endpoint (every function)',
       },
-      firestoreReads: {
-        value: 1,
-        how: 'not counted: 1 read + 1 write per event assumed from updateProgress projection code',
-      },
-      firestoreWrites: { value: 1, how: 'not counted' },
+      firestoreReads: counted
+        ? { value: counted.firestore.reads / n, how: FIRESTORE_READS_HOW }
+        : {
+            value: 1,
+            how: 'not counted (the suite is not ours): 1 per event assumed from the projection code',
+          },
+      firestoreWrites: counted
+        ? { value: counted.firestore.writes / n, how: FIRESTORE_WRITES_HOW }
+        : { value: 1, how: 'not counted (the suite is not ours): 1 per event assumed' },
     };
     cost = costPerMillion(ops, prices);
   }
@@ -1706,17 +1822,7 @@ function targetsAndCost(r: ReportInput, e200: E2EResult | undefined): string[] {
           e200 ? f2(e200.bridge.delivered / Math.max(1, e200.accepted)) : 'n/a',
           'counted by the bridge',
         ],
-        [
-          'Pub/Sub publish requests and billable bytes',
-          '1.000 requests and 1,000 billable bytes per interaction published (one key per learner)',
-          'counted by `node --import tsx bench/ordering.ts` (docs/performance.md); in the pipeline not counted',
-        ],
-        [
-          'Firestore reads / writes',
-          'not counted',
-          'updateProgress reads and writes one document per event (code)',
-        ],
-        ['PostgreSQL round trips', 'not counted', '—'],
+        ...opsRows(r.e2e),
       ],
     ),
     '',

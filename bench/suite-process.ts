@@ -6,10 +6,14 @@
  * `{"ready": …}` on stdout, and stops everything on SIGTERM / SIGINT or when its stdin closes (the
  * benchmark went away).
  */
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePorts, startSuite } from '../emulators/suite.ts';
+import { pidDir } from '../emulators/procs.ts';
+import { freePorts, type SuitePorts, startSuite } from '../emulators/suite.ts';
+import { loadTopology } from '../shared/topology.ts';
+import type { LabelPorts } from './counting-proxy.ts';
 
 export interface SuiteReady {
   dataDir: string;
@@ -17,6 +21,45 @@ export interface SuiteReady {
   ports: Record<string, number>;
   env: Record<string, string>;
   processPids: Record<string, number>;
+  /** the counting proxies' stats endpoint (bench/counting-proxy.ts): GET answers a CountsSnapshot */
+  countsUrl: string;
+}
+
+/**
+ * The counting proxies in their own process (bench/counting-proxy-process.ts), one set of listeners per
+ * function in front of the emulators and PostgreSQL; resolves with their stats URL and ports.
+ */
+function startCounting(ports: SuitePorts, labels: string[]) {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', new URL('./counting-proxy-process.ts', import.meta.url).pathname],
+    {
+      env: {
+        ...process.env,
+        LDR_COUNTING_CONFIG: JSON.stringify({
+          upstreams: { pubsub: ports.pubsub, firestore: ports.firestore, postgres: ports.postgres },
+          labels,
+        }),
+      },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
+  return new Promise<{ child: typeof child; url: string; ports: Record<string, LabelPorts> }>(
+    (resolve, reject) => {
+      let buf = '';
+      child.stdout.on('data', (d: Buffer) => {
+        buf += d.toString();
+        const nl = buf.indexOf('\n');
+        if (nl >= 0)
+          resolve({
+            child,
+            ...(JSON.parse(buf.slice(0, nl)) as { ready: { url: string; ports: Record<string, LabelPorts> } })
+              .ready,
+          });
+      });
+      child.once('exit', (code) => reject(new Error(`counting proxies exited with ${code}`)));
+    },
+  );
 }
 
 process.env.METADATA_SERVER_DETECTION = 'none';
@@ -40,10 +83,27 @@ process.stdin.on('end', stop);
 process.stdin.on('error', stop);
 process.stdin.resume();
 
+let counting: Awaited<ReturnType<typeof startCounting>> | undefined;
+process.on('exit', () => counting?.child.kill('SIGTERM'));
 try {
+  const ports = await freePorts();
+  // the function workers (only they) reach Pub/Sub, Firestore and PostgreSQL through the counting proxies
+  const functions = loadTopology().functions.map((f) => f.name);
+  counting = await startCounting(ports, functions);
+  const via = counting.ports;
   const suite = await startSuite({
     dataDir,
-    ports: await freePorts(),
+    ports,
+    functionEnvOverrides: Object.fromEntries(
+      functions.map((fn) => [
+        fn,
+        {
+          PUBSUB_EMULATOR_HOST: `127.0.0.1:${via[fn]!.pubsub}`,
+          FIRESTORE_EMULATOR_HOST: `127.0.0.1:${via[fn]!.firestore}`,
+          DATABASE_URL: `postgres://postgres@127.0.0.1:${via[fn]!.postgres}/ldr`,
+        },
+      ]),
+    ),
     onProgress: (line) => console.error(`[bench-suite] ${line}`),
     // the bench's configuration for the functions (raised rate limits), as JSON: the workers get exactly
     // their topology's variables, so this is the only way in
@@ -54,12 +114,15 @@ try {
     functionSource: process.env.LDR_BENCH_FUNCTION_SOURCE || undefined,
   });
   stopSuite = () => suite.stop();
+  // after startSuite (it reaps every pid file it finds): the bench reads its CPU and kills it if left over
+  writeFileSync(join(pidDir(dataDir), 'counting-proxy.pid'), String(counting.child.pid));
   const ready: SuiteReady = {
     dataDir,
     projectId: suite.projectId,
     ports: { ...suite.ports },
     env: suite.env,
     processPids: Object.fromEntries(Object.entries(suite.processes).map(([n, p]) => [n, p.pid])),
+    countsUrl: counting.url,
   };
   process.stdout.write(`${JSON.stringify({ ready })}\n`);
   if (stopping) await stopping;

@@ -117,6 +117,12 @@ export interface SuiteOptions {
   consolePort?: number;
   /** run the functions from this bundle instead of the built artifact (the bench's bus ceiling) */
   functionSource?: string;
+  /**
+   * per function, values that replace the suite's in that function's environment only (the bench points the
+   * workers' emulator hosts and DATABASE_URL at its counting proxies, bench/counting-proxy.ts); the suite's
+   * own clients and `Suite.env` keep the real ones
+   */
+  functionEnvOverrides?: Record<string, Record<string, string>>;
 }
 
 export interface Suite {
@@ -351,7 +357,11 @@ export async function startSuite(opts: SuiteOptions): Promise<Suite> {
         const w = await startWorker(
           f.name,
           await freePort(),
-          { dataDir, env: functionEnv(f.name, env), source: opts.functionSource },
+          {
+            dataDir,
+            env: functionEnv(f.name, { ...env, ...opts.functionEnvOverrides?.[f.name] }),
+            source: opts.functionSource,
+          },
           log,
         );
         workers.set(f.name, w);
