@@ -15,12 +15,21 @@ export function shardKey(key: string, shards: number): string {
 }
 
 /**
- * The ordering key a message is published with: the topic's `orderingKeyShards` (topology) turns the
- * natural key (e.g. the studentId) into its shard; topics without it keep the natural key.
+ * The ordering key a message is published with. A topic's `orderingKeyShards` (topology) turns the natural
+ * key (e.g. the studentId) into its shard everywhere; `emulatorOrderingKeyShards` does so only when
+ * publishing to the Pub/Sub emulator (`emulator`, by default: PUBSUB_EMULATOR_HOST is set), which keeps a
+ * thread per distinct ordering key. Other topics keep the natural key. Readers never rely on the key being
+ * the student id: they read the learner from the event.
  */
-export function orderingKeyResolver(topology: Topology = loadTopology()) {
+export function orderingKeyResolver(
+  topology: Topology = loadTopology(),
+  emulator = Boolean(process.env.PUBSUB_EMULATOR_HOST),
+) {
   const shards = new Map<string, number>();
-  for (const t of topology.topics) if (t.orderingKeyShards) shards.set(t.name, t.orderingKeyShards);
+  for (const t of topology.topics) {
+    const n = t.orderingKeyShards ?? (emulator ? t.emulatorOrderingKeyShards : undefined);
+    if (n) shards.set(t.name, n);
+  }
   return (topic: string, key: string | undefined): string | undefined => {
     const n = key === undefined ? undefined : shards.get(topic);
     return n ? shardKey(key!, n) : key;

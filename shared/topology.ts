@@ -31,8 +31,10 @@ const topologySchema = z.object({
       .object({
         name: z.string(),
         orderingKey: z.string().nullable(),
-        /** publish with shard(orderingKey, N) instead of the key itself (see shared/ordering.ts) */
+        /** publish with shard(orderingKey, N) instead of the key itself, everywhere (see shared/ordering.ts) */
         orderingKeyShards: z.number().int().min(1).max(100_000).optional(),
+        /** the same, only when publishing to the Pub/Sub emulator (it keeps a thread per distinct key) */
+        emulatorOrderingKeyShards: z.number().int().min(1).max(100_000).optional(),
       })
       .passthrough(),
   ),

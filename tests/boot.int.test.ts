@@ -15,7 +15,7 @@ import { functionEnv } from '../emulators/suite.ts';
 import { toMessage } from '../shared/cloudevents.ts';
 import { interactionEvent } from '../shared/events.ts';
 import { loadTopology } from '../shared/topology.ts';
-import { eventually, pubsubClient, suite, tap } from './helpers.ts';
+import { eventually, localOrderingKey, pubsubClient, suite, tap } from './helpers.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = `${root}node_modules/.bin/functions-framework`;
@@ -141,7 +141,7 @@ describe('production boot: built artifact, framework CLI, Terraform environment'
         15_000,
         'the routed event',
       );
-      expect(routed.orderingKey).toBe(student);
+      expect(routed.orderingKey).toBe(localOrderingKey('learnflow.agent.exercise', student));
       expect(routed.attributes['ce-id']).toBe(`${ceId}.triage`);
     } finally {
       await fn.stop();

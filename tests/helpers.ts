@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { PubSub } from '@google-cloud/pubsub';
 import { inject } from 'vitest';
 import { ensureIdentity, mintToken, type TokenRequest } from '../emulators/identity.ts';
+import { orderingKeyResolver, shardKey } from '../shared/ordering.ts';
+import { loadTopology } from '../shared/topology.ts';
 
 export const suite = () => inject('suite');
 
@@ -12,6 +14,21 @@ export function pubsubClient() {
 
 export async function token(req: TokenRequest) {
   return mintToken(await ensureIdentity(suite().dataDir), req);
+}
+
+/** The ordering key the room publishes `key` with on `topic` in the local suite (the emulator's shards). */
+export const localOrderingKey = orderingKeyResolver(loadTopology(), true);
+
+/** `count` distinct learner ids that all share one ordering key on `topic` in the local suite. */
+export function learnersSharingAKey(topic: string, count: number, prefix = 's') {
+  const n = loadTopology().topics.find((t) => t.name === topic)?.emulatorOrderingKeyShards;
+  if (!n) throw new Error(`${topic} is not sharded locally`);
+  const base = `${prefix}-${randomUUID()}`;
+  const target = shardKey(`${base}-0`, n);
+  const out: string[] = [];
+  for (let i = 0; out.length < count; i++)
+    if (shardKey(`${base}-${i}`, n) === target) out.push(`${base}-${i}`);
+  return out;
 }
 
 export const fnUrl = (name: string, path = '') => `${suite().functionsBase}/${name}${path}`;

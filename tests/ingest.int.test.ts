@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureIdentity, LOCAL_AUDIENCE, LOCAL_ISSUER } from '../emulators/identity.ts';
 import { ARTIFACTS } from '../shared/artifacts.ts';
 import { clientEventId, TOPICS } from '../shared/events.ts';
-import { eventually, fnUrl, pubsubClient, suite, tap, token } from './helpers.ts';
+import { eventually, fnUrl, localOrderingKey, pubsubClient, suite, tap, token } from './helpers.ts';
 
 /**
  * ingestInteraction over HTTP against the running local suite (SPEC §3, §4, §5). Every test uses fresh
@@ -588,7 +588,7 @@ describe('ingestInteraction: accepted', () => {
 
     const ceId = clientEventId(student, e.id as string);
     const m = await arrived(ceId);
-    expect(m.orderingKey).toBe(student);
+    expect(m.orderingKey).toBe(localOrderingKey(TOPICS.interaction, student));
     expect(m.attributes).toMatchObject({
       'ce-specversion': '1.0',
       'ce-id': ceId,
@@ -681,7 +681,7 @@ describe('ingestInteraction: accepted', () => {
     // per student, in the order of the batch
     for (const s of students) {
       const got = tapped.received
-        .filter((m) => ids.has(m.attributes['ce-id']!) && m.orderingKey === s)
+        .filter((m) => ids.has(m.attributes['ce-id']!) && m.attributes['ce-subject'] === `students/${s}`)
         .map((m) => m.attributes['ce-id']);
       expect(got).toEqual(events.filter((e) => e.studentId === s).map(ceOf));
     }
