@@ -12,12 +12,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Request } from '@google-cloud/functions-framework';
-import { Redis } from '@upstash/redis';
+import type { Redis } from '@upstash/redis';
 import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { v7 as uuidv7 } from 'uuid';
 import { createIngest } from '../functions/ingestInteraction/handler.ts';
 import { createVerifier } from '../shared/auth.ts';
-import type { Bus } from '../shared/clients.ts';
+import { type Bus, createRedis } from '../shared/clients.ts';
 import type { RouteContext } from '../shared/http.ts';
 import { createLogger } from '../shared/log.ts';
 import * as ports from '../shared/redis-ports.ts';
@@ -61,7 +61,7 @@ async function main() {
       if (line) resolve((JSON.parse(line) as { url: string }).url);
     });
   });
-  const redis = new Redis({ url, token: TOKEN, enableTelemetry: false });
+  const redis = createRedis({ UPSTASH_REDIS_REST_URL: url, UPSTASH_REDIS_REST_TOKEN: TOKEN });
   const { privateKey, publicKey } = await generateKeyPair('ES256');
   const jwks = createLocalJWKSet({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] });
   const verifier = createVerifier({

@@ -1,6 +1,6 @@
 import { Firestore } from '@google-cloud/firestore';
 import { PubSub, type Topic } from '@google-cloud/pubsub';
-import { Redis } from '@upstash/redis';
+import { Redis, type Requester } from '@upstash/redis';
 import pg from 'pg';
 import { type LdrEvent, type PubsubMessage, toMessage } from './cloudevents.ts';
 import type { Config } from './config.ts';
@@ -43,9 +43,23 @@ export async function createPgPool(
   return new pg.Pool({ ...common, ...options, user: config.PGUSER, database: config.PGDATABASE });
 }
 
+/**
+ * `@upstash/redis` on our transport with the library's auto-pipelining (commands issued in the same tick
+ * share one /pipeline request): its own constructor turns that on only for its built-in fetch client.
+ */
+class PipelinedRedis extends Redis {
+  constructor(requester: Requester) {
+    super(requester);
+    // biome-ignore lint/correctness/noConstructorReturn: the library's own constructor returns this proxy too
+    return this.autoPipeline() as PipelinedRedis;
+  }
+}
+
 /** Upstash Redis over its REST API: the official client on a keep-alive node:http transport (upstash-http.ts). */
-export const createRedis = (config: Pick<Config, 'UPSTASH_REDIS_REST_URL' | 'UPSTASH_REDIS_REST_TOKEN'>) =>
-  new Redis(
+export const createRedis = (
+  config: Pick<Config, 'UPSTASH_REDIS_REST_URL' | 'UPSTASH_REDIS_REST_TOKEN'>,
+): Redis =>
+  new PipelinedRedis(
     upstashRequester({
       url: config.UPSTASH_REDIS_REST_URL,
       token: config.UPSTASH_REDIS_REST_TOKEN,
