@@ -86,43 +86,59 @@ process.stdin.resume();
 let counting: Awaited<ReturnType<typeof startCounting>> | undefined;
 process.on('exit', () => counting?.child.kill('SIGTERM'));
 try {
-  const ports = await freePorts();
-  // the function workers (only they) reach Pub/Sub, Firestore and PostgreSQL through the counting proxies
-  const functions = loadTopology().functions.map((f) => f.name);
-  counting = await startCounting(ports, functions);
-  const via = counting.ports;
-  const suite = await startSuite({
-    dataDir,
-    ports,
-    functionEnvOverrides: Object.fromEntries(
-      functions.map((fn) => [
-        fn,
-        {
-          PUBSUB_EMULATOR_HOST: `127.0.0.1:${via[fn]!.pubsub}`,
-          FIRESTORE_EMULATOR_HOST: `127.0.0.1:${via[fn]!.firestore}`,
-          DATABASE_URL: `postgres://postgres@127.0.0.1:${via[fn]!.postgres}/ldr`,
-        },
-      ]),
-    ),
-    onProgress: (line) => console.error(`[bench-suite] ${line}`),
-    // the bench's configuration for the functions (raised rate limits), as JSON: the workers get exactly
-    // their topology's variables, so this is the only way in
-    functionConfig: process.env.LDR_BENCH_FUNCTION_CONFIG
-      ? (JSON.parse(process.env.LDR_BENCH_FUNCTION_CONFIG) as Record<string, string>)
-      : undefined,
-    // the bus ceiling's bundle (bench/ceiling.ts) instead of the built functions
-    functionSource: process.env.LDR_BENCH_FUNCTION_SOURCE || undefined,
-  });
+  const start = async () => {
+    const ports = await freePorts();
+    // the function workers (only they) reach Pub/Sub, Firestore and PostgreSQL through the counting proxies
+    const functions = loadTopology().functions.map((f) => f.name);
+    counting = await startCounting(ports, functions);
+    const via = counting.ports;
+    return startSuite({
+      dataDir,
+      ports,
+      functionEnvOverrides: Object.fromEntries(
+        functions.map((fn) => [
+          fn,
+          {
+            PUBSUB_EMULATOR_HOST: `127.0.0.1:${via[fn]!.pubsub}`,
+            FIRESTORE_EMULATOR_HOST: `127.0.0.1:${via[fn]!.firestore}`,
+            DATABASE_URL: `postgres://postgres@127.0.0.1:${via[fn]!.postgres}/ldr`,
+          },
+        ]),
+      ),
+      onProgress: (line) => console.error(`[bench-suite] ${line}`),
+      // the bench's configuration for the functions (raised rate limits), as JSON: the workers get exactly
+      // their topology's variables, so this is the only way in
+      functionConfig: process.env.LDR_BENCH_FUNCTION_CONFIG
+        ? (JSON.parse(process.env.LDR_BENCH_FUNCTION_CONFIG) as Record<string, string>)
+        : undefined,
+      // the bus ceiling's bundle (bench/ceiling.ts) instead of the built functions
+      functionSource: process.env.LDR_BENCH_FUNCTION_SOURCE || undefined,
+    });
+  };
+  // free ports are picked before they are bound: another program may take one in between (EADDRINUSE),
+  // then the suite starts again on other ports, as the test suite's global setup does
+  let suite: Awaited<ReturnType<typeof startSuite>> | undefined;
+  for (let attempt = 1; !suite; attempt++) {
+    try {
+      suite = await start();
+    } catch (err) {
+      counting?.child.kill('SIGTERM');
+      counting = undefined;
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 3) throw err;
+      console.error(`[bench-suite] ${(err as Error).message}; starting again on other ports`);
+    }
+  }
+  const proxies = counting!;
   stopSuite = () => suite.stop();
   // after startSuite (it reaps every pid file it finds): the bench reads its CPU and kills it if left over
-  writeFileSync(join(pidDir(dataDir), 'counting-proxy.pid'), String(counting.child.pid));
+  writeFileSync(join(pidDir(dataDir), 'counting-proxy.pid'), String(proxies.child.pid));
   const ready: SuiteReady = {
     dataDir,
     projectId: suite.projectId,
     ports: { ...suite.ports },
     env: suite.env,
     processPids: Object.fromEntries(Object.entries(suite.processes).map(([n, p]) => [n, p.pid])),
-    countsUrl: counting.url,
+    countsUrl: proxies.url,
   };
   process.stdout.write(`${JSON.stringify({ ready })}\n`);
   if (stopping) await stopping;

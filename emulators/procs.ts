@@ -155,7 +155,10 @@ export async function freePort(): Promise<number> {
 
 export async function assertPortFree(port: number, what: string) {
   if (await portOpen(port)) {
-    throw new Error(`port ${port} for ${what} is in use by another program; stop it or choose another port`);
+    throw Object.assign(
+      new Error(`port ${port} for ${what} is in use by another program; stop it or choose another port`),
+      { code: 'EADDRINUSE' },
+    );
   }
 }
 
