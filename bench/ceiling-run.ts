@@ -213,7 +213,11 @@ export async function runCeiling(opts: {
     await opts.fresh();
     await warmUp(opts.ingestUrl, opts.instances, opts.factory, `${opts.runId}-c${run.rate}`, opts.scale);
     const progress = await progressTap(opts.pubsub);
-    const { t202, firstRequestAt } = await e2eShot(opts.ingestUrl, run, run.next);
+    const { shot, t202, firstRequestAt } = await e2eShot(opts.ingestUrl, run, run.next);
+    if (!t202.size)
+      opts.say(
+        `ceiling ${run.workload} at ${run.rate}/s: nothing accepted; statuses ${JSON.stringify(shot.statuses)}, ${shot.errors} socket errors`,
+      );
     await awaitProgress(progress.received, [...t202.keys()], {
       expectAll: run.workload === 'worst',
       timeoutMs: 30_000,
