@@ -1120,8 +1120,16 @@ async function runSoak(
   const perTenth = Math.ceil(soak.events / 10);
   const lag = Math.min(500, Math.max(1, Math.floor(learners / 20)));
   const ingestUrl = `http://127.0.0.1:${workers.ingestInteraction!.port}`;
+  // only the soak's own learners: what earlier runs left in the bridge's queues is applied meanwhile too
+  const prefix = `soak-${runId}-`;
   const applied = async () =>
-    Number((await db.query('SELECT count(*)::int AS n FROM interactions')).rows[0].n);
+    Number(
+      (
+        await db.query('SELECT count(*)::int AS n FROM interactions WHERE starts_with(student_id, $1)', [
+          prefix,
+        ])
+      ).rows[0].n,
+    );
   let drained = 0;
   const consumers = loadTopology()
     .subscriptions.filter((x) => !x.function)
