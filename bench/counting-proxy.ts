@@ -213,6 +213,7 @@ function grpcProxy(upstreamPort: number, counts: Counts, totals: Counts) {
   const sessions = new Set<http2.Http2Session>();
   // one upstream connection per client connection, as the client would have had to the emulator
   const upstreamOf = new WeakMap<http2.Http2Session, http2.ClientHttp2Session>();
+  const closeOf = new WeakMap<http2.Http2Session, () => void>();
   server.on('session', (session) => {
     const upstream = http2.connect(`http://127.0.0.1:${upstreamPort}`, { maxSessionMemory: 100 });
     upstreamOf.set(session, upstream);
@@ -225,8 +226,11 @@ function grpcProxy(upstreamPort: number, counts: Counts, totals: Counts) {
       sessions.delete(session);
       sessions.delete(upstream);
     };
+    closeOf.set(session, closeBoth);
     upstream.on('error', closeBoth);
     upstream.on('close', closeBoth);
+    // the emulator is going away: let the client reconnect (to a fresh upstream) instead of refusing each call
+    upstream.on('goaway', closeBoth);
     session.on('error', closeBoth);
     session.on('close', closeBoth);
   });
@@ -249,17 +253,22 @@ function grpcProxy(upstreamPort: number, counts: Counts, totals: Counts) {
         call.onEnd(ok);
       }
     };
-    if (!up || up.destroyed) {
+    // an upstream that cannot take streams any more takes its client session with it, so the client
+    // reconnects; refusing each call on a session that stays open would fail every later call too
+    const refuse = () => {
       end(false);
       stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      closeOf.get(stream.session!)?.();
+    };
+    if (!up || up.destroyed || up.closed) {
+      refuse();
       return;
     }
     let req: http2.ClientHttp2Stream;
     try {
       req = up.request(strip(headers, false), { endStream: false });
     } catch {
-      end(false);
-      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      refuse();
       return;
     }
     const inFramer = new GrpcFramer(headers['grpc-encoding'] as string | undefined, (m, length) => {

@@ -1803,9 +1803,9 @@ function targetsAndCost(r: ReportInput, e200: E2EResult | undefined): string[] {
         [
           'the soak holds (20,000 learners, 40,000 events)',
           soakV
-            ? `last/first tenth applied/s ${f2(soakV.throughput)}×, emulator threads ${f2(soakV.threads)}×, emulator RSS ${f2(soakV.emulatorRss)}×, largest worker RSS growth ${soakV.worstWorker[0]} ${f2(soakV.worstWorker[1])}×`
+            ? `${f0(r.soak!.learners)} learners, ${f0(r.soak!.events)} events at ${r.soak!.rate}/s${r.soak!.events < 40_000 ? ' (smaller than the target’s: it cannot meet it)' : ''}: last/first tenth applied/s ${f2(soakV.throughput)}×, emulator threads ${f2(soakV.threads)}×, emulator RSS ${f2(soakV.emulatorRss)}×, largest worker RSS growth ${soakV.worstWorker[0]} ${f2(soakV.worstWorker[1])}×; ${soakV.holds ? 'holds' : 'does not hold'}`
             : 'not run (`npm run bench -- --soak`)',
-          verdict(!!soakV?.holds),
+          verdict(!!soakV?.holds && r.soak!.events >= 40_000 && r.soak!.learners >= 20_000),
         ],
         [
           'cost per million interactions ≤ 0.5 × the figure at the start of issue 14',
