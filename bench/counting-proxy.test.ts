@@ -1,5 +1,7 @@
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { pgFrontendCounter, protoFields } from './counting-proxy.ts';
+import { pgFrontendCounter, protoFields, startCountingProxies } from './counting-proxy.ts';
 
 const int32 = (n: number) => {
   const b = Buffer.alloc(4);
@@ -49,5 +51,75 @@ describe('protoFields', () => {
     expect(f.get(2)).toEqual([Buffer.from([0x0a, 0x00]), Buffer.alloc(0)]);
     expect([...f.keys()]).toEqual([1, 2, 3, 4, 5]);
     expect(() => protoFields(Buffer.from([0x12, 0x05, 0x00]))).toThrow(/truncated/);
+  });
+});
+
+describe('the gRPC proxy when its upstream goes away (the bench restarts Pub/Sub)', () => {
+  /** an h2c upstream answering every stream 200 "ok", as an emulator would answer a call */
+  async function upstream(port = 0) {
+    const server = http2.createServer();
+    const sessions = new Set<http2.ServerHttp2Session>();
+    server.on('session', (s) => sessions.add(s));
+    server.on('stream', (stream) => {
+      stream.respond({ ':status': 200 });
+      stream.end('ok');
+    });
+    await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+    return {
+      port: (server.address() as AddressInfo).port,
+      /** as the emulator shutting down: GOAWAY on its connections (kept open), no new ones */
+      goaway: () => {
+        for (const s of sessions) s.goaway();
+        server.close();
+      },
+      stop: () =>
+        new Promise<void>((r) => {
+          for (const s of sessions) s.destroy();
+          if (server.listening) server.close(() => r());
+          else r();
+        }),
+    };
+  }
+  const call = (client: http2.ClientHttp2Session) =>
+    new Promise<string>((resolve, reject) => {
+      const req = client.request({ ':path': '/google.pubsub.v1.Publisher/Publish', ':method': 'POST' });
+      let body = '';
+      req.on('data', (d: Buffer) => {
+        body += d.toString();
+      });
+      req.on('end', () => resolve(body));
+      req.on('error', reject);
+      req.end();
+    });
+
+  it('closes the client’s session with it, so the client reconnects to the new upstream', async () => {
+    const first = await upstream();
+    const proxies = await startCountingProxies({
+      upstreams: { pubsub: first.port, firestore: first.port, postgres: first.port },
+      labels: ['fn'],
+    });
+    try {
+      const client = http2.connect(`http://127.0.0.1:${proxies.ports.fn!.pubsub}`);
+      const closed = new Promise<void>((r) => client.once('close', () => r()));
+      client.on('error', () => {});
+      expect(await call(client)).toBe('ok');
+      first.goaway(); // the emulator goes away
+      const second = await upstream(first.port); // and comes back on its port
+      try {
+        // the proxy must not keep the old client session open, refusing every later call on it
+        const deadline = new Promise<'open'>((r) => setTimeout(() => r('open'), 5_000).unref());
+        await call(client).catch(() => {});
+        expect(await Promise.race([closed.then(() => 'closed' as const), deadline])).toBe('closed');
+        const again = http2.connect(`http://127.0.0.1:${proxies.ports.fn!.pubsub}`);
+        again.on('error', () => {});
+        expect(await call(again)).toBe('ok');
+        again.close();
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await first.stop();
+      await proxies.stop();
+    }
   });
 });
