@@ -1,13 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import type { Request } from '@google-cloud/functions-framework';
-import { Redis } from '@upstash/redis';
+import type { Redis } from '@upstash/redis';
 import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisServer, startRedisServer } from '../../emulators/redis/redis-server.ts';
-import { startUpstashRest, type UpstashRest } from '../../emulators/redis/upstash-rest.ts';
+import { startLocalUpstash } from '../../emulators/redis/local.ts';
+import type { UpstashRest } from '../../emulators/redis/upstash-rest.ts';
 import { createVerifier } from '../../shared/auth.ts';
 import type { Bus } from '../../shared/clients.ts';
 import type { LdrEvent } from '../../shared/cloudevents.ts';
@@ -28,30 +24,15 @@ const INSTANCE = 'inst-a';
 const ISSUER = 'https://identity.test';
 const AUDIENCE = 'ldr-test';
 
-let dir: string;
-let redisServer: RedisServer | undefined;
+let local: Awaited<ReturnType<typeof startLocalUpstash>>;
 let rest: UpstashRest;
 let redis: Redis;
 let sign: (claims: Record<string, unknown>) => Promise<string>;
 let jwks: ReturnType<typeof createLocalJWKSet>;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'ldr-admission-'));
-  const redisPort = await freePort();
-  redisServer = await startRedisServer({ port: redisPort, dir });
-  rest = await startUpstashRest({ port: 0, redisPort, token: TOKEN });
-  redis = new Redis({ url: rest.url, token: TOKEN, enableTelemetry: false });
+  local = await startLocalUpstash(TOKEN);
+  ({ rest, redis } = local);
   const { privateKey, publicKey } = await generateKeyPair('ES256');
   jwks = createLocalJWKSet({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] });
   sign = (claims) =>
@@ -64,11 +45,7 @@ beforeAll(async () => {
       .sign(privateKey);
 });
 
-afterAll(async () => {
-  await rest?.stop();
-  await redisServer?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => local?.stop());
 
 class CountingBus implements Bus {
   published: LdrEvent[] = [];
@@ -144,11 +121,11 @@ const event = (studentId: string, id = uid()) => ({
 });
 
 const snapshot = () => ({ ...rest.stats, byCommand: { ...rest.stats.byCommand } });
-const settle = async (ms = 20) => new Promise((r) => setTimeout(r, ms));
 /** Waits (with a deadline) until the endpoint has seen `n` SET commands: the confirmations are not awaited. */
 async function confirmed(n: number) {
   const deadline = Date.now() + 5000;
-  while ((rest.stats.byCommand.set ?? 0) < n && Date.now() < deadline) await settle(5);
+  while ((rest.stats.byCommand.set ?? 0) < n && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 5));
   expect(rest.stats.byCommand.set ?? 0).toBe(n);
 }
 
@@ -192,6 +169,7 @@ describe('ingest admission: one Redis round trip per request', () => {
 
     // 20 concurrent posts: 20 admissions, their confirmations in a few pipelines
     const before20 = snapshot();
+    const sets20 = before20.byCommand.set ?? 0;
     const students = Array.from({ length: 20 }, () => `stu-${uid()}`);
     const tokens = await Promise.all(
       students.map((s) =>
@@ -206,7 +184,7 @@ describe('ingest admission: one Redis round trip per request', () => {
     );
     const replies = await Promise.all(students.map((s, i) => call(ingest, ctx(event(s), tokens[i]!))));
     expect(replies.every((x) => x.status === 202)).toBe(true);
-    await settle();
+    await confirmed(sets20 + 20);
     const after20 = snapshot();
     expect(after20.byCommand.evalsha! - before20.byCommand.evalsha!).toBe(20);
     expect(after20.requests - before20.requests).toBeLessThan(20 + 10);

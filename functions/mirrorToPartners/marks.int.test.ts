@@ -1,11 +1,7 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { Redis } from '@upstash/redis';
+import type { Redis } from '@upstash/redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisServer, startRedisServer } from '../../emulators/redis/redis-server.ts';
-import { startUpstashRest, type UpstashRest } from '../../emulators/redis/upstash-rest.ts';
+import { startLocalUpstash } from '../../emulators/redis/local.ts';
+import type { UpstashRest } from '../../emulators/redis/upstash-rest.ts';
 import type { Bus } from '../../shared/clients.ts';
 import type { LdrEvent } from '../../shared/cloudevents.ts';
 import type { Interaction } from '../../shared/domain/interaction.ts';
@@ -21,35 +17,16 @@ import { createMirror } from './handler.ts';
  */
 
 const TOKEN = 'mirror-marks-test-token';
-let dir: string;
-let redisServer: RedisServer | undefined;
+let local: Awaited<ReturnType<typeof startLocalUpstash>>;
 let rest: UpstashRest;
 let redis: Redis;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'ldr-mirror-marks-'));
-  const redisPort = await freePort();
-  redisServer = await startRedisServer({ port: redisPort, dir });
-  rest = await startUpstashRest({ port: 0, redisPort, token: TOKEN });
-  redis = new Redis({ url: rest.url, token: TOKEN, enableTelemetry: false });
+  local = await startLocalUpstash(TOKEN);
+  ({ rest, redis } = local);
 });
 
-afterAll(async () => {
-  await rest?.stop();
-  await redisServer?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => local?.stop());
 
 class MemoryBus implements Bus {
   published: Array<{ topic: string; event: LdrEvent }> = [];
