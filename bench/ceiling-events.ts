@@ -4,12 +4,13 @@
  * with no store, Redis, authentication or validation beyond what the events need. Pure, so tested alone.
  */
 
-import { progressData, struggleData } from '../functions/updateProgress/ledger.ts';
+import { triageRouting } from '../functions/routeTriage/handler.ts';
+import { derivedEvents } from '../functions/updateProgress/ledger.ts';
 import type { LdrEvent } from '../shared/cloudevents.ts';
 import type { Interaction } from '../shared/domain/interaction.ts';
 import { apply, emptyState, mastery, type TopicState } from '../shared/domain/mastery.ts';
-import { type TriageRules, triage } from '../shared/domain/triage.ts';
-import { interactionEvent, subjectOf, TOPICS, TYPES } from '../shared/events.ts';
+import type { TriageRules } from '../shared/domain/triage.ts';
+import { interactionEvent, TOPICS } from '../shared/events.ts';
 import { entitled, scopedCopy } from '../shared/partner-scope.ts';
 import { mirroredTypes, type Partner } from '../shared/registry.ts';
 
@@ -30,35 +31,10 @@ export function ingestPublications(body: unknown, receivedAt: Date): Publication
   }));
 }
 
-/** routeTriage: the decision, to the agent's topic (unless `none`) and the audit topic. */
+/** routeTriage: the decision, to the agent's topic (unless `none`) and the audit topic (its own routing). */
 export function triagePublications(ev: LdrEvent, rules: TriageRules): Publication[] {
-  const i = ev.data as Interaction;
-  const decision = triage(i, rules);
-  const routed: LdrEvent = {
-    id: `${ev.id}.triage`,
-    source: '/ldr/functions/routeTriage',
-    type: TYPES.triage,
-    time: ev.time,
-    subject: subjectOf(i.studentId),
-    data: {
-      ...decision,
-      interactionId: i.id,
-      studentId: i.studentId,
-      instanceId: i.instanceId,
-      topic: i.topic,
-      kind: i.kind,
-      occurredAt: i.occurredAt,
-    },
-    extensions: {
-      'ldr-instance': i.instanceId,
-      'ldr-sponsor': i.sponsor,
-      'ldr-kind': i.kind,
-      'ldr-agent': decision.agent,
-    },
-  };
-  const topics =
-    decision.agent === 'none' ? [TOPICS.triageAudit] : [TOPICS.agent(decision.agent), TOPICS.triageAudit];
-  return topics.map((topic) => ({ topic, event: routed, orderingKey: i.studentId }));
+  const { routed, topics, orderingKey } = triageRouting(ev, rules);
+  return topics.map((topic) => ({ topic, event: routed, orderingKey }));
 }
 
 /**
@@ -82,43 +58,16 @@ export function createProgressState() {
     const version = before.version + 1;
     states.set(key, { state, mastery: m.mastery, level: m.level, version });
     const day = new Date(i.occurredAt).toISOString().slice(0, 10);
-    const ext = { 'ldr-instance': i.instanceId, 'ldr-sponsor': i.sponsor, 'ldr-kind': i.kind };
-    const time = new Date().toISOString();
-    const out: Publication[] = [];
-    if (before.mastery !== m.mastery || before.level !== m.level || before.version === 0) {
-      out.push({
-        topic: TOPICS.progress,
-        orderingKey: i.studentId,
-        event: {
-          id: `${ev.id}.progress`,
-          source: '/ldr/functions/updateProgress',
-          type: TYPES.progress,
-          time,
-          subject: subjectOf(i.studentId),
-          data: progressData(i, m, before.mastery, version),
-          extensions: ext,
-        },
-      });
-    }
-    for (const s of struggles) {
-      const alert = `${key}\u0000${s.reason}\u0000${day}`;
-      if (alerts.has(alert)) continue;
-      alerts.add(alert);
-      out.push({
-        topic: TOPICS.struggle,
-        orderingKey: i.studentId,
-        event: {
-          id: `${ev.id}.struggle.${s.reason}`,
-          source: '/ldr/functions/updateProgress',
-          type: TYPES.struggle,
-          time,
-          subject: subjectOf(i.studentId),
-          data: struggleData(i, s, day),
-          extensions: ext,
-        },
-      });
-    }
-    return out;
+    // the ledger's events; a struggle only when its alert is new for the learner, topic, reason and day
+    return derivedEvents(ev.id, i, before, m, version, struggles, day)
+      .filter(({ reason }) => {
+        if (reason === undefined) return true;
+        const alert = `${key}\u0000${reason}\u0000${day}`;
+        if (alerts.has(alert)) return false;
+        alerts.add(alert);
+        return true;
+      })
+      .map(({ reason: _, ...p }) => p);
   };
 }
 

@@ -83,6 +83,51 @@ interface CurrentRow {
   updated_at: string;
 }
 
+/**
+ * The events one applied interaction announces: its progress event when mastery or level change (and on the
+ * learner's first interaction of the topic), and a struggle event per detected struggle (the ledger keeps
+ * only those whose alert is new for the day, by `reason`). Ids derive from the interaction's ce-id. Pure:
+ * the bus ceiling (bench/ceiling.ts) announces exactly these too.
+ */
+export function derivedEvents(
+  ceId: string,
+  i: Interaction,
+  before: { mastery: number; level: string; version: number },
+  m: Mastery,
+  version: number,
+  struggles: Struggle[],
+  day: string,
+): Array<OutboxRow & { reason?: string }> {
+  const out: Array<OutboxRow & { reason?: string }> = [];
+  const ext = { 'ldr-instance': i.instanceId, 'ldr-sponsor': i.sponsor, 'ldr-kind': i.kind };
+  const time = new Date().toISOString();
+  const event = (id: string, type: string, data: unknown): LdrEvent => ({
+    id,
+    source: '/ldr/functions/updateProgress',
+    type,
+    time,
+    subject: subjectOf(i.studentId),
+    data,
+    extensions: ext,
+  });
+  if (before.mastery !== m.mastery || before.level !== m.level || before.version === 0) {
+    out.push({
+      topic: TOPICS.progress,
+      orderingKey: i.studentId,
+      event: event(`${ceId}.progress`, TYPES.progress, progressData(i, m, before.mastery, version)),
+    });
+  }
+  for (const s of struggles) {
+    out.push({
+      reason: s.reason,
+      topic: TOPICS.struggle,
+      orderingKey: i.studentId,
+      event: event(`${ceId}.struggle.${s.reason}`, TYPES.struggle, struggleData(i, s, day)),
+    });
+  }
+  return out;
+}
+
 interface ApplyAnswer {
   status: 'applied' | 'duplicate' | 'conflict';
   current: CurrentRow | null;
@@ -123,40 +168,7 @@ export async function applyInteraction(
     const { state, struggles } = apply(before.state, i);
     const m = mastery(state);
     const version = before.version + 1;
-    const outbox: Array<OutboxRow & { reason?: string }> = [];
-    const ext = { 'ldr-instance': i.instanceId, 'ldr-sponsor': i.sponsor, 'ldr-kind': i.kind };
-    const time = new Date().toISOString();
-    if (before.mastery !== m.mastery || before.level !== m.level || before.version === 0) {
-      outbox.push({
-        topic: TOPICS.progress,
-        orderingKey: i.studentId,
-        event: {
-          id: `${ceId}.progress`,
-          source: '/ldr/functions/updateProgress',
-          type: TYPES.progress,
-          time,
-          subject: subjectOf(i.studentId),
-          data: progressData(i, m, before.mastery, version),
-          extensions: ext,
-        },
-      });
-    }
-    for (const s of struggles) {
-      outbox.push({
-        reason: s.reason,
-        topic: TOPICS.struggle,
-        orderingKey: i.studentId,
-        event: {
-          id: `${ceId}.struggle.${s.reason}`,
-          source: '/ldr/functions/updateProgress',
-          type: TYPES.struggle,
-          time,
-          subject: subjectOf(i.studentId),
-          data: struggleData(i, s, day),
-          extensions: ext,
-        },
-      });
-    }
+    const outbox = derivedEvents(ceId, i, before, m, version, struggles, day);
     const { rows } = await pool.query(
       'SELECT ldr_apply_interaction($1, $2, $3, $4, $5, $6, $7, $8, $9) AS r',
       [
