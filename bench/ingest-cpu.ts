@@ -8,11 +8,7 @@
  *   node --import tsx bench/ingest-cpu.ts [requests=3000] [concurrency=16]     (add --cpu-prof to profile)
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Request } from '@google-cloud/functions-framework';
-import type { Redis } from '@upstash/redis';
 import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { v7 as uuidv7 } from 'uuid';
 import { createIngest } from '../functions/ingestInteraction/handler.ts';
@@ -26,19 +22,12 @@ import { cpuSeconds } from './proc.ts';
 const TOKEN = 'ingest-cpu';
 
 if (process.argv[2] === '--rest-child') {
-  const { startRedisServer } = await import('../emulators/redis/redis-server.ts');
-  const { startUpstashRest } = await import('../emulators/redis/upstash-rest.ts');
-  const { freePort } = await import('../emulators/procs.ts');
-  const dir = mkdtempSync(join(tmpdir(), 'ldr-ingest-cpu-'));
-  const redisPort = await freePort();
-  const server = await startRedisServer({ port: redisPort, dir });
-  const rest = await startUpstashRest({ port: 0, redisPort, token: TOKEN });
-  process.stdout.write(`${JSON.stringify({ url: rest.url })}\n`);
+  const { startLocalUpstash } = await import('../emulators/redis/local.ts');
+  const local = await startLocalUpstash(TOKEN);
+  process.stdout.write(`${JSON.stringify({ url: local.rest.url })}\n`);
   process.stdin.resume();
   process.stdin.on('end', async () => {
-    await rest.stop();
-    await server.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await local.stop();
     process.exit(0);
   });
 } else {
@@ -71,22 +60,17 @@ async function main() {
     revocations: { isRevoked: async (jti) => (await redis.exists(`revoked:jti:${jti}`)) === 1 },
   });
   const bus: Bus = { publish: async () => '1', publishRaw: async () => '1' };
-  const anyPorts = ports as Record<string, unknown>;
-  const admission =
-    typeof anyPorts.redisAdmission === 'function'
-      ? { admission: (anyPorts.redisAdmission as (r: Redis) => unknown)(redis) }
-      : { limiter: (anyPorts.upstashRateLimiter as (r: Redis) => unknown)(redis) };
   const ingest = createIngest({
     verifier,
     bus,
-    ...(admission as object),
+    admission: ports.redisAdmission(redis),
     dedup: ports.redisDedupWindow(redis, 86_400),
     artifacts: { get: async () => undefined },
     sponsors: { at: async () => new Set<string>() },
     log: createLogger('ingest-cpu', 'warn'),
     limits: { studentRequestsPerMin: 1e8, studentEventsPerMin: 1e8, instanceEventsPerMin: 1e8 },
     newId: uuidv7,
-  } as unknown as Parameters<typeof createIngest>[0]);
+  });
   const instances = await Promise.all(
     Array.from({ length: 8 }, async (_, i) => ({
       id: `inst-${i}`,
@@ -159,7 +143,6 @@ async function main() {
   const childCpu = (cpuSeconds(child.pid!) ?? 0) - child0;
   const s1 = await stats();
   const out = {
-    code: typeof anyPorts.redisAdmission === 'function' ? 'one admission script' : 'separate ports',
     requests,
     concurrency,
     handlerCpuMsPerRequest: (self.user + self.system) / 1000 / requests,
