@@ -53,9 +53,9 @@ export interface Admission {
 }
 
 /**
- * Port: admits a request in one round trip: checks the token's jti against the deny-list, applies every
- * quota (all or none are counted), and claims the event ids in the de-duplication window — each step only
- * if the previous let the request through.
+ * Port: admits a request in one round trip on its hot path: checks the token's jti against the deny-list,
+ * applies every quota (all or none are counted), and claims the event ids in the de-duplication window.
+ * A request the deny-list or a quota refuses keeps nothing counted or claimed.
  */
 export interface AdmissionGate {
   admit(q: { jti?: string; quotas: Quota[]; claim: string[] }): Promise<Admission>;

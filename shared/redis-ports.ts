@@ -129,109 +129,116 @@ export function redisDedupWindow(redis: Redis, ttlSeconds: number, pendingSecond
 }
 
 /**
- * One script for ingest's admission: the jti deny-list, every quota (a sliding window per minute, the
- * algorithm and keys of @upstash/ratelimit's slidingWindow; all quotas are counted or none) and the
- * de-duplication claims (SET NX 'pending', as CLAIM above). Each step runs only if the previous let the
- * request through. KEYS: [revoked key], per quota (current window, previous window), dedup keys.
- * ARGV: now ms, window ms, pending seconds, quota count, has jti, per quota (limit, cost).
- * Returns {'revoked'} | {'limited', used…} | {'ok', used…, claim states…} (used = count before this request).
- * Upstash bills every command a script runs (and the EVALSHA itself), so it reads every key in one MGET:
- * a single event with one quota costs 4 billed commands (EVALSHA, MGET, INCRBY, SET), not 6.
- * Every key it touches is in KEYS, so on Upstash it locks only those keys (`allow-key-locking`); without the
- * flag an Upstash script holds the database's global lock while it runs.
+ * Ingest's admission in one pipelined round trip, with no script: MGET of what it reads (the jti
+ * deny-list entry and each quota's previous window), INCRBY of each quota's current window (a sliding
+ * window per minute, the algorithm and keys of @upstash/ratelimit's slidingWindow) and SET NX 'pending' of
+ * each de-duplication claim (as CLAIM above). Upstash bills every command, and a script's EVALSHA besides
+ * the commands it runs, so an app's single event costs 3 billed commands (MGET, INCRBY, SET), where the
+ * same steps in a script cost 4.
+ * The request is counted and claimed before it is known to be admitted: a revoked token or a refused
+ * quota takes back what it counted (DECRBY) and claimed (DEL) in a second round trip before its answer,
+ * so all quotas are counted or none, and nothing of a refused request stays claimed. Concurrent requests
+ * at a quota's edge can see each other's counts and both be refused (never both admitted over it).
+ * An id already claimed is resolved by the CLAIM script (its state, or a new claim if it was released
+ * meanwhile): another round trip, on the duplicate path only.
  */
-const ADMIT = `#!lua flags=allow-key-locking
-local now, window, nq = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
-local v = {}
-if #KEYS > 0 then v = redis.call('MGET', unpack(KEYS)) end
-local k = 1
-if ARGV[5] == '1' then
-  if v[1] then return {'revoked'} end
-  k = 2
-end
-local pct = (now % window) / window
-local used, refused = {}, false
-for q = 1, nq do
-  local limit, cost = tonumber(ARGV[4 + 2 * q]), tonumber(ARGV[5 + 2 * q])
-  local cur = tonumber(v[k + 2 * q - 2] or '0')
-  local prev = tonumber(v[k + 2 * q - 1] or '0')
-  used[q] = cur + math.floor((1 - pct) * prev)
-  if used[q] + cost > limit then refused = true end
-end
-if refused then
-  table.insert(used, 1, 'limited')
-  return used
-end
-for q = 1, nq do
-  local cost = tonumber(ARGV[5 + 2 * q])
-  local key = KEYS[k + 2 * q - 2]
-  if redis.call('INCRBY', key, cost) == cost then redis.call('PEXPIRE', key, window * 2 + 1000) end
-end
-local out = {'ok'}
-for q = 1, nq do out[#out + 1] = used[q] end
-for i = k + 2 * nq, #KEYS do
-  if v[i] then
-    out[#out + 1] = v[i]
-  elseif redis.call('SET', KEYS[i], 'pending', 'NX', 'EX', ARGV[3]) then
-    out[#out + 1] = 'new'
-  else
-    out[#out + 1] = redis.call('GET', KEYS[i]) or 'new' -- the same id twice in one request
-  end
-end
-return out`;
-
-/** The admission gate on Redis: one EVALSHA per request (EVAL once per process, on NOSCRIPT). */
 export function redisAdmission(
   redis: Redis,
   opts: { pendingSeconds?: number; timeoutMs?: number; prefix?: string; now?: () => number } = {},
 ): AdmissionGate {
-  const script = redis.createScript<Array<string | number>>(ADMIT);
   const pendingSeconds = opts.pendingSeconds ?? 120;
   const timeoutMs = opts.timeoutMs ?? 3000;
   const prefix = opts.prefix ?? 'rl';
   const now = opts.now ?? Date.now;
   const windowMs = 60_000;
+  const within = <T>(p: Promise<T>): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      p,
+      new Promise<never>((_, rej) => {
+        timer = setTimeout(() => rej(new Error('timeout')), timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  };
+  const expire = coalesce<string>(async (keys) => {
+    const p = redis.pipeline();
+    for (const k of keys) p.pexpire(k, windowMs * 2 + 1000);
+    await p.exec();
+  });
+  const unavailable = (jti?: string, quotas: Quota[] = []): Admission => ({
+    revocation: jti ? 'unavailable' : 'ok',
+    limits: quotas.map(() => 'unavailable' as const),
+    claims: 'unavailable',
+  });
   return {
     async admit({ jti, quotas, claim }) {
       const t = now();
       const current = Math.floor(t / windowMs);
-      const keys: string[] = jti ? [`revoked:jti:${jti}`] : [];
-      const args: string[] = [String(t), String(windowMs), String(pendingSeconds), String(quotas.length)];
-      args.push(jti ? '1' : '0');
-      for (const q of quotas) {
-        const id = `${prefix}:${q.perMinute}:${q.key}`;
-        keys.push(`${id}:${current}`, `${id}:${current - 1}`);
-        args.push(String(q.perMinute), String(q.cost));
-      }
-      for (const id of claim) keys.push(`dedup:${id}`);
-      let res: Array<string | number>;
+      const ids = quotas.map((q) => `${prefix}:${q.perMinute}:${q.key}`);
+      const reads = [...(jti ? [`revoked:jti:${jti}`] : []), ...ids.map((id) => `${id}:${current - 1}`)];
+      // one /pipeline request (the client's auto-pipelining would send the read apart from the writes)
+      const p = redis.pipeline();
+      if (reads.length) p.mget(...reads);
+      ids.forEach((id, i) => {
+        p.incrby(`${id}:${current}`, quotas[i]!.cost);
+      });
+      for (const id of claim) p.set(`dedup:${id}`, 'pending', { nx: true, ex: pendingSeconds });
+      let res: unknown[];
       try {
-        let timer: NodeJS.Timeout | undefined;
-        res = await Promise.race([
-          script.exec(keys, args),
-          new Promise<never>((_, rej) => {
-            timer = setTimeout(() => rej(new Error('timeout')), timeoutMs);
-          }),
-        ]).finally(() => clearTimeout(timer));
+        res = await within(p.exec());
       } catch {
-        return {
-          revocation: jti ? 'unavailable' : 'ok',
-          limits: quotas.map(() => 'unavailable' as const),
-          claims: 'unavailable',
-        };
+        return unavailable(jti, quotas);
       }
-      if (res[0] === 'revoked') return { revocation: 'revoked', limits: [], claims: new Map() };
+      const read = (reads.length ? res.shift() : []) as Array<string | number | null>;
+      const counted = res.splice(0, quotas.length).map(Number);
+      const set = res;
+      const revoked = !!jti && read[0] !== null && read[0] !== undefined;
+      const pct = (t % windowMs) / windowMs;
+      const prev = read.slice(jti ? 1 : 0);
+      // used = what was counted before this request (the sliding window's estimate)
+      const used = quotas.map((q, i) => counted[i]! - q.cost + Math.floor((1 - pct) * Number(prev[i] ?? 0)));
+      const refused = revoked || quotas.some((q, i) => used[i]! + q.cost > q.perMinute);
+      const claimed = claim.filter((_, i) => set[i] === 'OK');
+      // a window's key gets its TTL from the request that created it, behind the answer; those of concurrent
+      // requests go in one pipeline
+      const opened = ids.flatMap((id, i) => (counted[i] === quotas[i]!.cost ? [`${id}:${current}`] : []));
+      expire(opened).catch(() => {});
+      if (refused) {
+        // what a refused request took is given back before its answer
+        const back = redis.pipeline();
+        ids.forEach((id, i) => {
+          back.decrby(`${id}:${current}`, quotas[i]!.cost);
+        });
+        if (claimed.length) back.del(...claimed.map((id) => `dedup:${id}`));
+        await within(back.exec()).catch(() => {});
+      }
+      if (revoked) return { revocation: 'revoked', limits: [], claims: new Map() };
       const reset = (current + 1) * windowMs;
-      const limits: Admission['limits'] = quotas.map((q: Quota, i) => {
-        const remaining = q.perMinute - (Number(res[1 + i]) + q.cost);
+      const limits: Admission['limits'] = quotas.map((q, i) => {
+        const remaining = q.perMinute - (used[i]! + q.cost);
         return { success: remaining >= 0, limit: q.perMinute, remaining, reset };
       });
       const claims = new Map<string, ClaimState>();
-      if (res[0] === 'ok')
-        claim.forEach((id, i) => {
-          const s = res[1 + quotas.length + i];
-          claims.set(id, s === 'done' ? 'done' : s === 'pending' ? 'pending' : 'new');
-        });
+      if (refused) return { revocation: 'ok', limits, claims };
+      for (const id of claimed) claims.set(id, 'new');
+      const taken = claim.filter((id, i) => set[i] !== 'OK' && !claims.has(id));
+      if (taken.length) {
+        try {
+          const states = (await within(
+            redis.eval(
+              CLAIM,
+              taken.map((id) => `dedup:${id}`),
+              [String(pendingSeconds)],
+            ),
+          )) as string[];
+          taken.forEach((id, i) => {
+            const s = states[i];
+            claims.set(id, s === 'done' ? 'done' : s === 'pending' ? 'pending' : 'new');
+          });
+        } catch {
+          return { revocation: 'ok', limits, claims: 'unavailable' };
+        }
+      }
       return { revocation: 'ok', limits, claims };
     },
   };

@@ -15,7 +15,7 @@ import { redisAdmission, redisDedupWindow } from '../../shared/redis-ports.ts';
 import { createIngest } from './handler.ts';
 
 /**
- * The ingest hot path against the real Redis scripts (redis-server behind the local Upstash REST endpoint,
+ * The ingest hot path against the real Redis commands (redis-server behind the local Upstash REST endpoint,
  * whose counters say how many round trips and commands each request cost).
  */
 
@@ -121,7 +121,7 @@ const event = (studentId: string, id = uid()) => ({
 });
 
 const snapshot = () => ({ ...rest.stats, byCommand: { ...rest.stats.byCommand } });
-/** Waits (with a deadline) until the endpoint has seen `n` SET commands: the confirmations are not awaited. */
+/** Waits (with a deadline) until the endpoint has seen `n` SET commands (claims and confirmations): the confirmations are not awaited. */
 async function confirmed(n: number) {
   const deadline = Date.now() + 5000;
   while ((rest.stats.byCommand.set ?? 0) < n && Date.now() < deadline)
@@ -130,7 +130,7 @@ async function confirmed(n: number) {
 }
 
 describe('ingest admission: one Redis round trip per request', () => {
-  it('a student post costs one round trip (EVALSHA) before its answer; confirmations are batched', async () => {
+  it('a student post costs one round trip (one pipeline, no script) before its answer; confirmations are batched', async () => {
     const { ingest, bus, jwksCalls } = setup();
     const student = `stu-${uid()}`;
     const token = await sign({
@@ -140,10 +140,10 @@ describe('ingest admission: one Redis round trip per request', () => {
       jti: `j-${uid()}`,
       permissions: ['interaction:write'],
     });
-    // warm-up: the first call of the script in this process is EVALSHA → NOSCRIPT → EVAL
+    // warm-up: the first post of a minute creates its windows (their TTL is set behind the answer)
     const sets = rest.stats.byCommand.set ?? 0;
     expect((await call(ingest, ctx(event(student), token))).status).toBe(202);
-    await confirmed(sets + 1);
+    await confirmed(sets + 2); // the claim's SET NX and the confirmation's SET
 
     const billedBefore = await rest.billed();
     const before = snapshot();
@@ -151,23 +151,26 @@ describe('ingest admission: one Redis round trip per request', () => {
     const answeredAt = snapshot();
     expect(r.status).toBe(202);
     expect(r.headers?.['RateLimit-Limit']).toBeDefined();
-    expect(answeredAt.requests - before.requests).toBe(1);
-    expect(answeredAt.byCommand.evalsha! - (before.byCommand.evalsha ?? 0)).toBe(1);
-    await confirmed(sets + 2);
+    await confirmed(sets + 4);
     const after = snapshot();
+    // a new minute's windows get their TTL in a round trip of their own (at most once a minute per key)
+    const ttlTrips = after.byCommand.pexpire! > (before.byCommand.pexpire ?? 0) ? 1 : 0;
+    expect(answeredAt.requests - before.requests - ttlTrips).toBe(1);
+    expect(answeredAt.byCommand.mget! - (before.byCommand.mget ?? 0)).toBe(1);
     // the confirmation (SET done) follows, off the answer's path
-    expect(after.requests - before.requests).toBe(2);
-    expect(after.commands - before.commands).toBe(2);
-    // as Upstash bills it: EVALSHA + the script's MGET (deny-list, both quotas' windows, the claim), its two
-    // INCRBY and its SET NX, then the confirmation's SET (PEXPIRE only when a minute window starts)
+    expect(after.requests - before.requests - ttlTrips).toBe(2);
+    // as Upstash bills it: MGET (deny-list, both quotas' previous windows), INCRBY of both current windows,
+    // SET NX of the claim, then the confirmation's SET; no script, so no EVALSHA on top
     const billed = await rest.billed();
     const d = (c: string) => (billed.byCommand[c] ?? 0) - (billedBefore.byCommand[c] ?? 0);
-    expect(billed.total - billedBefore.total - d('pexpire')).toBe(6);
+    expect(after.commands - before.commands - d('pexpire')).toBe(5);
+    expect(billed.total - billedBefore.total - d('pexpire')).toBe(5);
     expect([d('evalsha') + d('eval'), d('mget'), d('incrby'), d('set'), d('get'), d('exists')]).toEqual([
-      1, 1, 2, 2, 0, 0,
+      0, 1, 2, 2, 0, 0,
     ]);
 
-    // 20 concurrent posts: 20 admissions, their confirmations in a few pipelines
+    // 20 concurrent posts: 20 admissions; their 20 confirmations and the TTLs of their 40 new windows go
+    // in shared pipelines (one request each would be 40 more)
     const before20 = snapshot();
     const sets20 = before20.byCommand.set ?? 0;
     const students = Array.from({ length: 20 }, () => `stu-${uid()}`);
@@ -184,10 +187,11 @@ describe('ingest admission: one Redis round trip per request', () => {
     );
     const replies = await Promise.all(students.map((s, i) => call(ingest, ctx(event(s), tokens[i]!))));
     expect(replies.every((x) => x.status === 202)).toBe(true);
-    await confirmed(sets20 + 20);
+    await confirmed(sets20 + 40);
     const after20 = snapshot();
-    expect(after20.byCommand.evalsha! - before20.byCommand.evalsha!).toBe(20);
-    expect(after20.requests - before20.requests).toBeLessThan(20 + 10);
+    expect(after20.byCommand.mget! - before20.byCommand.mget!).toBe(20);
+    expect(after20.byCommand.pexpire! - before20.byCommand.pexpire!).toBe(40);
+    expect(after20.requests - before20.requests - 20).toBeLessThan(40);
     expect(bus.published.length).toBe(22);
 
     // the verified token is cached: the signature key was looked up once for the first token
@@ -196,7 +200,7 @@ describe('ingest admission: one Redis round trip per request', () => {
     expect(jwksCalls()).toBe(keyLookups);
   });
 
-  it('a revoked token is refused inside the same round trip, nothing counted or claimed', async () => {
+  it('a revoked token is refused by the same round trip; what it counted and claimed is given back before the answer', async () => {
     const { ingest, bus } = setup();
     const student = `stu-${uid()}`;
     const jti = `j-${uid()}`;
@@ -209,13 +213,24 @@ describe('ingest admission: one Redis round trip per request', () => {
     });
     expect((await call(ingest, ctx(event(student), token))).status).toBe(202);
     await redis.set(`revoked:jti:${jti}`, '1', { ex: 3600 });
+    const windows = async () => {
+      const keys = (await redis.keys(`rl:*:student*:${student}:*`)).sort();
+      const values = keys.length ? await redis.mget<Array<string | number | null>>(...keys) : [];
+      // a window this request opened and gave back holds 0
+      return Object.fromEntries(keys.map((k, i) => [k, Number(values[i])]).filter(([, v]) => v !== 0));
+    };
+    const countedBefore = await windows();
+    expect(Object.values(countedBefore)).toEqual([1, 1]);
     const before = snapshot();
     const e = event(student);
     const r = await call(ingest, ctx(e, token));
     expect(r.status).toBe(401);
-    expect(snapshot().requests - before.requests).toBe(1);
+    // the admission pipeline, then the DECRBYs and the DEL of the claim, both before the answer
+    expect(snapshot().requests - before.requests).toBe(2);
+    expect(snapshot().byCommand.decrby! - (before.byCommand.decrby ?? 0)).toBe(2);
     expect(bus.published).toHaveLength(1);
     expect(await redis.exists(`dedup:${clientEventId(student, e.id)}`)).toBe(0);
+    expect(await windows()).toEqual(countedBefore);
   });
 
   it('quotas: the request over the limit is 429 with RateLimit-* headers, and nothing of it is claimed', async () => {
@@ -235,12 +250,18 @@ describe('ingest admission: one Redis round trip per request', () => {
     const statuses: number[] = [];
     for (let i = 0; i < 4; i++) statuses.push((await call(ingest, ctx(event(student), token))).status);
     expect(statuses).toEqual([202, 202, 202, 429]);
-    const r = await call(ingest, ctx(event(student), token));
+    const refusedEvent = event(student);
+    const r = await call(ingest, ctx(refusedEvent, token));
     expect(r.status).toBe(429);
     expect(r.headers?.['RateLimit-Limit']).toBe('3');
     expect(r.headers?.['RateLimit-Remaining']).toBe('0');
     expect(Number(r.headers?.['Retry-After'])).toBeGreaterThanOrEqual(1);
     expect(bus.published).toHaveLength(3);
+    // the refused requests were counted and taken back: the requests quota's windows hold the 3 admitted
+    const keys = await redis.keys(`rl:3:student:${student}:*`);
+    const counted = keys.length ? await redis.mget<Array<number | string | null>>(...keys) : [];
+    expect(counted.reduce<number>((a, v) => a + Number(v), 0)).toBe(3);
+    expect(await redis.exists(`dedup:${clientEventId(student, refusedEvent.id)}`)).toBe(0);
   });
 
   it('app quota counts events: a batch over what is left is refused whole', async () => {
