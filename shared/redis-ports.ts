@@ -41,6 +41,42 @@ export function coalesce<T>(send: (batch: T[]) => Promise<void>): (items: T[]) =
   };
 }
 
+type Pipeline = ReturnType<Redis['pipeline']>;
+
+/**
+ * Sends the commands of calls made in one turn of the event loop (those of requests that arrived together)
+ * as one /pipeline request, in the order given, and answers each call with its own results. Unlike the
+ * client's auto-pipelining it keeps a call's reads and writes in the same request.
+ */
+export function tickPipeline(redis: Redis): (add: (p: Pipeline) => void) => Promise<unknown[]> {
+  let open: { p: Pipeline; sent: Promise<Array<{ result?: unknown; error?: string }>> } | undefined;
+  return (add) => {
+    if (!open) {
+      const p = redis.pipeline();
+      const batch = {
+        p,
+        sent: new Promise<Array<{ result?: unknown; error?: string }>>((resolve, reject) =>
+          setImmediate(() => {
+            open = undefined;
+            p.exec({ keepErrors: true }).then(resolve, reject);
+          }),
+        ),
+      };
+      open = batch;
+    }
+    const { p, sent } = open;
+    const from = p.length();
+    add(p);
+    const to = p.length();
+    return sent.then((all) =>
+      all.slice(from, to).map((r) => {
+        if (r.error) throw new Error(`Command failed: ${r.error}`);
+        return r.result;
+      }),
+    );
+  };
+}
+
 /** An event as the mirror marks key it: its ce-id and ce-time (both stable across redeliveries). */
 export interface MarkedEvent {
   id: string;
@@ -129,7 +165,8 @@ export function redisDedupWindow(redis: Redis, ttlSeconds: number, pendingSecond
 }
 
 /**
- * Ingest's admission in one pipelined round trip, with no script: MGET of what it reads (the jti
+ * Ingest's admission in one pipelined round trip (shared with the requests admitted in the same turn of the
+ * event loop, tickPipeline), with no script: MGET of what it reads (the jti
  * deny-list entry and each quota's previous window), INCRBY of each quota's current window (a sliding
  * window per minute, the algorithm and keys of @upstash/ratelimit's slidingWindow) and SET NX 'pending' of
  * each de-duplication claim (as CLAIM above). Upstash bills every command, and a script's EVALSHA besides
@@ -160,6 +197,8 @@ export function redisAdmission(
       }),
     ]).finally(() => clearTimeout(timer));
   };
+  // one /pipeline request per turn of the event loop, shared by the requests admitted in it
+  const send = tickPipeline(redis);
   const expire = coalesce<string>(async (keys) => {
     const p = redis.pipeline();
     for (const k of keys) p.pexpire(k, windowMs * 2 + 1000);
@@ -176,16 +215,17 @@ export function redisAdmission(
       const current = Math.floor(t / windowMs);
       const ids = quotas.map((q) => `${prefix}:${q.perMinute}:${q.key}`);
       const reads = [...(jti ? [`revoked:jti:${jti}`] : []), ...ids.map((id) => `${id}:${current - 1}`)];
-      // one /pipeline request (the client's auto-pipelining would send the read apart from the writes)
-      const p = redis.pipeline();
-      if (reads.length) p.mget(...reads);
-      ids.forEach((id, i) => {
-        p.incrby(`${id}:${current}`, quotas[i]!.cost);
-      });
-      for (const id of claim) p.set(`dedup:${id}`, 'pending', { nx: true, ex: pendingSeconds });
       let res: unknown[];
       try {
-        res = await within(p.exec());
+        res = await within(
+          send((p) => {
+            if (reads.length) p.mget(...reads);
+            ids.forEach((id, i) => {
+              p.incrby(`${id}:${current}`, quotas[i]!.cost);
+            });
+            for (const id of claim) p.set(`dedup:${id}`, 'pending', { nx: true, ex: pendingSeconds });
+          }),
+        );
       } catch {
         return unavailable(jti, quotas);
       }

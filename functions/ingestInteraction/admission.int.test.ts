@@ -11,7 +11,7 @@ import { HttpError } from '../../shared/errors.ts';
 import { clientEventId } from '../../shared/events.ts';
 import type { Reply, RouteContext } from '../../shared/http.ts';
 import { createLogger } from '../../shared/log.ts';
-import { redisAdmission, redisDedupWindow } from '../../shared/redis-ports.ts';
+import { redisAdmission, redisDedupWindow, tickPipeline } from '../../shared/redis-ports.ts';
 import { createIngest } from './handler.ts';
 
 /**
@@ -306,5 +306,35 @@ describe('ingest admission: one Redis round trip per request', () => {
     expect(statuses.filter((s) => s === 'accepted')).toHaveLength(1);
     expect(statuses.filter((s) => s === 'duplicate')).toHaveLength(4);
     expect(bus.published).toHaveLength(1);
+  });
+});
+
+describe('tickPipeline', () => {
+  it('calls made in one turn share one /pipeline request; each gets its own results, and its own error', async () => {
+    const send = tickPipeline(redis);
+    const k = `tick-${uid()}`;
+    await redis.set(`${k}:text`, 'not a number');
+    const before = snapshot();
+    const [a, b, c] = await Promise.allSettled([
+      send((p) => {
+        p.incrby(`${k}:a`, 2);
+        p.get(`${k}:a`);
+      }),
+      send((p) => {
+        p.incrby(`${k}:text`, 1);
+      }),
+      send((p) => {
+        p.set(`${k}:c`, 'x', { nx: true });
+        p.set(`${k}:c`, 'y', { nx: true });
+      }),
+    ]);
+    expect(snapshot().requests - before.requests).toBe(1);
+    expect(a).toEqual({ status: 'fulfilled', value: [2, 2] });
+    expect(b.status).toBe('rejected');
+    expect(String((b as PromiseRejectedResult).reason)).toMatch(/not an integer/);
+    expect(c).toEqual({ status: 'fulfilled', value: ['OK', null] });
+    // the next turn opens a new request
+    expect(await send((p) => p.get(`${k}:c`))).toEqual(['x']);
+    expect(snapshot().requests - before.requests).toBe(2);
   });
 });
