@@ -16,7 +16,7 @@
  *   LDR_BENCH_CEILING      0 skips the bus ceiling (a second suite running bench/ceiling.ts); default on
  * Flags: `--soak` adds the soak (npm run bench -- --soak); it is not in the default run.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -564,6 +564,28 @@ async function freshPubsub(t: Target) {
 }
 
 /** The Pub/Sub emulator's own state: exceptions in its log, threads, resident memory. */
+/**
+ * The Pub/Sub emulator's live heap: what its heap holds right after a full collection (`jcmd <pid> GC.run`,
+ * then `GC.heap_info`), in MiB; NaN when jcmd is not there or the JVM does not answer.
+ */
+async function emulatorLiveHeapMiB(t: Target): Promise<number> {
+  const pid = suitePids(t.dataDir)['pubsub-emulator'];
+  if (!pid) return Number.NaN;
+  const run = (cmd: string) =>
+    new Promise<string>((resolve, reject) =>
+      execFile('jcmd', [String(pid), cmd], { timeout: 30_000 }, (err, out) =>
+        err ? reject(err) : resolve(out),
+      ),
+    );
+  try {
+    await run('GC.run');
+    const used = /\btotal \d+K, used (\d+)K/.exec(await run('GC.heap_info'))?.[1];
+    return used ? Number(used) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 function emulatorState(t: Target) {
   const pid = suitePids(t.dataDir)['pubsub-emulator'];
   let exceptions = Number.NaN;
@@ -1180,6 +1202,7 @@ async function runSoak(
       const after = await applied();
       acceptedSoFar += r.acceptedEvents;
       const em = emulatorState(target);
+      const liveHeap = await emulatorLiveHeapMiB(target);
       const workerRssMiB: Record<string, number> = {};
       for (const [name, w] of Object.entries(workers)) {
         const m = rssMiB(w.pid);
@@ -1192,12 +1215,13 @@ async function runSoak(
         backlog: acceptedSoFar - (after - atStart),
         emulatorThreads: em.threads,
         emulatorRssMiB: em.rss,
+        emulatorLiveHeapMiB: liveHeap,
         workerRssMiB,
       };
       tenths.push(tenth);
       before = after;
       say(
-        `soak ${k + 1}/10: ${Math.round(r.eventsPerSec)} accepted/s, ${Math.round(tenth.appliedPerSec)} applied/s, emulator ${em.threads} threads ${Math.round(em.rss)} MiB`,
+        `soak ${k + 1}/10: ${Math.round(r.eventsPerSec)} accepted/s, ${Math.round(tenth.appliedPerSec)} applied/s, emulator ${em.threads} threads ${Math.round(em.rss)} MiB (live heap ${Math.round(liveHeap)} MiB)`,
       );
     }
   } finally {
@@ -1814,7 +1838,7 @@ function targetsAndCost(r: ReportInput, e200: E2EResult | undefined): string[] {
         [
           'the soak holds (20,000 learners, 40,000 events)',
           soakV
-            ? `${f0(r.soak!.learners)} learners, ${f0(r.soak!.events)} events at ${r.soak!.rate}/s${r.soak!.events < 40_000 ? ' (smaller than the target’s: it cannot meet it)' : ''}: last/first tenth applied/s ${f2(soakV.throughput)}×, emulator threads ${f2(soakV.threads)}×, emulator RSS ${f2(soakV.emulatorRss)}×, largest worker RSS growth ${soakV.worstWorker[0]} ${f2(soakV.worstWorker[1])}×; ${soakV.holds ? 'holds' : 'does not hold'}`
+            ? `${f0(r.soak!.learners)} learners, ${f0(r.soak!.events)} events at ${r.soak!.rate}/s${r.soak!.events < 40_000 ? ' (smaller than the target’s: it cannot meet it)' : ''}: last/first tenth applied/s ${f2(soakV.throughput)}×, emulator threads ${f2(soakV.threads)}×, emulator RSS ${f2(soakV.emulatorRss)}×, emulator live heap ${f2(soakV.liveHeap)}×, largest worker RSS growth ${soakV.worstWorker[0]} ${f2(soakV.worstWorker[1])}×; ${soakV.holds ? 'holds' : 'does not hold'}`
             : 'not run (`npm run bench -- --soak`)',
           verdict(!!soakV?.holds && r.soak!.events >= 40_000 && r.soak!.learners >= 20_000),
         ],
@@ -1909,6 +1933,7 @@ function targetsAndCost(r: ReportInput, e200: E2EResult | undefined): string[] {
           'backlog',
           'emulator threads',
           'emulator RSS MiB',
+          'emulator live heap MiB',
           'largest worker RSS MiB',
         ],
         r.soak.tenths.map((t, i) => {
@@ -1921,6 +1946,7 @@ function targetsAndCost(r: ReportInput, e200: E2EResult | undefined): string[] {
             f0(t.backlog),
             f0(t.emulatorThreads),
             f0(t.emulatorRssMiB),
+            f0(t.emulatorLiveHeapMiB),
             `${name} ${f0(m)}`,
           ];
         }),

@@ -26,6 +26,7 @@ const tenth = (
   threads: number,
   rss: number,
   worker: number,
+  liveHeap = 80,
 ): SoakResult['tenths'][0] => ({
   accepted: 100,
   eventsPerSec: 40,
@@ -33,6 +34,7 @@ const tenth = (
   backlog: 0,
   emulatorThreads: threads,
   emulatorRssMiB: rss,
+  emulatorLiveHeapMiB: liveHeap,
   workerRssMiB: { updateProgress: worker },
 });
 
@@ -45,13 +47,17 @@ describe('soak verdict', () => {
     tenths: [tenth(40, 1000, 300, 100), ...Array(8).fill(tenth(40, 1000, 300, 100)), last],
   });
   it('holds when the last tenth keeps up and nothing grew more than 1.2×', () => {
-    expect(soakVerdict(run(tenth(33, 1190, 350, 119))).holds).toBe(true);
+    expect(soakVerdict(run(tenth(33, 1190, 350, 119, 95))).holds).toBe(true);
+  });
+  it('judges the live heap only where it was measured', () => {
+    expect(soakVerdict(run(tenth(40, 1000, 300, 100, Number.NaN))).holds).toBe(true);
   });
   it.each([
     ['applied/s fell below 0.8×', tenth(31, 1000, 300, 100)],
     ['the emulator’s threads grew', tenth(40, 1300, 300, 100)],
     ['the emulator’s memory grew', tenth(40, 1000, 370, 100)],
     ['a worker’s RSS grew', tenth(40, 1000, 300, 130)],
+    ['the emulator’s live heap grew', tenth(40, 1000, 300, 100, 100)],
   ])('fails when %s', (_, last) => {
     expect(soakVerdict(run(last)).holds).toBe(false);
   });

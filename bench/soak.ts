@@ -14,6 +14,9 @@ export interface SoakResult {
     backlog: number;
     emulatorThreads: number;
     emulatorRssMiB: number;
+    /** the emulator's heap in use right after a full collection (jcmd GC.run, GC.heap_info): its live set;
+     * NaN when jcmd is missing */
+    emulatorLiveHeapMiB: number;
     workerRssMiB: Record<string, number>;
   }>;
   /** subscriptions without a function (memory service, agents, audit, backend) drained as their consumers would */
@@ -32,13 +35,15 @@ export function soakSlot(i: number, learners: number, lag: number): { learner: n
 }
 
 /** The soak's verdicts: interactions applied per second in the last tenth ≥ 0.8 × the first; the emulator's
- * threads and memory and every worker's RSS at the end ≤ 1.2 × after the first tenth (warm-up). */
+ * threads, RSS and live heap (when measured) and every worker's RSS at the end ≤ 1.2 × after the first
+ * tenth (warm-up). */
 export function soakVerdict(s: SoakResult) {
   const first = s.tenths[0]!;
   const last = s.tenths[s.tenths.length - 1]!;
   const throughput = last.appliedPerSec / first.appliedPerSec;
   const threads = last.emulatorThreads / first.emulatorThreads;
   const emulatorRss = last.emulatorRssMiB / first.emulatorRssMiB;
+  const liveHeap = last.emulatorLiveHeapMiB / first.emulatorLiveHeapMiB;
   const workerGrowth = Object.entries(last.workerRssMiB).map(
     ([name, m]) => [name, m / (first.workerRssMiB[name] ?? Number.NaN)] as const,
   );
@@ -46,6 +51,11 @@ export function soakVerdict(s: SoakResult) {
     string,
     number,
   ]);
-  const holds = throughput >= 0.8 && threads <= 1.2 && emulatorRss <= 1.2 && worstWorker[1] <= 1.2;
-  return { throughput, threads, emulatorRss, worstWorker, holds };
+  const holds =
+    throughput >= 0.8 &&
+    threads <= 1.2 &&
+    emulatorRss <= 1.2 &&
+    (Number.isNaN(liveHeap) || liveHeap <= 1.2) &&
+    worstWorker[1] <= 1.2;
+  return { throughput, threads, emulatorRss, liveHeap, worstWorker, holds };
 }

@@ -37,24 +37,10 @@ export function requireJava() {
 
 const httpOk = (url: string) => fetch(url, { signal: AbortSignal.timeout(1000) }).then((r) => r.status < 500);
 
-/**
- * JVM options of the Pub/Sub emulator (its launcher reads CLOUD_PUBSUB_EMULATOR_OPTS): a heap of at most
- * 256 MiB unless the environment already gives options. Left to itself the JVM sizes its heap to a quarter of
- * the machine's memory and grows into it without need (the 12,000-event soak: 395 → 578 MiB in ten minutes
- * with the live set far smaller); capped, the same soak levels off at ≈ 390 MiB and keeps its throughput
- * (docs/performance.md §5). A leak would now show as the emulator slowing down or failing, not as memory.
- */
-export function pubsubJvmOptions(env: NodeJS.ProcessEnv): string {
-  return env.CLOUD_PUBSUB_EMULATOR_OPTS?.trim() || '-Xmx256m';
-}
-
 export async function startPubsubEmulator(port: number, dataDir: string): Promise<Managed> {
   const bin = join(sdkRoot(), 'platform/pubsub-emulator/bin/cloud-pubsub-emulator');
   requireFile(bin, 'Pub/Sub emulator', 'install the Google Cloud SDK component pubsub-emulator');
-  const p = startProcess('pubsub-emulator', bin, [`--host=127.0.0.1`, `--port=${port}`], {
-    dataDir,
-    env: { ...process.env, CLOUD_PUBSUB_EMULATOR_OPTS: pubsubJvmOptions(process.env) },
-  });
+  const p = startProcess('pubsub-emulator', bin, [`--host=127.0.0.1`, `--port=${port}`], { dataDir });
   await Promise.race([
     waitFor(() => httpOk(`http://127.0.0.1:${port}/`), 60_000, `Pub/Sub emulator on port ${port}`),
     p.exited.then((c) => {
