@@ -5,7 +5,7 @@
  * 8 app-instances, `concurrency` in flight. Prints CPU ms per request of this process (the handler) and
  * of the child (the REST endpoint), and the REST round trips and commands per request.
  *
- *   node --import tsx bench/ingest-cpu.ts [requests=3000] [concurrency=16]     (add --cpu-prof to profile)
+ *   node --import tsx bench/ingest-cpu.ts [requests=3000] [concurrency=16] [batch=1]     (add --cpu-prof to profile)
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Request } from '@google-cloud/functions-framework';
@@ -37,6 +37,8 @@ if (process.argv[2] === '--rest-child') {
 async function main() {
   const requests = Number(process.argv[2] ?? 3000);
   const concurrency = Number(process.argv[3] ?? 16);
+  /** events per post: 1 posts single events, more posts `{"events": [...]}` */
+  const batch = Number(process.argv[4] ?? 1);
   const child: ChildProcess = spawn(
     process.execPath,
     ['--import', 'tsx', new URL(import.meta.url).pathname, '--rest-child'],
@@ -90,18 +92,22 @@ async function main() {
     })),
   );
   let seq = 0;
+  const event = (n: number, inst: { id: string }) => ({
+    id: `e-${n}-${Math.random().toString(36).slice(2)}`,
+    studentId: `s-${inst.id}-${n % 500}`,
+    instanceId: inst.id,
+    kind: 'quiz_answer',
+    occurredAt: new Date(Date.now() - 1000).toISOString(),
+    topic: 'python.loops',
+    payload: { quizId: 'quiz-1', questionId: 'q1', correct: true, score: 0.75 },
+  });
   const post = async () => {
     const n = seq++;
     const inst = instances[n % instances.length]!;
-    const body = {
-      id: `e-${n}-${Math.random().toString(36).slice(2)}`,
-      studentId: `s-${inst.id}-${n % 500}`,
-      instanceId: inst.id,
-      kind: 'quiz_answer',
-      occurredAt: new Date(Date.now() - 1000).toISOString(),
-      topic: 'python.loops',
-      payload: { quizId: 'quiz-1', questionId: 'q1', correct: true, score: 0.75 },
-    };
+    const body =
+      batch === 1
+        ? event(n, inst)
+        : { events: Array.from({ length: batch }, (_, k) => event(n * batch + k, inst)) };
     const raw = Buffer.from(JSON.stringify(body));
     const req = {
       method: 'POST',
@@ -145,6 +151,7 @@ async function main() {
   const out = {
     requests,
     concurrency,
+    batch,
     handlerCpuMsPerRequest: (self.user + self.system) / 1000 / requests,
     restEndpointCpuMsPerRequest: (1000 * childCpu) / requests,
     restRoundTripsPerRequest: (s1.requests - s0.requests) / requests,

@@ -277,7 +277,8 @@ const restDelta = (a?: RestStats, b?: RestStats) =>
     ? {
         requests: b.requests - a.requests,
         commands: b.commands - a.commands,
-        evalsha: (b.byCommand.evalsha ?? 0) - (a.byCommand.evalsha ?? 0),
+        // every admission reads with exactly one MGET (shared/redis-ports.ts redisAdmission)
+        admissions: (b.byCommand.mget ?? 0) - (a.byCommand.mget ?? 0),
         billed:
           typeof a.billed === 'number' && typeof b.billed === 'number' ? b.billed - a.billed : undefined,
       }
@@ -518,7 +519,7 @@ interface E2EResult {
   partner?: Dist;
   bridge: { delivered: number; retried: number; deadLettered: number };
   cpu: Record<string, number>;
-  redis?: { requests: number; commands: number; evalsha: number; billed?: number };
+  redis?: { requests: number; commands: number; admissions: number; billed?: number };
   /** Pub/Sub, Firestore and PostgreSQL operations of the functions in the window, counted at the proxies */
   ops?: CountsSnapshot;
   /** resident memory of each function worker at the end, MiB */
@@ -1243,7 +1244,7 @@ interface ReportInput {
   throughput: Array<
     ShotResult & {
       cpu: Record<string, number>;
-      redis?: { requests: number; commands: number; evalsha: number; billed?: number };
+      redis?: { requests: number; commands: number; admissions: number; billed?: number };
     }
   >;
   noop?: ShotResult & { cpu: Record<string, number> };
@@ -1727,8 +1728,8 @@ function targetsAndCost(r: ReportInput, e200: E2EResult | undefined): string[] {
   const redisReq = ingestSingle?.redis;
   // per admission script (one per request that reached Redis), so that requests still in flight when
   // autocannon stops count on both sides
-  const rtPerAdmission = redisReq?.evalsha ? redisReq.requests / redisReq.evalsha : Number.NaN;
-  const cmdPerAdmission = redisReq?.evalsha ? redisReq.commands / redisReq.evalsha : Number.NaN;
+  const rtPerAdmission = redisReq?.admissions ? redisReq.requests / redisReq.admissions : Number.NaN;
+  const cmdPerAdmission = redisReq?.admissions ? redisReq.commands / redisReq.admissions : Number.NaN;
   const noopMs =
     r.noop?.cpu.noop !== undefined && r.noop.requests
       ? (1000 * r.noop.cpu.noop) / r.noop.requests
@@ -1820,7 +1821,7 @@ function targetsAndCost(r: ReportInput, e200: E2EResult | undefined): string[] {
         ],
         [
           '≤ 1 Redis round trip per ingest request on the hot path; verified tokens cached',
-          `before each answer exactly 1 (the admission script: deny-list, quotas, claims; counted per request at the REST endpoint by functions/ingestInteraction/admission.int.test.ts); here ${f2(rtPerAdmission)} round trips and ${f2(cmdPerAdmission)} commands per admission in all, the confirmations batched behind the answers (single events); verified tokens cached until exp (shared/auth.test.ts)`,
+          `before each answer exactly 1 (the admission pipeline: deny-list, quotas, claims; counted per request at the REST endpoint by functions/ingestInteraction/admission.int.test.ts); here ${f2(rtPerAdmission)} round trips and ${f2(cmdPerAdmission)} commands per admission in all, the confirmations batched behind the answers (single events); verified tokens cached until exp (shared/auth.test.ts)`,
           verdict(rtPerAdmission <= 1.5),
         ],
         [
