@@ -1726,7 +1726,7 @@ function targetsAndCost(r: ReportInput, e200: E2EResult | undefined): string[] {
   }));
   const ingestSingle = by('ingest', 1);
   const redisReq = ingestSingle?.redis;
-  // per admission script (one per request that reached Redis), so that requests still in flight when
+  // per admission (its one MGET; one per request that reached Redis), so that requests still in flight when
   // autocannon stops count on both sides
   const rtPerAdmission = redisReq?.admissions ? redisReq.requests / redisReq.admissions : Number.NaN;
   const cmdPerAdmission = redisReq?.admissions ? redisReq.commands / redisReq.admissions : Number.NaN;
@@ -1970,7 +1970,7 @@ function whereTimeGoes(
   const singleBase = r.throughput.find((t) => t.target === 'baseline' && t.batch === 1);
   if (single && singleBase) {
     out.push(
-      `Single events: the ingest worker spends ${f3(ms(single, 'fn:ingestInteraction'))} ms of CPU per event, the bare baseline ${f3(ms(singleBase, 'baseline'))} ms. The difference is per request: ES256 JWT verification, the zod validation, and one Upstash REST round trip (the admission script: deny-list, quotas, de-duplication claims; the confirmations follow in batches), which also cost ${f3(ms(single, SUITE))} ms per event in the process serving the Upstash REST endpoint and ${f3(ms(single, 'Redis'))} ms in Redis. The Pub/Sub emulator spends ${f3(ms(single, 'Pub/Sub emulator'))} ms (ingest) and ${f3(ms(singleBase, 'Pub/Sub emulator'))} ms (baseline) per published event.`,
+      `Single events: the ingest worker spends ${f3(ms(single, 'fn:ingestInteraction'))} ms of CPU per event, the bare baseline ${f3(ms(singleBase, 'baseline'))} ms. The difference is per request: ES256 JWT verification, the zod validation, and one Upstash REST round trip (the admission pipeline: deny-list, quotas, de-duplication claims; the confirmations follow in batches), which also cost ${f3(ms(single, SUITE))} ms per event in the process serving the Upstash REST endpoint and ${f3(ms(single, 'Redis'))} ms in Redis. The Pub/Sub emulator spends ${f3(ms(single, 'Pub/Sub emulator'))} ms (ingest) and ${f3(ms(singleBase, 'Pub/Sub emulator'))} ms (baseline) per published event.`,
     );
   }
   const b100 = ratios.find((x) => x.batch === 100);
@@ -1991,7 +1991,7 @@ function whereTimeGoes(
     );
   }
   out.push(
-    'Inside the ingest worker (a `node --cpu-prof` profile of the worker under 16 concurrent single-event posts, taken while writing this bench): about 17 % of its busy time goes to `node:domain` and async-hook bookkeeping, because the Functions Framework wraps every HTTP request in a `domain` (function_wrappers.js), which makes Node run domain hooks for every promise; @upstash/redis about 15 % (four sequential REST calls per request before issue 14: revocation check, rate limit, de-duplication claim, confirmation; now one admission script and batched confirmations); gRPC / google-gax / Pub/Sub client about 35 %; garbage collection about 9 %. The baseline pays the domain and gRPC share too, not the Upstash and JWT share.',
+    'Inside the ingest worker (a `node --cpu-prof` profile of the worker under 16 concurrent single-event posts, taken while writing this bench): about 17 % of its busy time goes to `node:domain` and async-hook bookkeeping, because the Functions Framework wraps every HTTP request in a `domain` (function_wrappers.js), which makes Node run domain hooks for every promise; @upstash/redis about 15 % (four sequential REST calls per request before issue 14: revocation check, rate limit, de-duplication claim, confirmation; now one admission pipeline and batched confirmations); gRPC / google-gax / Pub/Sub client about 35 %; garbage collection about 9 %. The baseline pays the domain and gRPC share too, not the Upstash and JWT share.',
     `The emulator's JVM starts with about 45 threads and ends a run with up to ${f0(Math.max(...r.emulator.map((e) => e.threads).filter(Number.isFinite), 0))} (table above) and up to ${f0(Math.max(...r.emulator.map((e) => e.rss).filter(Number.isFinite), 0))} MiB: its threads grow with the number of distinct ordering keys (learners) it has seen, which is what makes it slower the longer it runs, and why the bench restarts it before each measurement.`,
     'The Pub/Sub emulator is the ceiling of the local stack: the publisher batches only messages of one ordering key (on the emulator one of 256 shards of the student id; docs/performance.md §4), so it sends about one Publish RPC per event at these rates, and each message fans out to several ordered subscriptions (routeTriage, updateProgress, mirrorToPartners, memory.interactions, the audit and agent topics after triage). The emulator in this SDK (cloud-pubsub-emulator 0.8.20) also throws `NoSuchMethodError` in `onRstStreamRead` for every cancelled RPC (a publish that hits its 10 s deadline, a subscriber that closes): once it is overloaded, timeouts make it slower still. The bench keeps at most ~400 events in flight for that reason.',
   );
