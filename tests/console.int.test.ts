@@ -90,8 +90,12 @@ describe('the console in Chromium', () => {
       body: JSON.stringify(interaction(ID, 'python.loops', 0.9)),
     });
     expect(res.status).toBe(202);
+    // routeTriage and updateProgress run side by side: wait for both derived events, whichever comes last
     await page.waitForFunction(
-      (ceId) => document.querySelector('#tailLines')!.textContent!.includes(`${ceId}.progress`),
+      (ceId) => {
+        const text = document.querySelector('#tailLines')!.textContent!;
+        return text.includes(`${ceId}.progress`) && text.includes(`${ceId}.triage`);
+      },
       CE_ID,
       { timeout: 30_000 },
     );
