@@ -1,5 +1,6 @@
 import type { Redis } from '@upstash/redis';
 import type { Admission, AdmissionGate, ClaimState, DedupWindow, Quota } from './ports.ts';
+import { within } from './retry.ts';
 
 const CLAIM = `
 local out = {}
@@ -137,19 +138,27 @@ export function redisMirrorMarks(redis: Redis, ttlSeconds = 86_400) {
  * The 24 h window of published event ids: `pending` while a publish is in flight (a retry during that
  * time publishes again; consumers de-duplicate on ce-id), `done` once published.
  */
+/** Claims ids in the de-duplication window (the CLAIM script): each one's state, `new` if this call claimed it. */
+async function claimIds(
+  redis: Redis,
+  ids: string[],
+  pendingSeconds: number,
+): Promise<Map<string, ClaimState>> {
+  if (!ids.length) return new Map();
+  const res = (await redis.eval(
+    CLAIM,
+    ids.map((id) => `dedup:${id}`),
+    [String(pendingSeconds)],
+  )) as string[];
+  return new Map(
+    ids.map((id, i) => [id, res[i] === 'done' ? 'done' : res[i] === 'pending' ? 'pending' : 'new']),
+  );
+}
+
 export function redisDedupWindow(redis: Redis, ttlSeconds: number, pendingSeconds = 120): DedupWindow {
   const key = (id: string) => `dedup:${id}`;
   return {
-    async claim(ids) {
-      if (!ids.length) return new Map();
-      const res = (await redis.eval(CLAIM, ids.map(key), [String(pendingSeconds)])) as string[];
-      return new Map(
-        ids.map((id, i) => [
-          id,
-          (res[i] === 'done' ? 'done' : res[i] === 'pending' ? 'pending' : 'new') as never,
-        ]),
-      );
-    },
+    claim: (ids) => claimIds(redis, ids, pendingSeconds),
     // confirmations go out in one pipeline at a time: what arrives while one is in flight waits for it and
     // goes in the next, so under load there are far fewer confirmation round trips than requests
     confirm: coalesce<string>(async (batch) => {
@@ -188,15 +197,6 @@ export function redisAdmission(
   const prefix = opts.prefix ?? 'rl';
   const now = opts.now ?? Date.now;
   const windowMs = 60_000;
-  const within = <T>(p: Promise<T>): Promise<T> => {
-    let timer: NodeJS.Timeout | undefined;
-    return Promise.race([
-      p,
-      new Promise<never>((_, rej) => {
-        timer = setTimeout(() => rej(new Error('timeout')), timeoutMs);
-      }),
-    ]).finally(() => clearTimeout(timer));
-  };
   // one /pipeline request per turn of the event loop, shared by the requests admitted in it
   const send = tickPipeline(redis);
   const expire = coalesce<string>(async (keys) => {
@@ -204,7 +204,7 @@ export function redisAdmission(
     for (const k of keys) p.pexpire(k, windowMs * 2 + 1000);
     await p.exec();
   });
-  const unavailable = (jti?: string, quotas: Quota[] = []): Admission => ({
+  const unavailable = (jti: string | undefined, quotas: Quota[]): Admission => ({
     revocation: jti ? 'unavailable' : 'ok',
     limits: quotas.map(() => 'unavailable' as const),
     claims: 'unavailable',
@@ -225,6 +225,7 @@ export function redisAdmission(
             });
             for (const id of claim) p.set(`dedup:${id}`, 'pending', { nx: true, ex: pendingSeconds });
           }),
+          timeoutMs,
         );
       } catch {
         return unavailable(jti, quotas);
@@ -250,7 +251,7 @@ export function redisAdmission(
           back.decrby(`${id}:${current}`, quotas[i]!.cost);
         });
         if (claimed.length) back.del(...claimed.map((id) => `dedup:${id}`));
-        await within(back.exec()).catch(() => {});
+        await within(back.exec(), timeoutMs).catch(() => {});
       }
       if (revoked) return { revocation: 'revoked', limits: [], claims: new Map() };
       const reset = (current + 1) * windowMs;
@@ -262,22 +263,11 @@ export function redisAdmission(
       if (refused) return { revocation: 'ok', limits, claims };
       for (const id of claimed) claims.set(id, 'new');
       const taken = claim.filter((id, i) => set[i] !== 'OK' && !claims.has(id));
-      if (taken.length) {
-        try {
-          const states = (await within(
-            redis.eval(
-              CLAIM,
-              taken.map((id) => `dedup:${id}`),
-              [String(pendingSeconds)],
-            ),
-          )) as string[];
-          taken.forEach((id, i) => {
-            const s = states[i];
-            claims.set(id, s === 'done' ? 'done' : s === 'pending' ? 'pending' : 'new');
-          });
-        } catch {
-          return { revocation: 'ok', limits, claims: 'unavailable' };
-        }
+      try {
+        for (const [id, state] of await within(claimIds(redis, taken, pendingSeconds), timeoutMs))
+          claims.set(id, state);
+      } catch {
+        return { revocation: 'ok', limits, claims: 'unavailable' };
       }
       return { revocation: 'ok', limits, claims };
     },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isTransient, retryTransient } from './retry.ts';
+import { isTransient, retryTransient, within } from './retry.ts';
 
 describe('retryTransient', () => {
   it('retries connection failures until the operation succeeds', async () => {
@@ -50,4 +50,12 @@ describe('retryTransient', () => {
     [{ code: '23505' }, false],
     [new Error('boom'), false],
   ])('isTransient(%o) = %s', (err, want) => expect(isTransient(err)).toBe(want));
+});
+
+describe('within', () => {
+  it('answers what the promise answers before the deadline, and times out after it', async () => {
+    await expect(within(Promise.resolve('ok'), 50)).resolves.toBe('ok');
+    await expect(within(Promise.reject(new Error('down')), 50)).rejects.toThrow('down');
+    await expect(within(new Promise(() => {}), 20)).rejects.toThrow('timeout');
+  });
 });

@@ -34,3 +34,14 @@ export async function retryTransient<T>(
     }
   }
 }
+
+/** `p`, or a rejection with Error('timeout') after `ms`; the timer is cleared once `p` settles. */
+export function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('timeout')), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

@@ -15,6 +15,7 @@ import {
 import { type Config, parseConfig, redacted } from './config.ts';
 import type { Health } from './http.ts';
 import { createLogger, type Logger } from './log.ts';
+import { within } from './retry.ts';
 
 /**
  * Everything one function instance needs, built once at cold start from the validated configuration.
@@ -40,9 +41,6 @@ const once = <T>(make: () => T) => {
     return v;
   };
 };
-
-const withTimeout = <T>(p: Promise<T>, ms: number) =>
-  Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timeout')), ms).unref())]);
 
 export function createRuntime(name: string, env: Record<string, string | undefined> = process.env): Runtime {
   const config = parseConfig(name, env);
@@ -98,7 +96,7 @@ export function createRuntime(name: string, env: Record<string, string | undefin
       const entries = await Promise.all(
         deps.map(async (d) => {
           try {
-            await withTimeout(Promise.resolve(checks[d]()), 8000);
+            await within(Promise.resolve(checks[d]()), 8000);
             return [d, 'ok'] as const;
           } catch {
             return [d, d === 'redis' ? ('degraded' as const) : ('down' as const)] as const;
