@@ -338,3 +338,28 @@ describe('tickPipeline', () => {
     expect(snapshot().requests - before.requests).toBe(2);
   });
 });
+
+describe('redisAdmission: the duplicate path', () => {
+  it('an id another request holds is resolved in a second round trip; if that fails, the claims are unavailable', async () => {
+    const admission = redisAdmission(redis);
+    const quotas = [{ key: `student:${uid()}`, cost: 1, perMinute: 1000 }];
+    const held = `held-${uid()}`;
+    const first = await admission.admit({ quotas, claim: [held] });
+    expect(first.claims).toEqual(new Map([[held, 'new']]));
+    const before = snapshot();
+    const again = await admission.admit({ quotas, claim: [held] });
+    expect(again.claims).toEqual(new Map([[held, 'pending']]));
+    // the admission pipeline, then the CLAIM script for the id it found taken
+    const after = snapshot();
+    expect((after.byCommand.mget ?? 0) - (before.byCommand.mget ?? 0)).toBe(1);
+    expect((after.byCommand.eval ?? 0) - (before.byCommand.eval ?? 0)).toBe(1);
+
+    // the claim script fails on this key (not a string): the admission says it cannot tell, it does not guess
+    const broken = `broken-${uid()}`;
+    await redis.hset(`dedup:${broken}`, { x: 1 });
+    const r = await admission.admit({ quotas, claim: [broken] });
+    expect(r.revocation).toBe('ok');
+    expect(r.limits[0]).toMatchObject({ success: true });
+    expect(r.claims).toBe('unavailable');
+  });
+});
