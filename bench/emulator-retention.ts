@@ -10,13 +10,13 @@
  * acknowledged — the emulator keeps each topic's messages in a `MessageCollection` that only grows — so its
  * memory grows with every message for as long as it runs, whatever its subscribers do.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Message, PubSub } from '@google-cloud/pubsub';
 import { startPubsubEmulator } from '../emulators/google.ts';
 import { freePort, waitFor } from '../emulators/procs.ts';
+import { jcmd, jvmLiveHeapMiB } from './proc.ts';
 
 const messages = Number(process.argv[2] ?? 20_000);
 
@@ -48,21 +48,19 @@ async function run(ordered: boolean) {
     await Promise.all(pending);
     await waitFor(async () => acked >= messages, 120_000, `${messages} messages acknowledged`);
     await sub.close();
-    const jcmd = (cmd: string) => execFileSync('jcmd', [String(emulator.pid), cmd]).toString();
-    jcmd('GC.run');
+    const liveHeapMiB = await jvmLiveHeapMiB(emulator.pid);
     const live = Number(
       /^\s*\d+:\s+(\d+)\s+\d+\s+com\.google\.pubsub\.v1\.PubsubMessage$/m.exec(
-        jcmd('GC.class_histogram'),
+        await jcmd(emulator.pid, 'GC.class_histogram'),
       )?.[1],
     );
-    const heapKiB = Number(/\btotal \d+K, used (\d+)K/.exec(jcmd('GC.heap_info'))?.[1]);
     console.log(
       JSON.stringify({
         subscription: ordered ? 'ordered' : 'unordered',
         published: messages,
         acknowledged: acked,
         livePubsubMessages: live,
-        liveHeapMiB: Math.round(heapKiB / 1024),
+        liveHeapMiB: Math.round(liveHeapMiB),
       }),
     );
   } finally {

@@ -2,7 +2,7 @@
  * What /proc says about the processes of the local suite: CPU time (utime + stime, in seconds) and resident
  * memory. Linux only; on other systems every reading is undefined and the reports say "n/a".
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -130,5 +130,36 @@ export function killLeftovers(pids: Record<string, ProcStat>) {
       if (now.pgrp === now.pid) process.kill(-now.pid, 'SIGKILL');
       else process.kill(now.pid, 'SIGKILL');
     } catch {}
+  }
+}
+
+/**
+ * Asks a JVM something through `jcmd <pid> <command>` (the JDK's tool); rejects when jcmd or the JVM fails,
+ * and at once when `pid` is not a java process: jcmd attaches by sending SIGQUIT, which would end any other.
+ */
+export function jcmd(pid: number, command: string): Promise<string> {
+  let exe = '';
+  try {
+    exe = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '';
+  } catch {}
+  if (!/(^|\/)java$/.test(exe)) return Promise.reject(new Error(`pid ${pid} is not a java process`));
+  return new Promise((resolve, reject) =>
+    execFile('jcmd', [String(pid), command], { timeout: 30_000 }, (err, out) =>
+      err ? reject(err) : resolve(out),
+    ),
+  );
+}
+
+/**
+ * A JVM's live heap: what its heap holds right after a full collection (`GC.run`, then `GC.heap_info`), in
+ * MiB; NaN when jcmd is not there or the JVM does not answer.
+ */
+export async function jvmLiveHeapMiB(pid: number): Promise<number> {
+  try {
+    await jcmd(pid, 'GC.run');
+    const used = /\btotal \d+K, used (\d+)K/.exec(await jcmd(pid, 'GC.heap_info'))?.[1];
+    return used ? Number(used) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
   }
 }

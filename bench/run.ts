@@ -16,7 +16,7 @@
  *   LDR_BENCH_CEILING      0 skips the bus ceiling (a second suite running bench/ceiling.ts); default on
  * Flags: `--soak` adds the soak (npm run bench -- --soak); it is not in the default run.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -57,6 +57,7 @@ import { EventFactory, type Instance, type ShotResult, shoot } from './load.ts';
 import {
   allProcesses,
   groupCpuSeconds,
+  jvmLiveHeapMiB,
   killLeftovers,
   machineBusySeconds,
   type ProcStat,
@@ -564,29 +565,13 @@ async function freshPubsub(t: Target) {
   return true;
 }
 
-/** The Pub/Sub emulator's own state: exceptions in its log, threads, resident memory. */
-/**
- * The Pub/Sub emulator's live heap: what its heap holds right after a full collection (`jcmd <pid> GC.run`,
- * then `GC.heap_info`), in MiB; NaN when jcmd is not there or the JVM does not answer.
- */
-async function emulatorLiveHeapMiB(t: Target): Promise<number> {
+/** The Pub/Sub emulator's live heap after a full collection, MiB (NaN without jcmd). */
+const emulatorLiveHeapMiB = (t: Target) => {
   const pid = suitePids(t.dataDir)['pubsub-emulator'];
-  if (!pid) return Number.NaN;
-  const run = (cmd: string) =>
-    new Promise<string>((resolve, reject) =>
-      execFile('jcmd', [String(pid), cmd], { timeout: 30_000 }, (err, out) =>
-        err ? reject(err) : resolve(out),
-      ),
-    );
-  try {
-    await run('GC.run');
-    const used = /\btotal \d+K, used (\d+)K/.exec(await run('GC.heap_info'))?.[1];
-    return used ? Number(used) / 1024 : Number.NaN;
-  } catch {
-    return Number.NaN;
-  }
-}
+  return pid ? jvmLiveHeapMiB(pid) : Promise.resolve(Number.NaN);
+};
 
+/** The Pub/Sub emulator's own state: exceptions in its log, threads, resident memory. */
 function emulatorState(t: Target) {
   const pid = suitePids(t.dataDir)['pubsub-emulator'];
   let exceptions = Number.NaN;
