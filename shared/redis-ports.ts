@@ -190,7 +190,17 @@ export function redisDedupWindow(redis: Redis, ttlSeconds: number, pendingSecond
  */
 export function redisAdmission(
   redis: Redis,
-  opts: { pendingSeconds?: number; timeoutMs?: number; prefix?: string; now?: () => number } = {},
+  opts: {
+    pendingSeconds?: number;
+    timeoutMs?: number;
+    prefix?: string;
+    now?: () => number;
+    /**
+     * The give-back of a refused request failed (Redis lost between the two round trips): its counts stay
+     * until their window expires and its claims for `pendingSeconds`, so those ids answer `pending` meanwhile.
+     */
+    onGiveBackFailed?: (err: unknown, kept: { windows: string[]; claims: string[] }) => void;
+  } = {},
 ): AdmissionGate {
   const pendingSeconds = opts.pendingSeconds ?? 120;
   const timeoutMs = opts.timeoutMs ?? 3000;
@@ -251,7 +261,12 @@ export function redisAdmission(
           back.decrby(`${id}:${current}`, quotas[i]!.cost);
         });
         if (claimed.length) back.del(...claimed.map((id) => `dedup:${id}`));
-        await within(back.exec(), timeoutMs).catch(() => {});
+        await within(back.exec(), timeoutMs).catch((err) =>
+          opts.onGiveBackFailed?.(err, {
+            windows: ids.map((id) => `${id}:${current}`),
+            claims: claimed.map((id) => `dedup:${id}`),
+          }),
+        );
       }
       if (revoked) return { revocation: 'revoked', limits: [], claims: new Map() };
       const reset = (current + 1) * windowMs;

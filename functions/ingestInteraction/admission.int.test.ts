@@ -1,5 +1,5 @@
 import type { Request } from '@google-cloud/functions-framework';
-import type { Redis } from '@upstash/redis';
+import { Redis } from '@upstash/redis';
 import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalUpstash } from '../../emulators/redis/local.ts';
@@ -12,6 +12,7 @@ import { clientEventId } from '../../shared/events.ts';
 import type { Reply, RouteContext } from '../../shared/http.ts';
 import { createLogger } from '../../shared/log.ts';
 import { redisAdmission, redisDedupWindow, tickPipeline } from '../../shared/redis-ports.ts';
+import { upstashRequester } from '../../shared/upstash-http.ts';
 import { createIngest } from './handler.ts';
 
 /**
@@ -361,5 +362,49 @@ describe('redisAdmission: the duplicate path', () => {
     expect(r.revocation).toBe('ok');
     expect(r.limits[0]).toMatchObject({ success: true });
     expect(r.claims).toBe('unavailable');
+  });
+});
+
+describe('redisAdmission: the give-back of a refused request', () => {
+  it('if it fails, the request is still refused, the failure is reported with what stays, and what stays expires', async () => {
+    // the real endpoint, with the give-back's request (the one carrying DECRBY) lost on the way
+    const inner = upstashRequester({ url: rest.url, token: TOKEN });
+    let lost = 0;
+    const lossy = new Redis({
+      request: (req) => {
+        if (JSON.stringify(req.body).toLowerCase().includes('"decrby"')) {
+          lost++;
+          return Promise.reject(new Error('connection reset'));
+        }
+        return inner.request(req);
+      },
+    });
+    const reports: Array<{ err: unknown; kept: { windows: string[]; claims: string[] } }> = [];
+    const admission = redisAdmission(lossy, {
+      pendingSeconds: 120,
+      onGiveBackFailed: (err, kept) => reports.push({ err, kept }),
+    });
+    const quotas = [{ key: `student:${uid()}`, cost: 1, perMinute: 1 }];
+    expect((await admission.admit({ quotas, claim: [] })).limits[0]).toMatchObject({ success: true });
+    const id = `refused-${uid()}`;
+    const r = await admission.admit({ quotas, claim: [id] });
+    expect(r.limits[0]).toMatchObject({ success: false });
+    expect(r.claims).toEqual(new Map());
+    expect(lost).toBe(1);
+    expect(reports).toHaveLength(1);
+    expect(String(reports[0]!.err)).toMatch(/connection reset/);
+    const window = reports[0]!.kept.windows[0]!;
+    expect(reports[0]!.kept).toEqual({ windows: [window], claims: [`dedup:${id}`] });
+    expect(window).toMatch(new RegExp(`^rl:1:${quotas[0]!.key}:\\d+$`));
+    // what stays: the refused request's count and its claim, each with a TTL (nothing is kept for ever)
+    expect(Number(await redis.get(window))).toBe(2);
+    expect(await redis.get(`dedup:${id}`)).toBe('pending');
+    const claimTtl = await redis.ttl(`dedup:${id}`);
+    expect(claimTtl).toBeGreaterThan(0);
+    expect(claimTtl).toBeLessThanOrEqual(120);
+    const deadline = Date.now() + 5000;
+    while ((await redis.pttl(window)) < 0 && Date.now() < deadline)
+      await new Promise((s) => setTimeout(s, 10));
+    expect(await redis.pttl(window)).toBeGreaterThan(0);
   });
 });

@@ -12,7 +12,13 @@ const rt = createRuntime('ingestInteraction');
 const ingest = createIngest({
   verifier: rt.verifier(),
   bus: rt.bus(),
-  admission: redisAdmission(rt.redis()),
+  admission: redisAdmission(rt.redis(), {
+    onGiveBackFailed: (err, kept) =>
+      rt.log.warn(
+        { err: String(err), ...kept },
+        'a refused request could not give back its counts and claims; they expire on their own',
+      ),
+  }),
   dedup: redisDedupWindow(rt.redis(), rt.config.DEDUP_TTL_SECONDS),
   artifacts: firestoreArtifacts(rt.firestore()),
   sponsors: firestoreInstanceSponsors(rt.firestore()),
