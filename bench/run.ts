@@ -29,7 +29,7 @@ import pg from 'pg';
 import { ensureIdentity, mintToken } from '../emulators/identity.ts';
 import { freePort, portOpen } from '../emulators/procs.ts';
 import { upsertPartner } from '../emulators/registry.ts';
-import { defaultPorts } from '../emulators/suite.ts';
+import { defaultPorts, frameworkArgs } from '../emulators/suite.ts';
 import { buildArtifact } from '../scripts/build.ts';
 import { clientEventId } from '../shared/events.ts';
 import { loadTopology } from '../shared/topology.ts';
@@ -334,11 +334,6 @@ async function bundle(entry: string, name: string) {
   return outfile;
 }
 
-const frameworkMain = new URL(
-  '../node_modules/@google-cloud/functions-framework/build/src/main.js',
-  import.meta.url,
-).pathname;
-
 /**
  * The baselines (bench/baseline.ts) served as the functions are: one esbuild bundle, each target in its own
  * Functions Framework CLI process with only the variables it needs.
@@ -350,23 +345,19 @@ async function startFramework(
 ): Promise<Child<{ port: number }>> {
   const source = await bundle('baseline.ts', 'baseline.mjs');
   const port = await freePort();
-  const child = spawn(
-    process.execPath,
-    ['--max-old-space-size=256', frameworkMain, `--target=${target}`, `--port=${port}`, `--source=${source}`],
-    {
-      cwd: root,
-      env: {
-        PATH: process.env.PATH,
-        HOME: process.env.HOME,
-        FUNCTION_TARGET: target,
-        LISTEN_HOST: '127.0.0.1',
-        NODE_ENV: 'production',
-        METADATA_SERVER_DETECTION: 'none',
-        ...env,
-      },
-      stdio: ['ignore', 'ignore', 'pipe'],
+  const child = spawn(process.execPath, frameworkArgs(target, port, source), {
+    cwd: root,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      FUNCTION_TARGET: target,
+      LISTEN_HOST: '127.0.0.1',
+      NODE_ENV: 'production',
+      METADATA_SERVER_DETECTION: 'none',
+      ...env,
     },
-  );
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   child.stderr!.on('data', (d: Buffer) => log.push(...d.toString().split('\n').filter(Boolean)));
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const stop = async (graceMs = 5_000) => {

@@ -45,11 +45,13 @@ const frameworkMain = fileURLToPath(
 /**
  * How the local suite and the boot test start a function: the built artifact (package.json `main`)
  * under the Functions Framework's own CLI, selected by --target, as Cloud Run starts it. Instances are
- * sized like production: a 256 MiB V8 heap, so a leak shows up as a crash.
+ * sized like production: a 256 MiB V8 heap, so a leak shows up as a crash. Without source maps, as on
+ * Cloud Run: with them every `Error().stack` is mapped, and the Firestore client takes one per commit
+ * (docs/performance.md §3). `LDR_SOURCE_MAPS=1` maps stack traces for debugging.
  */
 export const frameworkArgs = (name: string, port: number, source?: string) => [
   '--max-old-space-size=256',
-  '--enable-source-maps',
+  ...(process.env.LDR_SOURCE_MAPS === '1' ? ['--enable-source-maps'] : []),
   frameworkMain,
   `--target=${name}`,
   `--port=${port}`,
