@@ -276,7 +276,7 @@ async function main() {
       return rows[0].n as number;
     };
     // warm-up: JIT, connections, the partner directory
-    const warm = pushBodies(200, { runId: `${runId}w`, instances, learners: 50, subscription });
+    const warm = pushBodies(1000, { runId: `${runId}w`, instances, learners: 250, subscription });
     for (const t of targets) await pushCpu({ ...t, bodies: warm, concurrency });
     const rows: string[] = [];
     for (const shape of ['new learners', 'repeated learners'] as const) {

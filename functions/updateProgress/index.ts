@@ -19,10 +19,15 @@ registerEventFunction(
   rt,
   async (ev, delivery) => {
     const r = await update(ev);
-    rt.log.info(
-      { interactionId: ev.id, applied: r.applied, mastery: r.row.mastery, attempt: delivery.deliveryAttempt },
-      r.applied ? 'progress updated' : 'duplicate interaction; progress unchanged',
-    );
+    // per event at debug only (the ledger and the progress event record it); a duplicate at info
+    const fields = {
+      interactionId: ev.id,
+      applied: r.applied,
+      mastery: r.row.mastery,
+      attempt: delivery.deliveryAttempt,
+    };
+    if (r.applied) rt.log.debug(fields, 'progress updated');
+    else rt.log.info(fields, 'duplicate interaction; progress unchanged');
   },
   {
     health: rt.health(['pubsub', 'firestore', 'postgres']),
