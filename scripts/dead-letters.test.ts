@@ -1,5 +1,6 @@
 import { expect, describe as group, it } from 'vitest';
 import { compileFilter } from '../emulators/filter.ts';
+import { orderingKeyResolver, shardKey } from '../shared/ordering.ts';
 import { instanceSubscription, loadTopology } from '../shared/topology.ts';
 import { describe, matches, REPLAY_ATTRIBUTE, replayMessage } from './dead-letters.ts';
 
@@ -63,6 +64,19 @@ group('dead letters', () => {
     });
     // the topic's ordering key comes back from the data (dead-lettering drops it)
     expect(m.orderingKey).toBe('learner-1');
+    // resolved as the functions publish it: on the emulator the learner's shard of the topic
+    const onEmulator = orderingKeyResolver(topology, true);
+    const sharded = replayMessage(fromBridge, topology, 'learnflow.interaction.received', onEmulator);
+    expect(sharded.orderingKey).toBe(shardKey('learner-1', 256));
+    expect(sharded.orderingKey).toBe(onEmulator('learnflow.interaction.received', 'learner-1'));
+    // a key the dead letter kept is published as it was
+    const kept = replayMessage(
+      { ...fromBridge, orderingKey: 's17' },
+      topology,
+      'learnflow.interaction.received',
+      onEmulator,
+    );
+    expect(kept.orderingKey).toBe('s17');
     const again = replayMessage(poison, topology, 'learnflow.interaction.received');
     expect(again.attributes).toEqual({ 'ce-id': 'i-2', [REPLAY_ATTRIBUTE]: 'fn.routeTriage.interaction' });
     expect(again.orderingKey).toBeUndefined();

@@ -1,4 +1,5 @@
 import { type PubSub, v1 } from '@google-cloud/pubsub';
+import { orderingKeyResolver } from '../shared/ordering.ts';
 import type { Topology } from '../shared/topology.ts';
 
 /**
@@ -69,8 +70,20 @@ export function describe(m: {
   };
 }
 
-/** The message to publish again: data and attributes as they were, addressed to one subscription. */
-export function replayMessage(dl: DeadLetter, topology: Topology, topic: string) {
+/**
+ * The message to publish again: data and attributes as they were, addressed to one subscription. A key
+ * the dead letter lost comes back from the data, resolved as the functions publish it (`keyFor`: on the
+ * emulator the learner's shard, in production the student id), so the replay keeps the learner's order.
+ */
+export function replayMessage(
+  dl: DeadLetter,
+  topology: Topology,
+  topic: string,
+  keyFor: (topic: string, key: string | undefined) => string | undefined = orderingKeyResolver(
+    topology,
+    false,
+  ),
+) {
   const attributes: Record<string, string> = {};
   for (const [k, v] of Object.entries(dl.attributes)) if (!isDeadLetterAttribute(k)) attributes[k] = v;
   attributes[REPLAY_ATTRIBUTE] = dl.source;
@@ -79,7 +92,7 @@ export function replayMessage(dl: DeadLetter, topology: Topology, topic: string)
   if (!orderingKey && field) {
     try {
       const v = (JSON.parse(dl.data.toString('utf8')) as Record<string, unknown>)[field];
-      if (typeof v === 'string' && v) orderingKey = v;
+      if (typeof v === 'string' && v) orderingKey = keyFor(topic, v);
     } catch {
       // not JSON: replayed without an ordering key
     }
@@ -159,6 +172,7 @@ export async function replay(
   const replayed: DeadLetter[] = [];
   const failed: Array<{ dl: DeadLetter; error: string }> = [];
   const topics = new Map<string, string>();
+  const keyFor = orderingKeyResolver(topology, pubsub.isEmulator);
   try {
     for (const dl of pulled.messages.filter((m) => matches(m, sel))) {
       try {
@@ -169,7 +183,7 @@ export async function replay(
           topic = (meta.topic ?? '').split('/topics/').pop()!;
           topics.set(dl.source, topic);
         }
-        const msg = replayMessage(dl, topology, topic);
+        const msg = replayMessage(dl, topology, topic, keyFor);
         const t = pubsub.topic(topic, { messageOrdering: Boolean(msg.orderingKey) });
         const newId = await t.publishMessage(msg);
         await pulled.ack([dl.ackId]);
