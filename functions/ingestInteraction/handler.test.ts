@@ -8,6 +8,7 @@ import { HttpError, unauthorized } from '../../shared/errors.ts';
 import { clientEventId, TOPICS } from '../../shared/events.ts';
 import type { Reply, RouteContext } from '../../shared/http.ts';
 import { createLogger } from '../../shared/log.ts';
+import { portsAdmission } from '../../shared/ports.ts';
 import type { InstanceSponsors } from '../../shared/registry.ts';
 import {
   type ArtifactRecord,
@@ -178,7 +179,7 @@ function setup(opts: { concurrentWaitMs?: number } = {}) {
   const ingest = createIngest({
     verifier: fakeVerifier(principals),
     bus,
-    limiter,
+    admission: portsAdmission(limiter, dedup),
     dedup,
     artifacts,
     sponsors,

@@ -7,15 +7,13 @@ import { badRequest, type FieldError, forbidden, HttpError } from '../../shared/
 import { interactionEvent, interactionEventId, TOPICS } from '../../shared/events.ts';
 import { jsonBody, type Reply, type RouteContext } from '../../shared/http.ts';
 import type { Logger } from '../../shared/log.ts';
-import {
-  type Admission,
-  type AdmissionGate,
-  type Artifacts,
-  type ClaimState,
-  type DedupWindow,
-  portsAdmission,
-  type Quota,
-  type RateLimiter,
+import type {
+  Admission,
+  AdmissionGate,
+  Artifacts,
+  ClaimState,
+  DedupWindow,
+  Quota,
 } from '../../shared/ports.ts';
 import type { InstanceSponsors } from '../../shared/registry.ts';
 
@@ -32,9 +30,9 @@ export type {
 export interface IngestDeps {
   verifier: Verifier;
   bus: Bus;
-  /** deny-list, quotas and claims in one round trip; without it, `limiter` and `dedup` one after the other */
-  admission?: AdmissionGate;
-  limiter?: RateLimiter;
+  /** deny-list, quotas and claims in one round trip (redisAdmission; tests compose fakes with portsAdmission) */
+  admission: AdmissionGate;
+  /** the de-duplication window the admission claims in: confirmations, releases, the concurrent-post wait */
   dedup: DedupWindow;
   artifacts: Artifacts;
   /** the sponsors a student's event may name: those present at the token's instance */
@@ -66,15 +64,7 @@ export function createIngest(deps: IngestDeps) {
   const now = deps.now ?? (() => new Date());
   const wait = deps.concurrentWait ?? { timeoutMs: 5_000, pollMs: 25 };
 
-  const admission =
-    deps.admission ??
-    portsAdmission(
-      deps.limiter ??
-        (() => {
-          throw new Error('createIngest: give admission or limiter');
-        })(),
-      deps.dedup,
-    );
+  const admission = deps.admission;
   const verifier = deps.verifier;
   // with `authenticate`, the deny-list is checked inside the admission round trip, not by the verifier
   const foldRevocation = !!(verifier.authenticate && verifier.settleRevocation);
