@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { awaitProgress, ceilingRows, ceilingVerdict, progressFigures } from './ceiling-run.ts';
+import { awaitProgress, ceilingRows, ceilingVerdict, cpuComparison, progressFigures } from './ceiling-run.ts';
 import { EventFactory } from './load.ts';
 import { realistic, worstCase } from './workload.ts';
 
@@ -11,6 +11,29 @@ const figures = (throughput: number, p99: number) => ({
 });
 
 describe('bus ceiling figures', () => {
+  it('compares CPU per accepted event process by process, largest difference first; a missing process counts 0', () => {
+    const rows = cpuComparison(
+      {
+        cpu: { 'fn:updateProgress': 0.8, 'Pub/Sub emulator': 4, 'Firestore emulator': 1, skipped: 9 },
+        accepted: 200,
+      },
+      { cpu: { 'fn:updateProgress': 0.1, 'Pub/Sub emulator': 3.2, 'fn:extra': 0.05 }, accepted: 160 },
+      (p) => p === 'skipped',
+    );
+    expect(rows.map((r) => r.process)).toEqual([
+      'Firestore emulator', // 5 − 0 ms
+      'fn:updateProgress', // 4 − 0.625 ms
+      'Pub/Sub emulator', // 20 − 20 ms
+      'fn:extra', // 0 − 0.3125 ms
+    ]);
+    expect(rows[0]).toEqual({ process: 'Firestore emulator', real: 5, ceiling: 0 });
+    expect(rows[1]!.real).toBeCloseTo(4);
+    expect(rows[1]!.ceiling).toBeCloseTo(0.625);
+    expect(rows[2]).toEqual({ process: 'Pub/Sub emulator', real: 20, ceiling: 20 });
+    expect(rows[3]).toEqual({ process: 'fn:extra', real: 0, ceiling: 0.3125 });
+    expect(cpuComparison({ cpu: { a: 1 }, accepted: 0 }, { cpu: { a: 1 }, accepted: 1 })[0]!.real).toBeNaN();
+  });
+
   it('throughput counts the events whose progress arrived, from the first request to the last arrival', () => {
     const t202 = new Map([
       ['a', 1_100],

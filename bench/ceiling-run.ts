@@ -188,6 +188,8 @@ export interface CeilingRun {
   workload: WorkloadName;
   rate: number;
   figures: ProgressFigures;
+  /** CPU seconds per process of the ceiling's suite, from the first request until the progress events arrived */
+  cpu?: Record<string, number>;
 }
 
 /**
@@ -205,6 +207,8 @@ export async function runCeiling(opts: {
   runId: string;
   scale: number;
   onRun?: (r: { workload: WorkloadName; rate: number }) => void;
+  /** starts a CPU reading of the suite's processes; what it returns ends it (CPU seconds per process) */
+  cpu?: () => () => Record<string, number>;
   say: (line: string) => void;
 }): Promise<CeilingRun[]> {
   const out: CeilingRun[] = [];
@@ -213,6 +217,7 @@ export async function runCeiling(opts: {
     await opts.fresh();
     await warmUp(opts.ingestUrl, opts.instances, opts.factory, `${opts.runId}-c${run.rate}`, opts.scale);
     const progress = await progressTap(opts.pubsub);
+    const cpuEnd = opts.cpu?.();
     const { shot, t202, firstRequestAt } = await e2eShot(opts.ingestUrl, run, run.next);
     if (!t202.size)
       opts.say(
@@ -222,9 +227,10 @@ export async function runCeiling(opts: {
       expectAll: run.workload === 'worst',
       timeoutMs: 30_000,
     });
+    const cpu = cpuEnd?.();
     await progress.close();
     const figures = progressFigures(t202, progress.received, firstRequestAt);
-    out.push({ workload: run.workload, rate: run.rate, figures });
+    out.push({ workload: run.workload, rate: run.rate, figures, ...(cpu ? { cpu } : {}) });
     opts.say(
       `ceiling ${run.workload} at ${run.rate}/s: ${figures.accepted} accepted, ${figures.completed} progress events, ${figures.throughput.toFixed(1)} events/s; 202 → progress p50 ${figures.latency.p50.toFixed(1)} ms, p99 ${figures.latency.p99.toFixed(1)} ms`,
     );
@@ -277,4 +283,29 @@ export function ceilingVerdict(rows: CeilingRow[]) {
     minThroughput >= 0.8 &&
     maxP99 <= 1.5;
   return { minThroughput, maxP99, met };
+}
+
+export interface CpuComparisonRow {
+  process: string;
+  /** CPU ms per accepted event */
+  real: number;
+  ceiling: number;
+}
+
+/**
+ * Where the real pipeline's CPU per event goes beyond the ceiling's, process by process, for one run
+ * (the same workload and offered rate): CPU seconds over each side's accepted events; a process one side
+ * does not have counts 0 there. Sorted by the difference, largest first.
+ */
+export function cpuComparison(
+  real: { cpu: Record<string, number>; accepted: number },
+  ceiling: { cpu: Record<string, number>; accepted: number },
+  skip: (process: string) => boolean = () => false,
+): CpuComparisonRow[] {
+  const names = [...new Set([...Object.keys(real.cpu), ...Object.keys(ceiling.cpu)])].filter((n) => !skip(n));
+  const per = (side: { cpu: Record<string, number>; accepted: number }, n: string) =>
+    side.accepted > 0 ? (1000 * (side.cpu[n] ?? 0)) / side.accepted : Number.NaN;
+  return names
+    .map((n) => ({ process: n, real: per(real, n), ceiling: per(ceiling, n) }))
+    .sort((a, b) => b.real - b.ceiling - (a.real - a.ceiling));
 }

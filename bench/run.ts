@@ -39,6 +39,7 @@ import {
   type CeilingRun,
   ceilingRows,
   ceilingVerdict,
+  cpuComparison,
   type Dist,
   dist,
   e2eShot,
@@ -1045,6 +1046,10 @@ async function main() {
           runId,
           scale: cfg.scale,
           onRun: () => startPhase(),
+          cpu: () => {
+            const c0 = cpuSnapshot(c, cWorkers);
+            return () => cpuDelta(c0, cpuSnapshot(c, cWorkers));
+          },
           say,
         });
       } finally {
@@ -1077,6 +1082,7 @@ async function main() {
         e2e.map((e) => ({ workload: e.workload, rate: e.rate, figures: e.progress })),
         ceiling,
       ),
+      ceilingRuns: ceiling,
       loadavg: {
         start: loadStart,
         end: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
@@ -1227,6 +1233,8 @@ interface ReportInput {
   soak?: SoakResult;
   /** the real pipeline against the bus ceiling, per workload and offered rate */
   ceiling: CeilingRow[];
+  /** the ceiling's runs as measured (with the CPU of its processes) */
+  ceilingRuns?: CeilingRun[];
   loadavg: { start: string; end: string };
   notes: string[];
   mirror: 'stub' | 'measured' | 'unprovisioned';
@@ -1514,6 +1522,37 @@ export function renderReport(r: ReportInput) {
       ),
       '',
     );
+    const c200 = r.ceilingRuns?.find((c) => c.workload === e200.workload && c.rate === e200.rate && c.cpu);
+    if (c200?.cpu) {
+      const rows = cpuComparison(
+        { cpu: e200.cpu, accepted: e200.accepted },
+        { cpu: c200.cpu, accepted: c200.figures.accepted },
+        (k) => ['baseline', 'noop', MACHINE, 'load generator (autocannon)'].includes(k),
+      );
+      const total = (side: 'real' | 'ceiling') => rows.reduce((a, x) => a + (x[side] || 0), 0);
+      md.push(
+        `The same run against the bus ceiling (${e200.workload}, ${e200.rate} events/s; the ceiling's ${f0(c200.figures.accepted)} accepted events, its processes read the same way), process by process, largest difference first. At saturation the throughput ratio follows the ratio of these sums:`,
+        '',
+        table(
+          ['process', 'real CPU ms / event', 'ceiling CPU ms / event', 'real − ceiling'],
+          [
+            ...rows.map((x) => [
+              x.process.replace(/^fn:/, ''),
+              f3(x.real),
+              f3(x.ceiling),
+              f3(x.real - x.ceiling),
+            ]),
+            [
+              '**sum (without the load generator)**',
+              `**${f3(total('real'))}**`,
+              `**${f3(total('ceiling'))}**`,
+              `**${f3(total('real') - total('ceiling'))}** (ceiling / real ${f2(total('ceiling') / total('real'))}×)`,
+            ],
+          ],
+        ),
+        '',
+      );
+    }
   }
   md.push(
     'Front door, throughput runs (CPU ms per accepted event; the Pub/Sub-triggered workers are paused):',
