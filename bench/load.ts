@@ -94,7 +94,10 @@ export interface ShotOptions {
   target: string;
   url: string;
   batch: number;
+  /** how long it runs; requests still in flight at the end are cut, their answers not counted */
   seconds: number;
+  /** instead of `seconds`: this many requests in all, every answer counted (no request is cut) */
+  amount?: number;
   connections: number;
   /** requests per second over all connections (open loop); absent: as fast as it goes */
   rate?: number;
@@ -112,7 +115,7 @@ export async function shoot(opts: ShotOptions): Promise<ShotResult> {
   const result = await autocannon({
     url: opts.url,
     connections: opts.connections,
-    duration: opts.seconds,
+    ...(opts.amount ? { amount: opts.amount } : { duration: opts.seconds }),
     ...(opts.rate ? { overallRate: opts.rate } : {}),
     timeout: 30,
     requests: [

@@ -95,6 +95,12 @@ export interface BenchConfig {
   sweepRates: number[];
   sweepSeconds: number;
   throughputSeconds: number;
+  /**
+   * requests per closed-loop throughput run, per batch size: a fixed number, every answer counted, so no
+   * request is cut at the end of a window with its CPU counted and its events not (which weighed most on
+   * the shape with the fewest, slowest requests: batches of 100)
+   */
+  throughputRequests: Record<number, number>;
   shapes: number[];
 }
 
@@ -139,6 +145,9 @@ export function parseBenchConfig(env: Record<string, string | undefined>): Bench
     sweepRates: [25, 50, 100, 200, 400],
     sweepSeconds: s(3),
     throughputSeconds: s(6),
+    throughputRequests: Object.fromEntries(
+      Object.entries({ 1: 1800, 10: 240, 100: 48 }).map(([b, n]) => [b, Math.max(32, Math.round(n * scale))]),
+    ),
     shapes: [1, 10, 100],
     ...(env.LDR_BENCH_SOAK
       ? {
@@ -473,6 +482,19 @@ function cpuSnapshot(
   const u = process.cpuUsage();
   out['load generator (autocannon)'] = (u.user + u.system) / 1e6;
   return out;
+}
+
+/** Waits (at most 5 s) until the process's CPU time has not moved for 150 ms. */
+async function cpuSettled(pid: number | undefined) {
+  if (!pid) return;
+  let last = procStat(pid)?.cpu;
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 150));
+    const now = procStat(pid)?.cpu;
+    if (now === last) return;
+    last = now;
+  }
 }
 
 const cpuDelta = (a: CpuSnapshot, b: CpuSnapshot): Record<string, number> => {
@@ -989,9 +1011,12 @@ async function main() {
           url,
           batch,
           seconds: cfg.throughputSeconds,
+          amount: cfg.throughputRequests[batch],
           connections: cfg.connections[batch] ?? 8,
           events: spread,
         });
+        // what the process does after its last answer (batched publishes, confirmations) is its work too
+        await cpuSettled(name === 'ingest' ? workers.ingestInteraction?.pid : baseline.child.pid);
         const c1 = snapshot();
         throughput.push({ ...r, cpu: cpuDelta(c0, c1), redis: restDelta(rest0, await restStats(target)) });
         noteEmulator(`after ${name} ${shapeName(batch)}`);
@@ -1370,7 +1395,9 @@ export function renderReport(r: ReportInput) {
       r.cfg.connections,
     )
       .map(([b, c]) => `${c} connections for ${shapeName(Number(b))}`)
-      .join(', ')}.`,
+      .join(', ')}; each throughput run a fixed number of requests (${Object.entries(r.cfg.throughputRequests)
+      .map(([b, n]) => `${f0(n)} for ${shapeName(Number(b))}`)
+      .join(', ')}), every answer counted and the CPU read once the process is idle.`,
     `- **Other load on the machine:** processes outside this run used ${pct(othersMean)} of the machine's CPU on average during the measured windows (min ${pct(Math.min(...others))}, max ${pct(Math.max(...others))}). Figures taken while the cores are shared are lower than the machine can do.`,
     '',
     `- **Load average (1, 5, 15 min):** ${r.loadavg.start} at the start, ${r.loadavg.end} at the end (2 cores).`,
