@@ -46,10 +46,15 @@ export async function createPgPool(
 /**
  * `@upstash/redis` on our transport with the library's auto-pipelining (commands issued in the same tick
  * share one /pipeline request): its own constructor turns that on only for its built-in fetch client.
+ * Replies come back as Redis gives them (`automaticDeserialization: false`, the library's documented
+ * option): its default runs JSON.parse on every string of every reply and catches the SyntaxError of each
+ * one that is not JSON ('OK', 'pending', a key), about a tenth of the ingest handler's CPU
+ * (docs/performance.md §2). What the room stores as JSON it parses where it reads it.
  */
 class PipelinedRedis extends Redis {
   constructor(requester: Requester) {
     super(requester);
+    this.opts = { ...this.opts, automaticDeserialization: false };
     // biome-ignore lint/correctness/noConstructorReturn: the library's own constructor returns this proxy too
     return this.autoPipeline() as PipelinedRedis;
   }

@@ -123,8 +123,17 @@ export function redisMirrorMarks(redis: Redis, ttlSeconds = 86_400) {
   });
   return {
     async handled(ev: MarkedEvent): Promise<ReadonlySet<string>> {
-      const v = await redis.hget<string[]>(bucket(ev), ev.id);
-      return new Set(Array.isArray(v) ? v.map(String) : []);
+      const v = await redis.hget<unknown>(bucket(ev), ev.id);
+      // a JSON array of slugs (replies are raw strings: createRedis), or nothing
+      let slugs: unknown = v;
+      if (typeof v === 'string') {
+        try {
+          slugs = JSON.parse(v);
+        } catch {
+          slugs = [];
+        }
+      }
+      return new Set(Array.isArray(slugs) ? slugs.map(String) : []);
     },
     record: (ev: MarkedEvent, slugs: string[]) => write([{ bucket: bucket(ev), id: ev.id, slugs }]),
     seen: async (slug: string, id: string) => (await redis.exists(`mirror:${slug}:${id}`)) === 1,
