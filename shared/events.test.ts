@@ -26,6 +26,13 @@ describe('interaction event ids (scoped to the learner)', () => {
     expect(clientEventId('stu-a.b', 'c')).not.toBe(clientEventId('stu-a', 'b.c'));
   });
 
+  it('ce-ids are a contract: these stay what they were when the room first derived them', () => {
+    // consumers de-duplicate on ce-id across deploys; a changed derivation would make every retry new
+    expect(clientEventId('stu-a', 'shared-X')).toBe('0246af58-7554-5b68-befa-969597069091');
+    expect(clientEventId('learner-Zoë', 'ü/日本語/🎉')).toBe('94baf836-797a-56d1-826e-ebe7578662c2');
+    expect(clientEventId('s', '')).toBe('d4852e75-174a-5a2e-8a94-bfd6bafde39c');
+  });
+
   it('keeps a server-assigned UUIDv7 as the ce-id', () => {
     const id = '01950000-0000-7000-8000-000000000001';
     expect(interactionEventId({ studentId: 'stu-a', id }, true)).toBe(id);

@@ -80,4 +80,20 @@ describe('unstorable', () => {
     expect(unstorable({ text: 'a\ud800b' })?.message).toMatch(/surrogate/);
     expect(unstorable({ text: 'emoji 🎓 ok' })).toBeUndefined();
   });
+  it('names the place as a JSON Pointer: escaped keys, array indexes, the level past the limit', () => {
+    expect(unstorable({ 'a/b': { 'm~n': ['ok', 'x\u0000'] } })).toEqual({
+      path: '/a~1b/m~0n/1',
+      message: 'must not contain U+0000',
+    });
+    expect(unstorable({ events: [{}, { ['k\udc00']: 1 }] })).toEqual({
+      path: '/events/1/k\udc00',
+      message: 'keys must be well-formed Unicode without U+0000',
+    });
+    expect(unstorable({ '🎓': 'a\udbff' })).toEqual({
+      path: '/🎓',
+      message: 'must be well-formed Unicode (no lone surrogates)',
+    });
+    expect(unstorable('\u0000')?.path).toBe('/');
+    expect(unstorable(nest(MAX_JSON_DEPTH + 1))?.path).toBe(`/${Array(MAX_JSON_DEPTH).fill('a').join('/')}`);
+  });
 });

@@ -212,6 +212,32 @@ export function jsonBody(req: Request, maxBytes: number): unknown {
 
 export const MAX_JSON_DEPTH = 32;
 const LONE_SURROGATE = /\p{Surrogate}/u;
+/** U+0000 or any surrogate code unit (no `u` flag): only a string that matches needs the exact checks */
+const SUSPECT = /[\u0000\uD800-\uDFFF]/;
+
+const badString = (v: string) =>
+  !SUSPECT.test(v)
+    ? undefined
+    : v.includes('\u0000')
+      ? 'must not contain U+0000'
+      : LONE_SURROGATE.test(v)
+        ? 'must be well-formed Unicode (no lone surrogates)'
+        : undefined;
+
+interface Node {
+  v: unknown;
+  depth: number;
+  key?: string;
+  parent?: Node;
+}
+
+/** The JSON Pointer of a node, built only for the one that is reported. */
+function pointer(n: Node): string {
+  const keys: string[] = [];
+  for (let at: Node | undefined = n; at?.key !== undefined; at = at.parent)
+    keys.push(at.key.replace(/~/g, '~0').replace(/\//g, '~1'));
+  return keys.length ? `/${keys.reverse().join('/')}` : '/';
+}
 
 /**
  * Finds what no store of the room can hold, without recursion (so a deeply nested body cannot
@@ -219,23 +245,23 @@ const LONE_SURROGATE = /\p{Surrogate}/u;
  * or keys, which PostgreSQL jsonb refuses.
  */
 export function unstorable(value: unknown): { path: string; message: string } | undefined {
-  const stack: Array<{ v: unknown; path: string; depth: number }> = [{ v: value, path: '', depth: 0 }];
+  const stack: Node[] = [{ v: value, depth: 0 }];
   while (stack.length) {
-    const { v, path, depth } = stack.pop()!;
+    const n = stack.pop()!;
+    const v = n.v;
     if (typeof v === 'string') {
-      if (v.includes('\u0000')) return { path: path || '/', message: 'must not contain U+0000' };
-      if (LONE_SURROGATE.test(v))
-        return { path: path || '/', message: 'must be well-formed Unicode (no lone surrogates)' };
+      const bad = badString(v);
+      if (bad) return { path: pointer(n), message: bad };
       continue;
     }
     if (!v || typeof v !== 'object') continue;
-    if (depth >= MAX_JSON_DEPTH)
-      return { path: path || '/', message: `nests deeper than ${MAX_JSON_DEPTH} levels` };
-    for (const [k, child] of Object.entries(v)) {
-      const p = `${path}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`;
-      if (k.includes('\u0000') || LONE_SURROGATE.test(k))
-        return { path: p, message: 'keys must be well-formed Unicode without U+0000' };
-      stack.push({ v: child, path: p, depth: depth + 1 });
+    if (n.depth >= MAX_JSON_DEPTH)
+      return { path: pointer(n), message: `nests deeper than ${MAX_JSON_DEPTH} levels` };
+    for (const key of Object.keys(v)) {
+      const child: Node = { v: (v as Record<string, unknown>)[key], depth: n.depth + 1, key, parent: n };
+      if (badString(key))
+        return { path: pointer(child), message: 'keys must be well-formed Unicode without U+0000' };
+      stack.push(child);
     }
   }
   return undefined;
