@@ -213,6 +213,7 @@ export function jsonBody(req: Request, maxBytes: number): unknown {
 export const MAX_JSON_DEPTH = 32;
 const LONE_SURROGATE = /\p{Surrogate}/u;
 /** U+0000 or any surrogate code unit (no `u` flag): only a string that matches needs the exact checks */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: U+0000 is what it looks for
 const SUSPECT = /[\u0000\uD800-\uDFFF]/;
 
 const badString = (v: string) =>
