@@ -243,6 +243,8 @@ interface Target {
   dataDir: string;
   projectId: string;
   pubsubHost: string;
+  /** where the baseline publishes: through the same kind of counting-proxy hop as the functions, when ours */
+  baselinePubsubHost?: string;
   firestoreHost: string;
   databaseUrl: string;
   /** pid of the process that runs the front door, the bridge and the Upstash REST endpoint, when ours */
@@ -432,6 +434,7 @@ async function startTarget(cfg: BenchConfig, log: string[], functionSource?: str
     dataDir: s.ready.dataDir,
     projectId: s.ready.projectId,
     pubsubHost: s.ready.env.PUBSUB_EMULATOR_HOST!,
+    baselinePubsubHost: s.ready.baselinePubsubHost,
     firestoreHost: s.ready.env.FIRESTORE_EMULATOR_HOST!,
     databaseUrl: s.ready.env.DATABASE_URL!,
     suitePid: s.child.pid,
@@ -736,7 +739,10 @@ async function main() {
 
     // ---- baseline and warm-up
     startPhase();
-    const frameworkEnv = { PUBSUB_EMULATOR_HOST: target.pubsubHost, GOOGLE_CLOUD_PROJECT: target.projectId };
+    const frameworkEnv = {
+      PUBSUB_EMULATOR_HOST: target.baselinePubsubHost ?? target.pubsubHost,
+      GOOGLE_CLOUD_PROJECT: target.projectId,
+    };
     baseline = await startFramework('baseline', frameworkEnv, childLog);
     noop = await startFramework('noop', frameworkEnv, childLog);
     const baselineUrl = `http://127.0.0.1:${baseline.ready.port}`;
@@ -1627,7 +1633,7 @@ export function renderReport(r: ReportInput) {
     '## How it is measured',
     '',
     '- The suite runs in its own process (`bench/suite-process.ts` → `startSuite`, free ports, temporary data dir), so the load generator does not share an event loop with the bridge; the rate limits are raised through `SuiteOptions.functionConfig` (`RATE_INSTANCE_EVENTS_PER_MIN`, `RATE_STUDENT_PER_MIN`, `RATE_STUDENT_EVENTS_PER_MIN`; the workers get exactly their topology variables).',
-    "- Pub/Sub publish requests and billable bytes, Firestore reads and writes and PostgreSQL round trips are counted, not estimated: the function workers (only they, through `SuiteOptions.functionEnvOverrides`) reach the emulators and PostgreSQL through bench-only forwarding proxies (`bench/counting-proxy.ts`, in a process of their own; h2c gRPC counted per method and decoded just enough to count messages and documents, PostgreSQL counted from the frontend protocol). They add one local hop to each of those calls; their CPU falls under “processes outside this run”, not the pipeline's.",
+    "- Pub/Sub publish requests and billable bytes, Firestore reads and writes and PostgreSQL round trips are counted, not estimated: the function workers (only they, through `SuiteOptions.functionEnvOverrides`) reach the emulators and PostgreSQL through bench-only forwarding proxies (`bench/counting-proxy.ts`, in a process of their own; h2c gRPC counted per method and decoded just enough to count messages and documents, PostgreSQL counted from the frontend protocol). They add one local hop to each of those calls; their CPU falls under “processes outside this run”, not the pipeline's. The baseline publishes through a proxy of its own too, so both sides of the ingest comparison make the same hop.",
     '- `ingestInteraction` is driven at its worker port (the one `/_ldr/workers` names), the baseline at its own: the local front-door proxy, which production does not have, is left out of both.',
     "- The baselines (`bench/baseline.ts`) are served as the functions are: bundled by esbuild, each under the Functions Framework CLI in its own process, behind the same body guard (`shared/serve.ts`). `baseline` publishes the same CloudEvents (same attributes, the same ordering key as ingest — the student id, or its shard on the emulator — same topic, same `createBus` publisher) to the same Pub/Sub emulator, without authentication, validation, rate limit or de-duplication; `noop` reads the body and answers (the floor of any function served this way, compared with the Pub/Sub-triggered functions' CPU per event).",
     '- Redis operations are counted by the local Upstash REST endpoint (`GET /_stats`: HTTP round trips and commands), read before and after each run.',

@@ -23,6 +23,9 @@ export interface SuiteReady {
   processPids: Record<string, number>;
   /** the counting proxies' stats endpoint (bench/counting-proxy.ts): GET answers a CountsSnapshot */
   countsUrl: string;
+  /** the Pub/Sub emulator as the bench's baseline reaches it: through a counting proxy of its own, as the
+   * functions do (the same local hop on both sides of the ingest comparison) */
+  baselinePubsubHost: string;
 }
 
 /**
@@ -90,7 +93,7 @@ try {
     const ports = await freePorts();
     // the function workers (only they) reach Pub/Sub, Firestore and PostgreSQL through the counting proxies
     const functions = loadTopology().functions.map((f) => f.name);
-    counting = await startCounting(ports, functions);
+    counting = await startCounting(ports, [...functions, 'baseline']);
     const via = counting.ports;
     return startSuite({
       dataDir,
@@ -139,6 +142,7 @@ try {
     env: suite.env,
     processPids: Object.fromEntries(Object.entries(suite.processes).map(([n, p]) => [n, p.pid])),
     countsUrl: proxies.url,
+    baselinePubsubHost: `127.0.0.1:${proxies.ports.baseline!.pubsub}`,
   };
   process.stdout.write(`${JSON.stringify({ ready })}\n`);
   if (stopping) await stopping;
