@@ -123,15 +123,13 @@ export function redisMirrorMarks(redis: Redis, ttlSeconds = 86_400) {
   });
   return {
     async handled(ev: MarkedEvent): Promise<ReadonlySet<string>> {
-      const v = await redis.hget<unknown>(bucket(ev), ev.id);
-      // a JSON array of slugs (replies are raw strings: createRedis), or nothing
-      let slugs: unknown = v;
-      if (typeof v === 'string') {
-        try {
-          slugs = JSON.parse(v);
-        } catch {
-          slugs = [];
-        }
+      // the JSON list of slugs record() wrote, as Redis holds it (createRedis leaves replies raw)
+      const v = await redis.hget<string>(bucket(ev), ev.id);
+      let slugs: unknown;
+      try {
+        slugs = v ? JSON.parse(v) : [];
+      } catch {
+        slugs = []; // not a list this code wrote: nothing counts as handled, every partner gets the event
       }
       return new Set(Array.isArray(slugs) ? slugs.map(String) : []);
     },
@@ -143,10 +141,6 @@ export function redisMirrorMarks(redis: Redis, ttlSeconds = 86_400) {
   };
 }
 
-/**
- * The 24 h window of published event ids: `pending` while a publish is in flight (a retry during that
- * time publishes again; consumers de-duplicate on ce-id), `done` once published.
- */
 /** Claims ids in the de-duplication window (the CLAIM script): each one's state, `new` if this call claimed it. */
 async function claimIds(
   redis: Redis,
@@ -164,6 +158,10 @@ async function claimIds(
   );
 }
 
+/**
+ * The 24 h window of published event ids: `pending` while a publish is in flight (a retry during that
+ * time publishes again; consumers de-duplicate on ce-id), `done` once published.
+ */
 export function redisDedupWindow(redis: Redis, ttlSeconds: number, pendingSeconds = 120): DedupWindow {
   const key = (id: string) => `dedup:${id}`;
   return {
@@ -205,8 +203,9 @@ export function redisAdmission(
     prefix?: string;
     now?: () => number;
     /**
-     * The give-back of a refused request failed (Redis lost between the two round trips): its counts stay
-     * until their window expires and its claims for `pendingSeconds`, so those ids answer `pending` meanwhile.
+     * The give-back of a refused request failed or did not answer within `timeoutMs` (Redis lost between the
+     * two round trips): its counts may stay until their window expires and its claims for `pendingSeconds`,
+     * so those ids answer `pending` meanwhile.
      */
     onGiveBackFailed?: (err: unknown, kept: { windows: string[]; claims: string[] }) => void;
   } = {},

@@ -114,4 +114,24 @@ describe('mirror marks on Redis', () => {
     expect(await m.handle(ev, { deliveryAttempt: 3 })).toEqual({ delivered: [], retrying: [] });
     expect(bus.published.map((p) => p.topic)).toEqual(['partner.acme.events', 'partner.bravo.events']);
   });
+
+  it('reads back the list record() wrote; a mark that is not such a list counts as nothing handled', async () => {
+    const marks = redisMirrorMarks(redis);
+    const ev = event('inst-b', new Date(Date.now() - 5 * 3_600_000));
+    await marks.record(ev, ['acme', 'bravo']);
+    expect(await marks.handled(ev)).toEqual(new Set(['acme', 'bravo']));
+    // what else could be in the field: not JSON, JSON but not a list; the redelivery then publishes to all
+    const bucket = `mirrored:${Math.floor(Date.parse(ev.time) / 60_000)}`;
+    for (const junk of ['not json', '{"acme":true}']) {
+      await redis.hset(bucket, { [ev.id]: junk });
+      expect(await marks.handled(ev)).toEqual(new Set());
+    }
+    const { m, bus } = setup();
+    // both partners are entitled (bravo by instance, acme by sponsor): both get it again
+    expect(await m.handle(ev, { deliveryAttempt: 2 })).toEqual({
+      delivered: ['acme', 'bravo'],
+      retrying: [],
+    });
+    expect(bus.published.map((p) => p.topic)).toEqual(['partner.acme.events', 'partner.bravo.events']);
+  });
 });
