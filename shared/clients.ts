@@ -49,9 +49,10 @@ export async function createPgPool(
  * Replies come back as Redis gives them (`automaticDeserialization: false`, the library's documented
  * option): its default runs JSON.parse on every string of every reply and catches the SyntaxError of each
  * one that is not JSON ('OK', 'pending', a key), about a tenth of the ingest handler's CPU
- * (docs/performance.md §2). What the room stores as JSON it parses where it reads it.
+ * (docs/performance.md §2). What the room stores as JSON it parses where it reads it. Exported for tests
+ * that need the same client over a transport of their own (a lossy one); everything else uses createRedis.
  */
-class PipelinedRedis extends Redis {
+export class PipelinedRedis extends Redis {
   constructor(requester: Requester) {
     super(requester);
     this.opts = { ...this.opts, automaticDeserialization: false };

@@ -1,11 +1,11 @@
 import type { Request } from '@google-cloud/functions-framework';
-import { Redis } from '@upstash/redis';
+import type { Redis } from '@upstash/redis';
 import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalUpstash } from '../../emulators/redis/local.ts';
 import type { UpstashRest } from '../../emulators/redis/upstash-rest.ts';
 import { createVerifier } from '../../shared/auth.ts';
-import type { Bus } from '../../shared/clients.ts';
+import { type Bus, PipelinedRedis } from '../../shared/clients.ts';
 import type { LdrEvent } from '../../shared/cloudevents.ts';
 import { HttpError } from '../../shared/errors.ts';
 import { clientEventId } from '../../shared/events.ts';
@@ -369,10 +369,11 @@ describe('redisAdmission: the duplicate path', () => {
 
 describe('redisAdmission: the give-back of a refused request', () => {
   it('if it fails, the request is still refused, the failure is reported with what stays, and what stays expires', async () => {
-    // the real endpoint, with the give-back's request (the one carrying DECRBY) lost on the way
+    // the room's Redis client (as createRedis builds it) on the real endpoint, with the give-back's request
+    // (the one carrying DECRBY) lost on the way
     const inner = upstashRequester({ url: rest.url, token: TOKEN });
     let lost = 0;
-    const lossy = new Redis({
+    const lossy = new PipelinedRedis({
       request: (req) => {
         if (JSON.stringify(req.body).toLowerCase().includes('"decrby"')) {
           lost++;
