@@ -50,6 +50,23 @@ export function procStat(pid: number): ProcStat | undefined {
 /** CPU seconds used so far by one process (not its children). */
 export const cpuSeconds = (pid: number): number | undefined => procStat(pid)?.cpu;
 
+/**
+ * Waits until a process's CPU time has not moved for `quietMs` (work it does after its last answer, such as
+ * batched publishes or GC, belongs to the measurement), at most `timeoutMs`. Resolves with its CPU seconds
+ * then, or undefined at the deadline or when the process is gone.
+ */
+export async function cpuIdle(pid: number, timeoutMs: number, quietMs = 150): Promise<number | undefined> {
+  let last = cpuSeconds(pid);
+  const deadline = Date.now() + timeoutMs;
+  while (last !== undefined && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, quietMs));
+    const now = cpuSeconds(pid);
+    if (now === last) return now;
+    last = now;
+  }
+  return undefined;
+}
+
 /** Every live process, read once. */
 export function allProcesses(): ProcStat[] {
   const out: ProcStat[] = [];

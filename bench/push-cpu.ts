@@ -26,7 +26,7 @@ import { toMessage } from '../shared/cloudevents.ts';
 import type { Interaction } from '../shared/domain/interaction.ts';
 import { interactionEvent } from '../shared/events.ts';
 import { EventFactory } from './load.ts';
-import { cpuSeconds } from './proc.ts';
+import { cpuIdle, cpuSeconds } from './proc.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 export const PUSH_FUNCTIONS = ['updateProgress', 'routeTriage', 'mirrorToPartners'] as const;
@@ -136,19 +136,9 @@ export async function pushCpu(opts: {
   );
   const wallSeconds = (Date.now() - t0) / 1000;
   await opts.settled?.();
-  // work after the last answer (batched publishes, GC) counts: wait until the CPU time stops moving
-  let last = cpu();
-  await waitFor(
-    async () => {
-      await new Promise((r) => setTimeout(r, 150));
-      const now = cpu();
-      const still = now === last;
-      last = now;
-      return still;
-    },
-    20_000,
-    `process ${opts.pid} to go idle`,
-  );
+  // work after the last answer (batched publishes, GC) counts
+  const last = await cpuIdle(opts.pid, 20_000);
+  if (last === undefined) throw new Error(`process ${opts.pid} did not go idle within 20 s`);
   return {
     events: opts.bodies.length,
     cpuMsPerEvent: (1000 * (last - c0)) / opts.bodies.length,

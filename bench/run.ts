@@ -57,6 +57,7 @@ import { type Counts, type CountsSnapshot, countsDelta, emptyCounts } from './co
 import { EventFactory, type Instance, type ShotResult, shoot } from './load.ts';
 import {
   allProcesses,
+  cpuIdle,
   groupCpuSeconds,
   jvmLiveHeapMiB,
   killLeftovers,
@@ -485,19 +486,6 @@ function cpuSnapshot(
   const u = process.cpuUsage();
   out['load generator (autocannon)'] = (u.user + u.system) / 1e6;
   return out;
-}
-
-/** Waits (at most 5 s) until the process's CPU time has not moved for 150 ms. */
-async function cpuSettled(pid: number | undefined) {
-  if (!pid) return;
-  let last = procStat(pid)?.cpu;
-  const deadline = Date.now() + 5_000;
-  while (Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 150));
-    const now = procStat(pid)?.cpu;
-    if (now === last) return;
-    last = now;
-  }
 }
 
 const cpuDelta = (a: CpuSnapshot, b: CpuSnapshot): Record<string, number> => {
@@ -1022,7 +1010,8 @@ async function main() {
           events: spread,
         });
         // what the process does after its last answer (batched publishes, confirmations) is its work too
-        await cpuSettled(name === 'ingest' ? workers.ingestInteraction?.pid : baseline.child.pid);
+        const busy = name === 'ingest' ? workers.ingestInteraction?.pid : baseline.child.pid;
+        if (busy) await cpuIdle(busy, 5_000);
         const c1 = snapshot();
         throughput.push({ ...r, cpu: cpuDelta(c0, c1), redis: restDelta(rest0, await restStats(target)) });
         noteEmulator(`after ${name} ${shapeName(batch)}`);
