@@ -90,14 +90,24 @@ export interface ShotResult {
   timeouts: number;
 }
 
-export interface ShotOptions {
+export type ShotOptions = ShotCommon &
+  (
+    | {
+        /** how long it runs; requests still in flight at the end are cut, their answers not counted */
+        seconds: number;
+        amount?: never;
+      }
+    | {
+        /** this many requests in all, every answer counted (no request is cut) */
+        amount: number;
+        seconds?: never;
+      }
+  );
+
+interface ShotCommon {
   target: string;
   url: string;
   batch: number;
-  /** how long it runs; requests still in flight at the end are cut, their answers not counted */
-  seconds: number;
-  /** instead of `seconds`: this many requests in all, every answer counted (no request is cut) */
-  amount?: number;
   connections: number;
   /** requests per second over all connections (open loop); absent: as fast as it goes */
   rate?: number;
@@ -115,7 +125,7 @@ export async function shoot(opts: ShotOptions): Promise<ShotResult> {
   const result = await autocannon({
     url: opts.url,
     connections: opts.connections,
-    ...(opts.amount ? { amount: opts.amount } : { duration: opts.seconds }),
+    ...(opts.amount !== undefined ? { amount: opts.amount } : { duration: opts.seconds }),
     ...(opts.rate ? { overallRate: opts.rate } : {}),
     timeout: 30,
     requests: [

@@ -1004,8 +1004,7 @@ async function main() {
           target: name,
           url,
           batch,
-          seconds: cfg.throughputSeconds,
-          amount: cfg.throughputRequests[batch],
+          amount: cfg.throughputRequests[batch]!,
           connections: cfg.connections[batch] ?? 8,
           events: spread,
         });
