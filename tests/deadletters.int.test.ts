@@ -7,6 +7,8 @@ import { type DeadLetter, pullAll } from '../scripts/dead-letters.ts';
 import { toMessage } from '../shared/cloudevents.ts';
 import { type Interaction, interactionSchema } from '../shared/domain/interaction.ts';
 import { interactionEvent, TOPICS } from '../shared/events.ts';
+import { orderingKeyResolver } from '../shared/ordering.ts';
+import { loadTopology } from '../shared/topology.ts';
 import { eventually, fnUrl, pubsubClient, suite, token } from './helpers.ts';
 
 /**
@@ -81,12 +83,27 @@ describe('npm run deadletters', () => {
     expect(line).toContain('attempts=5');
     expect(line).toContain('type=learnflow.interaction.v1');
 
+    // a tap on the interaction topic sees the replay as published: keyed as the functions key the learner
+    const [tap] = await pubsub.topic(TOPICS.interaction).createSubscription(`tap-dl-${randomUUID()}`);
+    const replayKeys = new Map<string, string>();
+    tap.on('message', (m) => {
+      if (m.attributes['ce-id'] === ceId) replayKeys.set(m.attributes['ce-id'], m.orderingKey ?? '');
+      m.ack();
+    });
+    tap.on('error', () => {});
+
     const before = (await (await admin('GET', '/bridge')).json()) as { filtered: number };
     // --all of one source subscription: other tests of the run leave dead letters of made-up subscriptions
     // (push bodies posted by hand), which `replay --all` rightly reports as not replayable (exit 1)
     const replayed = await cli('replay', '--all', '--subscription', 'fn.updateProgress.interaction');
     expect(replayed.stdout).toMatch(/\d+ replayed, 0 failed/);
     expect(replayed.stdout).toContain(`ce-id ${ceId}`);
+    // the dead letter carried no key: it comes back from the data as the learner's shard (on the emulator)
+    const key = await eventually(async () => replayKeys.get(ceId), 20_000, 'the replay on the tap');
+    await tap.close();
+    await tap.delete();
+    expect(key).toBe(orderingKeyResolver(loadTopology(), true)(TOPICS.interaction, studentId));
+    expect(key).toMatch(/^s\d+$/);
 
     const platform = await token({ sub: 'platform-svc', role: 'platform' });
     const history = await eventually(
